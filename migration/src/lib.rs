@@ -1,0 +1,29 @@
+//! Database migrations for Seat Storm.
+//!
+//! Migrations are history: they define their own SQL and never import the `entity` crate, so they keep
+//! compiling whatever the entities become. Every migration runs on PostgreSQL (production) and SQLite (the
+//! embedded default); `ddl` renders the few types that differ between the two.
+
+pub use sea_orm_migration::prelude::*;
+
+mod ddl;
+mod m20261122_000001_accounts;
+mod m20261122_000002_venues;
+mod m20261122_000003_events_and_holds;
+mod m20261122_000004_orders_inventory_tickets;
+mod m20261122_000005_waitlist_queue_notifications;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261122_000001_accounts::Migration),
+            Box::new(m20261122_000002_venues::Migration),
+            Box::new(m20261122_000003_events_and_holds::Migration),
+            Box::new(m20261122_000004_orders_inventory_tickets::Migration),
+            Box::new(m20261122_000005_waitlist_queue_notifications::Migration),
+        ]
+    }
+}

@@ -1,0 +1,274 @@
+//! Typed configuration. This is the only module that reads environment variables.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `DATABASE_URL` | `sqlite://seatstorm.db?mode=rwc` | PostgreSQL (`postgres://…`) or SQLite (`sqlite://…`) |
+//! | `REDIS_URL` | unset: in-process event bus | Redis for live fan-out across instances |
+//! | `BIND_ADDR` | `127.0.0.1:8000` | where the HTTP server listens |
+//! | `JWT_SECRET` | generated in embedded mode; required with PostgreSQL | HMAC key for access tokens, at least 32 bytes |
+//! | `SEED_DEMO` | `true` | seed demo venues, events and accounts into an empty database |
+//! | `DB_MAX_CONNECTIONS` | `32` (PostgreSQL), SQLite always uses one | connection pool size |
+//! | `MAX_QUERY_DEPTH` | `12` | deepest GraphQL selection accepted |
+//! | `MAX_QUERY_COMPLEXITY` | `2000` | largest GraphQL query complexity accepted |
+//! | `MAX_TICKETS_PER_REQUEST` | `10` | most tickets or seats in one hold or booking |
+//! | `INTROSPECTION` | `true` | whether the schema answers introspection queries |
+//! | `LOG_FORMAT` | `text` | `text` or `json` |
+//!
+//! A `.env` file in the working directory is read first by the binary (never by tests).
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use rand::RngCore;
+
+/// Everything the server needs to start. Tests build it in code with [`Config::embedded`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    pub bind_addr: SocketAddr,
+    pub jwt_secret: Secret,
+    /// True when no JWT_SECRET was given and one was generated for this run.
+    pub jwt_secret_generated: bool,
+    pub seed_demo: bool,
+    pub db_max_connections: u32,
+    pub limits: Limits,
+    pub introspection: bool,
+    pub log_format: LogFormat,
+}
+
+/// Guards against expensive or abusive requests.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_query_depth: usize,
+    pub max_query_complexity: usize,
+    pub max_tickets_per_request: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_query_depth: 12,
+            max_query_complexity: 2000,
+            max_tickets_per_request: 10,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A secret value whose `Debug` output never shows it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    fn generate() -> Self {
+        let mut bytes = [0u8; 48];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            bytes,
+        ))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error(
+        "JWT_SECRET must be set (at least 32 bytes) when DATABASE_URL points at PostgreSQL; only the embedded SQLite mode generates one"
+    )]
+    MissingJwtSecret,
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://seatstorm.db?mode=rwc";
+const MIN_JWT_SECRET_LEN: usize = 32;
+
+impl Config {
+    /// The embedded default: SQLite file, in-process bus, a generated JWT secret.
+    pub fn embedded() -> Self {
+        Self {
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            redis_url: None,
+            bind_addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            jwt_secret: Secret::generate(),
+            jwt_secret_generated: true,
+            seed_demo: true,
+            db_max_connections: 32,
+            limits: Limits::default(),
+            introspection: true,
+            log_format: LogFormat::Text,
+        }
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from any variable source; `lookup` returns `None` for an unset variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let mut config = Self::embedded();
+        if let Some(url) = var("DATABASE_URL") {
+            config.database_url = url;
+        }
+        config.redis_url = var("REDIS_URL");
+        if let Some(addr) = var("BIND_ADDR") {
+            config.bind_addr = parse("BIND_ADDR", &addr)?;
+        }
+        match var("JWT_SECRET") {
+            Some(secret) if secret.len() < MIN_JWT_SECRET_LEN => {
+                return Err(ConfigError::Invalid {
+                    name: "JWT_SECRET",
+                    reason: format!("must be at least {MIN_JWT_SECRET_LEN} bytes"),
+                });
+            }
+            Some(secret) => {
+                config.jwt_secret = Secret::new(secret);
+                config.jwt_secret_generated = false;
+            }
+            None if config.is_postgres() => return Err(ConfigError::MissingJwtSecret),
+            None => {}
+        }
+        if let Some(value) = var("SEED_DEMO") {
+            config.seed_demo = parse_bool("SEED_DEMO", &value)?;
+        }
+        if let Some(value) = var("DB_MAX_CONNECTIONS") {
+            config.db_max_connections = parse("DB_MAX_CONNECTIONS", &value)?;
+        }
+        if let Some(value) = var("MAX_QUERY_DEPTH") {
+            config.limits.max_query_depth = parse("MAX_QUERY_DEPTH", &value)?;
+        }
+        if let Some(value) = var("MAX_QUERY_COMPLEXITY") {
+            config.limits.max_query_complexity = parse("MAX_QUERY_COMPLEXITY", &value)?;
+        }
+        if let Some(value) = var("MAX_TICKETS_PER_REQUEST") {
+            config.limits.max_tickets_per_request = parse("MAX_TICKETS_PER_REQUEST", &value)?;
+        }
+        if let Some(value) = var("INTROSPECTION") {
+            config.introspection = parse_bool("INTROSPECTION", &value)?;
+        }
+        if let Some(value) = var("LOG_FORMAT") {
+            config.log_format = match value.to_ascii_lowercase().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        name: "LOG_FORMAT",
+                        reason: format!("expected text or json, got {other:?}"),
+                    });
+                }
+            };
+        }
+        Ok(config)
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://")
+    }
+}
+
+fn parse<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    value
+        .trim()
+        .parse()
+        .map_err(|err: T::Err| ConfigError::Invalid {
+            name,
+            reason: err.to_string(),
+        })
+}
+
+fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(ConfigError::Invalid {
+            name,
+            reason: format!("expected true or false, got {other:?}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config_from(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn no_variables_means_embedded_mode() {
+        let config = config_from(&[]).expect("defaults are valid");
+        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert!(config.redis_url.is_none());
+        assert!(config.jwt_secret.expose().len() >= MIN_JWT_SECRET_LEN);
+    }
+
+    #[test]
+    fn postgres_without_a_jwt_secret_refuses_to_start() {
+        let result = config_from(&[("DATABASE_URL", "postgres://localhost/seatstorm")]);
+        assert!(matches!(result, Err(ConfigError::MissingJwtSecret)));
+    }
+
+    #[test]
+    fn a_short_jwt_secret_is_rejected() {
+        let result = config_from(&[("JWT_SECRET", "short")]);
+        assert!(matches!(
+            result,
+            Err(ConfigError::Invalid {
+                name: "JWT_SECRET",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn secrets_never_reach_debug_output() {
+        let secret = "a-very-secret-value-that-is-long-enough!";
+        let config = config_from(&[("JWT_SECRET", secret)]).expect("valid");
+        assert!(!format!("{config:?}").contains(secret));
+    }
+
+    #[test]
+    fn malformed_numbers_name_the_variable() {
+        let result = config_from(&[("MAX_QUERY_DEPTH", "deep")]);
+        assert!(matches!(
+            result,
+            Err(ConfigError::Invalid {
+                name: "MAX_QUERY_DEPTH",
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,160 @@
+//! The one error type of Seat Storm and its stable GraphQL codes.
+//!
+//! Every variant maps to exactly one `extensions.code`. Resolvers convert with
+//! `async_graphql::ResultExt::extend` (never plain `?`, which goes through `Display` and drops the code).
+//! Internal errors are logged with their cause chain and reach the client only as a generic message.
+
+use async_graphql::{ErrorExtensions, FieldError};
+use sea_orm::{DbErr, RuntimeErr};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadUserInput(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    SoldOut(String),
+    #[error("{0}")]
+    TooManyRequests(String),
+    #[error(transparent)]
+    Database(#[from] DbErr),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    /// The stable machine-readable code clients switch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadUserInput(_) => "BAD_USER_INPUT",
+            Self::Unauthenticated(_) => "UNAUTHENTICATED",
+            Self::Forbidden(_) => "FORBIDDEN",
+            Self::NotFound(_) => "NOT_FOUND",
+            Self::Conflict(_) => "CONFLICT",
+            Self::SoldOut(_) => "SOLD_OUT",
+            Self::TooManyRequests(_) => "TOO_MANY_REQUESTS",
+            Self::Database(_) | Self::Internal(_) => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        Self::BadUserInput(message.into())
+    }
+
+    /// Maps a violated database constraint to the error it means, by constraint name.
+    ///
+    /// PostgreSQL reports the constraint's name; SQLite reports a CHECK by name but a UNIQUE index by its
+    /// columns (`UNIQUE constraint failed: users.email`), so each rule lists both spellings.
+    /// Any other database error stays internal.
+    pub fn on_constraint(err: DbErr, rules: &[ConstraintRule]) -> Self {
+        if let Some(violated) = violated_constraint(&err) {
+            for rule in rules {
+                if rule.matches(&violated) {
+                    return (rule.error)();
+                }
+            }
+        }
+        Self::Database(err)
+    }
+}
+
+/// One entry of [`AppError::on_constraint`]: a constraint and the error its violation means.
+pub struct ConstraintRule {
+    pub name: &'static str,
+    pub sqlite_columns: &'static str,
+    pub error: fn() -> AppError,
+}
+
+impl ConstraintRule {
+    fn matches(&self, violated: &str) -> bool {
+        violated == self.name
+            || (!self.sqlite_columns.is_empty() && violated == self.sqlite_columns)
+    }
+}
+
+/// The name (PostgreSQL, SQLite CHECK) or column list (SQLite UNIQUE) of the violated constraint.
+fn violated_constraint(err: &DbErr) -> Option<String> {
+    let runtime = match err {
+        DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        _ => return None,
+    };
+    let RuntimeErr::SqlxError(sqlx_err) = runtime else {
+        return None;
+    };
+    let database_error = sqlx_err.as_database_error()?;
+    if let Some(name) = database_error.constraint() {
+        return Some(name.to_owned());
+    }
+    let message = database_error.message();
+    ["UNIQUE constraint failed: ", "CHECK constraint failed: "]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .map(|rest| rest.trim().to_owned())
+}
+
+impl ErrorExtensions for AppError {
+    fn extend(&self) -> FieldError {
+        let message = match self {
+            Self::Database(err) => {
+                tracing::error!(error = %err, "database error");
+                "internal server error".to_owned()
+            }
+            Self::Internal(err) => {
+                tracing::error!(error = format!("{err:#}"), "internal error");
+                "internal server error".to_owned()
+            }
+            other => other.to_string(),
+        };
+        FieldError::new(message).extend_with(|_, extensions| extensions.set("code", self.code()))
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_has_its_own_code_and_it_reaches_the_graphql_error() {
+        let cases = [
+            (AppError::bad_input("x"), "BAD_USER_INPUT"),
+            (AppError::Unauthenticated("x".into()), "UNAUTHENTICATED"),
+            (AppError::Forbidden("x".into()), "FORBIDDEN"),
+            (AppError::NotFound("event"), "NOT_FOUND"),
+            (AppError::Conflict("x".into()), "CONFLICT"),
+            (AppError::SoldOut("x".into()), "SOLD_OUT"),
+            (AppError::TooManyRequests("x".into()), "TOO_MANY_REQUESTS"),
+            (
+                AppError::Internal(anyhow::anyhow!("boom")),
+                "INTERNAL_SERVER_ERROR",
+            ),
+            (
+                AppError::Database(DbErr::Custom("boom".into())),
+                "INTERNAL_SERVER_ERROR",
+            ),
+        ];
+        for (error, code) in cases {
+            let graphql_error = error.extend();
+            let extensions = graphql_error.extensions.expect("extensions are set");
+            assert_eq!(
+                extensions.get("code"),
+                Some(&async_graphql::Value::from(code)),
+                "{error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_their_cause() {
+        let error = AppError::Database(DbErr::Custom("SELECT secret FROM users".into())).extend();
+        assert!(!error.message.contains("SELECT"));
+    }
+}

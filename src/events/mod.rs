@@ -1,0 +1,10 @@
+//! Events, their ticket tiers, and the per-event seat inventory.
+//!
+//! Invariants: only published events (on sale or cancelled) are visible to the public; a tier's
+//! `0 <= available <= capacity` is enforced by a CHECK; publishing creates one `event_seats` row per seat
+//! of every reserved section the event sells, in the same transaction that flips the status.
+
+pub mod graphql;
+pub mod loaders;
+pub mod seat_map;
+pub mod service;

@@ -1,0 +1,113 @@
+//! GraphQL plumbing shared by every domain: context access, ID parsing, cursors, page sizes.
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{Context, ID};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use uuid::Uuid;
+
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+
+/// Typed access to what the server put into the GraphQL context.
+pub trait ContextExt {
+    fn state(&self) -> AppResult<&AppState>;
+    fn loader<T: Send + Sync + 'static>(&self) -> AppResult<&DataLoader<T>>;
+}
+
+impl ContextExt for Context<'_> {
+    fn state(&self) -> AppResult<&AppState> {
+        self.data::<AppState>().map_err(|_| {
+            AppError::Internal(anyhow::anyhow!("AppState missing from the GraphQL context"))
+        })
+    }
+
+    fn loader<T: Send + Sync + 'static>(&self) -> AppResult<&DataLoader<T>> {
+        self.data::<DataLoader<T>>().map_err(|_| {
+            AppError::Internal(anyhow::anyhow!(
+                "DataLoader<{}> missing from the request data",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+}
+
+/// Parses a GraphQL `ID` argument; `what` names it in the error.
+pub fn parse_id(id: &ID, what: &str) -> AppResult<Uuid> {
+    Uuid::parse_str(id.as_str())
+        .map_err(|_| AppError::bad_input(format!("{what} is not a valid ID")))
+}
+
+/// The default and largest page sizes of every connection.
+pub const DEFAULT_PAGE_SIZE: usize = 20;
+pub const MAX_PAGE_SIZE: usize = 100;
+
+/// Validates a connection's `first` argument.
+pub fn page_size(first: Option<i32>) -> AppResult<usize> {
+    match first {
+        None => Ok(DEFAULT_PAGE_SIZE),
+        Some(n) if n >= 1 && n as usize <= MAX_PAGE_SIZE => Ok(n as usize),
+        Some(_) => Err(AppError::bad_input(format!(
+            "first must be between 1 and {MAX_PAGE_SIZE}"
+        ))),
+    }
+}
+
+/// A keyset cursor: the sort key of the last row seen and its id as the tie-breaker.
+/// Opaque to clients (base64url), but not secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub key: String,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    pub fn new(key: impl Into<String>, id: Uuid) -> Self {
+        Self {
+            key: key.into(),
+            id,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{}|{}", self.id, self.key))
+    }
+
+    pub fn decode(cursor: &str) -> AppResult<Self> {
+        let invalid = || AppError::bad_input("after is not a valid cursor");
+        let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+        let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+        let (id, key) = text.split_once('|').ok_or_else(invalid)?;
+        let id = Uuid::parse_str(id).map_err(|_| invalid())?;
+        Ok(Self::new(key, id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_even_when_the_key_contains_the_separator() {
+        let cursor = Cursor::new("AC/DC | Live", Uuid::now_v7());
+        assert_eq!(Cursor::decode(&cursor.encode()).ok(), Some(cursor));
+    }
+
+    #[test]
+    fn garbage_cursors_are_bad_user_input() {
+        for garbage in ["", "!!!", "bm90LWEtY3Vyc29y"] {
+            assert!(matches!(
+                Cursor::decode(garbage),
+                Err(AppError::BadUserInput(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn page_sizes_outside_the_bounds_are_refused() {
+        assert_eq!(page_size(None).ok(), Some(DEFAULT_PAGE_SIZE));
+        assert!(page_size(Some(0)).is_err());
+        assert!(page_size(Some(101)).is_err());
+        assert_eq!(page_size(Some(100)).ok(), Some(100));
+    }
+}

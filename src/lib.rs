@@ -1,0 +1,26 @@
+//! Seat Storm: a GraphQL API for live event ticketing that holds up in a ticket war.
+
+/// HTTP server: router, GraphQL endpoints, health checks, graceful shutdown.
+pub mod app;
+/// Password hashing and (later) tokens and roles.
+pub mod auth;
+/// Typed configuration from environment variables.
+pub mod config;
+/// Connection pool, migrations, statement counter.
+pub mod db;
+/// Demo venues, events and accounts for the embedded default.
+pub mod demo;
+/// The error type and its stable GraphQL codes.
+pub mod error;
+/// Events, ticket tiers, seat inventory and the seat map.
+pub mod events;
+/// Shared GraphQL plumbing: context access, IDs, cursors.
+pub mod gql;
+/// The live event bus.
+pub mod live;
+/// The GraphQL schema and SDL export.
+pub mod schema;
+/// Shared application state.
+pub mod state;
+/// Venues, sections and seats.
+pub mod venues;

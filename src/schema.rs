@@ -1,0 +1,93 @@
+//! The GraphQL schema: roots merged from every domain, limits from Config, and the SDL export.
+
+use std::time::Duration;
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{EmptyMutation, MergedObject, Schema, SchemaBuilder, Subscription};
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use sea_orm::DatabaseConnection;
+
+use crate::config::Limits;
+use crate::events::graphql::EventQuery;
+use crate::events::loaders::{SectionAvailabilityByEventLoader, TiersByEventLoader};
+use crate::state::AppState;
+use crate::venues::graphql::VenueQuery;
+use crate::venues::loaders::{SectionsByVenueLoader, VenueByIdLoader};
+
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(EventQuery, VenueQuery);
+
+pub type MutationRoot = EmptyMutation;
+
+#[derive(Default)]
+pub struct SubscriptionRoot;
+
+/// Slowest and fastest heartbeat a client may ask for.
+const HEARTBEAT_SECONDS: std::ops::RangeInclusive<u64> = 1..=60;
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// The server's clock every `intervalSeconds` (1 to 60, default 5): a liveness check for the
+    /// subscription transport.
+    async fn heartbeat(&self, interval_seconds: Option<i32>) -> impl Stream<Item = DateTime<Utc>> {
+        let seconds = interval_seconds
+            .and_then(|s| u64::try_from(s).ok())
+            .unwrap_or(5)
+            .clamp(*HEARTBEAT_SECONDS.start(), *HEARTBEAT_SECONDS.end());
+        let interval = tokio::time::interval(Duration::from_secs(seconds));
+        futures::stream::unfold(interval, |mut interval| async move {
+            interval.tick().await;
+            Some((Utc::now(), interval))
+        })
+    }
+}
+
+pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+
+fn builder(
+    limits: &Limits,
+    introspection: bool,
+) -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
+    let builder = Schema::build(QueryRoot::default(), EmptyMutation, SubscriptionRoot)
+        .limit_depth(limits.max_query_depth)
+        .limit_complexity(limits.max_query_complexity);
+    if introspection {
+        builder
+    } else {
+        builder.disable_introspection()
+    }
+}
+
+/// The schema the server runs, carrying the shared state.
+pub fn build_schema(state: AppState) -> AppSchema {
+    let limits = state.config.limits.clone();
+    let introspection = state.config.introspection;
+    builder(&limits, introspection).data(state).finish()
+}
+
+/// The SDL of the schema, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    builder(&Limits::default(), true).finish().sdl()
+}
+
+/// Per-request DataLoaders: created for each request so no cached row outlives it or crosses users.
+pub fn request_loaders(
+    request: async_graphql::Request,
+    db: &DatabaseConnection,
+) -> async_graphql::Request {
+    request
+        .data(DataLoader::new(VenueByIdLoader(db.clone()), tokio::spawn))
+        .data(DataLoader::new(
+            SectionsByVenueLoader(db.clone()),
+            tokio::spawn,
+        ))
+        .data(DataLoader::new(
+            TiersByEventLoader(db.clone()),
+            tokio::spawn,
+        ))
+        .data(DataLoader::new(
+            SectionAvailabilityByEventLoader(db.clone()),
+            tokio::spawn,
+        ))
+}
