@@ -1,0 +1,335 @@
+//! The test harness: a fresh database per test, the real app on a random port, a GraphQL client.
+
+use std::path::PathBuf;
+
+use chrono::{Duration, Utc};
+use entity::enums::{EventCategory, SectionKind, TierKind};
+use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+use seatstorm::app::App;
+use seatstorm::config::{Config, Secret};
+use seatstorm::events::service::{NewEvent, NewTier, create_event, publish_event};
+use seatstorm::state::AppState;
+use seatstorm::venues::layout::GridLayout;
+use seatstorm::venues::service::{NewSection, NewVenue, create_venue};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// Which database a test runs on, and how to get rid of it afterwards.
+enum TestDatabase {
+    Sqlite(PathBuf),
+    Postgres { admin_url: String, name: String },
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub state: AppState,
+    client: reqwest::Client,
+    database: TestDatabase,
+}
+
+/// How to start an app for a test.
+#[derive(Default)]
+pub struct Options {
+    pub seed_demo: bool,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(options: Options) -> Self {
+        let (database_url, database) = fresh_database().await;
+        let mut config = Config::embedded();
+        config.database_url = database_url;
+        config.bind_addr = "127.0.0.1:0".parse().expect("valid address");
+        config.jwt_secret = Secret::new("test-secret-that-is-long-enough-for-hs256!");
+        config.jwt_secret_generated = false;
+        config.seed_demo = options.seed_demo;
+        config.db_max_connections = 10;
+        let app = App::build(config).await.expect("the app starts");
+        let address = format!("127.0.0.1:{}", app.port());
+        let state = app.state().clone();
+        tokio::spawn(app.run_until_stopped());
+        Self {
+            address,
+            state,
+            client: reqwest::Client::new(),
+            database,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/graphql", self.address)
+    }
+
+    /// Posts a GraphQL request and returns the whole response body.
+    pub async fn graphql(&self, query: &str, variables: Value) -> Value {
+        let response = self
+            .client
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("request reaches the server");
+        assert!(
+            response.status().is_success(),
+            "GraphQL over HTTP answers 200, got {}",
+            response.status()
+        );
+        response.json().await.expect("a JSON body")
+    }
+
+    /// Posts a GraphQL request that must succeed and returns its `data`.
+    pub async fn data(&self, query: &str, variables: Value) -> Value {
+        let body = self.graphql(query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    pub fn statements(&self) -> u64 {
+        self.state.statements.get()
+    }
+}
+
+/// The `extensions.code` of the first error, panicking with the body if there is none.
+pub fn error_code(body: &Value) -> String {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error with a code, got {body}"))
+        .to_owned()
+}
+
+async fn fresh_database() -> (String, TestDatabase) {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(admin_url) if !admin_url.is_empty() => {
+            let name = format!("seatstorm_test_{}", Uuid::new_v4().simple());
+            let admin = Database::connect(&admin_url)
+                .await
+                .expect("TEST_DATABASE_URL is reachable");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("can create a test database");
+            admin.close().await.ok();
+            let url = replace_database_name(&admin_url, &name);
+            (url, TestDatabase::Postgres { admin_url, name })
+        }
+        _ => {
+            let path = std::env::temp_dir().join(format!("seatstorm-test-{}.db", Uuid::new_v4()));
+            let url = format!("sqlite://{}?mode=rwc", path.display());
+            (url, TestDatabase::Sqlite(path))
+        }
+    }
+}
+
+fn replace_database_name(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let prefix = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
+    match query {
+        Some(query) => format!("{prefix}/{name}?{query}"),
+        None => format!("{prefix}/{name}"),
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        match &self.database {
+            TestDatabase::Sqlite(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            TestDatabase::Postgres { admin_url, name } => {
+                let (admin_url, name) = (admin_url.clone(), name.clone());
+                // Drop runs inside the test's runtime, which cannot block on async work: use a thread.
+                let dropped = std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a runtime for cleanup");
+                    runtime.block_on(async move {
+                        if let Ok(admin) = Database::connect(&admin_url).await {
+                            let _ = admin
+                                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .await;
+                            admin.close().await.ok();
+                        }
+                    });
+                });
+                let _ = dropped.join();
+            }
+        }
+    }
+}
+
+/// A small published event: a reserved section of 3 rows × 4 seats and a standing area of 100.
+pub struct SmallEvent {
+    pub venue_id: Uuid,
+    pub event_id: Uuid,
+}
+
+/// Arranges a venue and a published event through the services (no mutation API exists for them yet).
+pub async fn create_small_event(app: &TestApp, title: &str, days_from_now: i64) -> SmallEvent {
+    let now = Utc::now();
+    let db = &app.state.db;
+    let txn = db.begin().await.expect("transaction");
+    let organizer_id = insert_user(&txn, "organizer").await;
+    let venue = create_venue(
+        &txn,
+        NewVenue {
+            owner_id: organizer_id,
+            name: format!("{title} Hall"),
+            city: "Testville".into(),
+            address: "1 Test Street".into(),
+            timezone: "UTC".into(),
+            description: None,
+            sections: vec![
+                NewSection {
+                    name: "Stalls".into(),
+                    kind: SectionKind::Reserved,
+                    standing_capacity: 0,
+                    position: (0.0, 0.0),
+                    seats: GridLayout {
+                        rows: 3,
+                        seats_per_row: 4,
+                        origin: (0.0, 0.0),
+                        facing_degrees: 90.0,
+                        seat_spacing: 1.0,
+                        row_spacing: 1.0,
+                    }
+                    .seats(),
+                },
+                NewSection {
+                    name: "Standing".into(),
+                    kind: SectionKind::GeneralAdmission,
+                    standing_capacity: 100,
+                    position: (0.0, 10.0),
+                    seats: Vec::new(),
+                },
+            ],
+        },
+        now,
+    )
+    .await
+    .expect("venue is created");
+    let sections = seatstorm::venues::service::sections_of_venues(&txn, &[venue.id])
+        .await
+        .expect("sections load");
+    let section = |name: &str| {
+        sections
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.id)
+            .expect("section exists")
+    };
+    let starts_at = now + Duration::days(days_from_now);
+    let draft = create_event(
+        &txn,
+        NewEvent {
+            venue_id: venue.id,
+            organizer_id,
+            title: title.into(),
+            performer: format!("{title} Band"),
+            category: EventCategory::Concert,
+            description: "A test event.".into(),
+            starts_at,
+            ends_at: starts_at + Duration::hours(2),
+            sale_starts_at: now - Duration::hours(1),
+            waiting_room_required: false,
+            admission_rate_per_minute: 100,
+            max_active_shoppers: 100,
+            max_tickets_per_user: 8,
+            tiers: vec![
+                NewTier {
+                    name: "Stalls".into(),
+                    kind: TierKind::Reserved,
+                    price_cents: 5000,
+                    currency: "USD".into(),
+                    capacity: 0,
+                    section_ids: vec![section("Stalls")],
+                },
+                NewTier {
+                    name: "Standing".into(),
+                    kind: TierKind::GeneralAdmission,
+                    price_cents: 2500,
+                    currency: "USD".into(),
+                    capacity: 100,
+                    section_ids: vec![section("Standing")],
+                },
+            ],
+        },
+        now,
+    )
+    .await
+    .expect("event is created");
+    let event = publish_event(&txn, draft, now).await.expect("event is published");
+    txn.commit().await.expect("commit");
+    SmallEvent {
+        venue_id: venue.id,
+        event_id: event.id,
+    }
+}
+
+/// Creates a draft event that the public must not see.
+pub async fn create_draft_event(app: &TestApp) -> Uuid {
+    let small = create_small_event(app, "Draft Base", 3).await;
+    let now = Utc::now();
+    let db = &app.state.db;
+    let organizer_id = insert_user(db, "organizer").await;
+    create_event(
+        db,
+        NewEvent {
+            venue_id: small.venue_id,
+            organizer_id,
+            title: "Secret Draft".into(),
+            performer: "Nobody Yet".into(),
+            category: EventCategory::Comedy,
+            description: String::new(),
+            starts_at: now + Duration::days(5),
+            ends_at: now + Duration::days(5) + Duration::hours(1),
+            sale_starts_at: now,
+            waiting_room_required: false,
+            admission_rate_per_minute: 100,
+            max_active_shoppers: 100,
+            max_tickets_per_user: 8,
+            tiers: Vec::new(),
+        },
+        now,
+    )
+    .await
+    .expect("draft is created")
+    .id
+}
+
+async fn insert_user(db: &impl ConnectionTrait, role: &str) -> Uuid {
+    use entity::enums::Role;
+    use sea_orm::{ActiveModelTrait, Set};
+    let id = Uuid::now_v7();
+    let role = match role {
+        "organizer" => Role::Organizer,
+        _ => Role::Customer,
+    };
+    entity::user::ActiveModel {
+        id: Set(id),
+        email: Set(format!("{id}@example.test")),
+        password_hash: Set("not-a-hash".into()),
+        name: Set("Test User".into()),
+        role: Set(role),
+        organizer_id: Set(None),
+        avatar_path: Set(None),
+        created_at: Set(Utc::now()),
+        updated_at: Set(Utc::now()),
+    }
+    .insert(db)
+    .await
+    .expect("user is inserted");
+    id
+}

@@ -1,0 +1,87 @@
+//! Subscriptions over WebSocket, with real clients for both subprotocols.
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+use crate::helpers::TestApp;
+
+type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a socket on `/graphql` speaking `protocol` and completes `connection_init`.
+pub async fn connect(app: &TestApp, protocol: &str, init_payload: Value) -> Socket {
+    let mut request = app.ws_url().into_client_request().expect("valid request");
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", protocol.parse().expect("header value"));
+    let (mut socket, response) = connect_async(request).await.expect("the upgrade succeeds");
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"], protocol,
+        "the server speaks the protocol the client asked for"
+    );
+    send(&mut socket, json!({ "type": "connection_init", "payload": init_payload })).await;
+    let ack = next_message(&mut socket).await;
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    socket
+}
+
+pub async fn send(socket: &mut Socket, message: Value) {
+    socket
+        .send(Message::Text(message.to_string().into()))
+        .await
+        .expect("the socket accepts the message");
+}
+
+/// The next protocol message, skipping keep-alives; fails after ten seconds without one.
+pub async fn next_message(socket: &mut Socket) -> Value {
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+            .await
+            .expect("a message within ten seconds")
+            .expect("the socket is open")
+            .expect("a valid frame");
+        if let Message::Text(text) = frame {
+            let message: Value = serde_json::from_str(&text).expect("JSON message");
+            if message["type"] != "ka" && message["type"] != "ping" && message["type"] != "pong" {
+                return message;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn graphql_transport_ws_clients_receive_subscription_data() {
+    let app = TestApp::spawn().await;
+    let mut socket = connect(&app, "graphql-transport-ws", json!({})).await;
+    send(
+        &mut socket,
+        json!({ "id": "1", "type": "subscribe",
+                "payload": { "query": "subscription { heartbeat(intervalSeconds: 1) }" } }),
+    )
+    .await;
+    let message = next_message(&mut socket).await;
+    assert_eq!(message["type"], "next", "{message}");
+    assert_eq!(message["id"], "1");
+    let sent_at = message["payload"]["data"]["heartbeat"].as_str().expect("a timestamp");
+    assert!(chrono::DateTime::parse_from_rfc3339(sent_at).is_ok());
+    send(&mut socket, json!({ "id": "1", "type": "complete" })).await;
+}
+
+#[tokio::test]
+async fn legacy_graphql_ws_clients_receive_subscription_data() {
+    let app = TestApp::spawn().await;
+    let mut socket = connect(&app, "graphql-ws", json!({})).await;
+    send(
+        &mut socket,
+        json!({ "id": "7", "type": "start",
+                "payload": { "query": "subscription { heartbeat(intervalSeconds: 1) }" } }),
+    )
+    .await;
+    let message = next_message(&mut socket).await;
+    assert_eq!(message["type"], "data", "{message}");
+    assert_eq!(message["id"], "7");
+    assert!(message["payload"]["data"]["heartbeat"].is_string());
+    send(&mut socket, json!({ "id": "7", "type": "stop" })).await;
+}
