@@ -46,13 +46,17 @@ impl App {
                 .await
                 .context("seeding demo data")?;
         }
+        let bus = match &config.redis_url {
+            Some(url) => Bus::redis(url, config.redis_channel.clone()).await?,
+            None => Bus::in_process(),
+        };
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind_addr))?;
         let state = AppState {
             config: Arc::new(config),
             db,
-            bus: Bus::in_process(),
+            bus,
             statements,
         };
         let schema = build_schema(state.clone());
@@ -148,15 +152,23 @@ async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Ready when the database answers; a load balancer stops routing here otherwise.
+/// Ready when the database answers; a load balancer stops routing here otherwise. The bus is reported
+/// but does not decide readiness: bookings work without Redis, only live updates pause.
 async fn ready(State(state): State<HttpState>) -> Response {
-    match state.app.db.ping().await {
-        Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+    let database = state.app.db.ping().await;
+    let bus = if state.app.bus.is_healthy().await {
+        "ok"
+    } else {
+        "unreachable"
+    };
+    match database {
+        Ok(()) => Json(serde_json::json!({ "status": "ready", "database": "ok", "bus": bus }))
+            .into_response(),
         Err(err) => {
             tracing::warn!(error = %err, "readiness check failed: database unreachable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({ "status": "unavailable", "database": "unreachable" })),
+                Json(serde_json::json!({ "status": "unavailable", "database": "unreachable", "bus": bus })),
             )
                 .into_response()
         }

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `DATABASE_URL` | `sqlite://seatstorm.db?mode=rwc` | PostgreSQL (`postgres://…`) or SQLite (`sqlite://…`) |
 //! | `REDIS_URL` | unset: in-process event bus | Redis for live fan-out across instances |
+//! | `REDIS_CHANNEL` | `seatstorm:live` | pub/sub channel shared by all instances of one deployment |
 //! | `BIND_ADDR` | `127.0.0.1:8000` | where the HTTP server listens |
 //! | `JWT_SECRET` | generated in embedded mode; required with PostgreSQL | HMAC key for access tokens, at least 32 bytes |
 //! | `SEED_DEMO` | `true` | seed demo venues, events and accounts into an empty database |
@@ -26,6 +27,7 @@ use rand::RngCore;
 pub struct Config {
     pub database_url: String,
     pub redis_url: Option<String>,
+    pub redis_channel: String,
     pub bind_addr: SocketAddr,
     pub jwt_secret: Secret,
     /// True when no JWT_SECRET was given and one was generated for this run.
@@ -109,6 +111,7 @@ impl Config {
         Self {
             database_url: DEFAULT_DATABASE_URL.to_owned(),
             redis_url: None,
+            redis_channel: "seatstorm:live".to_owned(),
             bind_addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
             jwt_secret: Secret::generate(),
             jwt_secret_generated: true,
@@ -133,6 +136,9 @@ impl Config {
             config.database_url = url;
         }
         config.redis_url = var("REDIS_URL");
+        if let Some(channel) = var("REDIS_CHANNEL") {
+            config.redis_channel = channel;
+        }
         if let Some(addr) = var("BIND_ADDR") {
             config.bind_addr = parse("BIND_ADDR", &addr)?;
         }

@@ -1,48 +1,125 @@
 //! The event bus that carries live changes from the instance that made them to every subscriber.
 //!
 //! The bus knows no domain: it moves [`LiveMessage`]s. Messages are published only after the transaction
-//! that caused them commits. Delivery is best effort: a subscriber that lags is told so by the receiver
-//! (`RecvError::Lagged`) and must resync from a snapshot, because the database is the source of truth.
+//! that caused them commits. Two transports, chosen by configuration:
+//! - in-process (embedded default): a broadcast channel;
+//! - Redis pub/sub: every instance PUBLISHes to one channel and keeps ONE subscriber connection that
+//!   fans messages out to its own broadcast channel, never a Redis connection per GraphQL subscriber.
+//!
+//! Delivery is best effort. A subscriber that lags is told so by its receiver (`RecvError::Lagged`),
+//! and a Redis reconnect emits [`LiveMessage::Resync`]: either way clients reload from a snapshot,
+//! because the database is the source of truth.
+
+mod redis_transport;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+use self::redis_transport::RedisTransport;
+
 /// How many messages a slow subscriber may fall behind before it is told to resync.
 const CHANNEL_CAPACITY: usize = 4096;
 
-/// A change worth pushing to clients.
+/// A change worth pushing to clients. Serialized as JSON on Redis; the `v` field versions the format.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveMessage {
-    /// Inventory of an event changed; carries the event id so subscribers can filter cheaply.
+    /// Inventory of an event changed.
     InventoryChanged { event_id: Uuid },
+    /// Messages may have been lost (the Redis subscription was re-established): reload from a snapshot.
+    Resync,
 }
 
-/// In-process fan-out. Cheap to clone: every clone shares the channel.
+/// The wire format on Redis.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    v: u32,
+    message: LiveMessage,
+}
+
+const ENVELOPE_VERSION: u32 = 1;
+
+/// Cheap to clone: every clone shares the local channel and the Redis connections.
 #[derive(Clone)]
 pub struct Bus {
-    sender: broadcast::Sender<LiveMessage>,
-}
-
-impl Default for Bus {
-    fn default() -> Self {
-        Self::in_process()
-    }
+    local: broadcast::Sender<LiveMessage>,
+    redis: Option<RedisTransport>,
 }
 
 impl Bus {
     pub fn in_process() -> Self {
-        let (sender, _) = broadcast::channel(CHANNEL_CAPACITY);
-        Self { sender }
+        let (local, _) = broadcast::channel(CHANNEL_CAPACITY);
+        Self { local, redis: None }
     }
 
-    /// Publishes to every subscriber of this instance. Having no subscriber is not an error.
-    pub fn publish(&self, message: LiveMessage) {
-        let _ = self.sender.send(message);
+    /// Connects to Redis and starts this instance's one subscriber task. Fails when Redis is unreachable
+    /// at start; after that, the subscriber reconnects by itself.
+    pub async fn redis(url: &str, channel: String) -> anyhow::Result<Self> {
+        let (local, _) = broadcast::channel(CHANNEL_CAPACITY);
+        let redis = RedisTransport::start(url, channel, local.clone()).await?;
+        Ok(Self {
+            local,
+            redis: Some(redis),
+        })
+    }
+
+    /// Publishes to every subscriber on every instance. Having no subscriber is not an error; a Redis
+    /// failure is logged and the message still reaches this instance's subscribers.
+    pub async fn publish(&self, message: LiveMessage) {
+        match &self.redis {
+            None => {
+                let _ = self.local.send(message);
+            }
+            Some(redis) => {
+                if let Err(err) = redis.publish(&message).await {
+                    tracing::warn!(error = %err, "publishing to Redis failed; delivering locally only");
+                    let _ = self.local.send(message);
+                }
+            }
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<LiveMessage> {
-        self.sender.subscribe()
+        self.local.subscribe()
+    }
+
+    /// Whether the transport is healthy: always for in-process, a PING for Redis.
+    pub async fn is_healthy(&self) -> bool {
+        match &self.redis {
+            None => true,
+            Some(redis) => redis.ping().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn in_process_subscribers_receive_what_is_published_after_they_subscribe() {
+        let bus = Bus::in_process();
+        let mut receiver = bus.subscribe();
+        let event_id = Uuid::now_v7();
+        bus.publish(LiveMessage::InventoryChanged { event_id })
+            .await;
+        assert_eq!(
+            receiver.recv().await.ok(),
+            Some(LiveMessage::InventoryChanged { event_id })
+        );
+    }
+
+    #[test]
+    fn the_wire_format_is_versioned_json() {
+        let envelope = Envelope {
+            v: ENVELOPE_VERSION,
+            message: LiveMessage::Resync,
+        };
+        let json = serde_json::to_value(&envelope).expect("serializable");
+        assert_eq!(
+            json,
+            serde_json::json!({ "v": 1, "message": { "type": "resync" } })
+        );
     }
 }

@@ -18,7 +18,10 @@ async fn a_malformed_id_is_bad_user_input() {
 async fn a_forged_cursor_is_bad_user_input() {
     let app = TestApp::spawn().await;
     let body = app
-        .graphql("{ events(after: \"definitely-not-a-cursor\") { edges { cursor } } }", json!({}))
+        .graphql(
+            "{ events(after: \"definitely-not-a-cursor\") { edges { cursor } } }",
+            json!({}),
+        )
         .await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT");
 }
@@ -28,7 +31,10 @@ async fn a_page_size_out_of_bounds_is_bad_user_input() {
     let app = TestApp::spawn().await;
     for first in [0, -1, 101] {
         let body = app
-            .graphql("query($first: Int) { events(first: $first) { edges { cursor } } }", json!({ "first": first }))
+            .graphql(
+                "query($first: Int) { events(first: $first) { edges { cursor } } }",
+                json!({ "first": first }),
+            )
             .await;
         assert_eq!(error_code(&body), "BAD_USER_INPUT", "first = {first}");
     }
@@ -51,11 +57,17 @@ async fn an_unknown_event_and_its_seat_map_are_not_found() {
     let app = TestApp::spawn().await;
     let id = uuid::Uuid::now_v7();
     let event = app
-        .graphql("query($id: ID!) { event(id: $id) { title } }", json!({ "id": id }))
+        .graphql(
+            "query($id: ID!) { event(id: $id) { title } }",
+            json!({ "id": id }),
+        )
         .await;
     assert_eq!(error_code(&event), "NOT_FOUND");
     let map = app
-        .graphql("query($id: ID!) { seatMap(eventId: $id) { eventId } }", json!({ "id": id }))
+        .graphql(
+            "query($id: ID!) { seatMap(eventId: $id) { eventId } }",
+            json!({ "id": id }),
+        )
         .await;
     assert_eq!(error_code(&map), "NOT_FOUND");
 }

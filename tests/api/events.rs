@@ -35,24 +35,37 @@ async fn events_filter_by_text_category_date_and_venue() {
     let near = create_small_event(&app, "Jazz Night", 5).await;
     create_small_event(&app, "Rock 100% Loud", 40).await;
 
-    let query = "query($filter: EventFilterInput) { events(filter: $filter) { edges { node { title } } } }";
-    let by_text = app.data(query, json!({ "filter": { "search": "jAzZ" } })).await;
+    let query =
+        "query($filter: EventFilterInput) { events(filter: $filter) { edges { node { title } } } }";
+    let by_text = app
+        .data(query, json!({ "filter": { "search": "jAzZ" } }))
+        .await;
     assert_eq!(titles(&by_text), ["Jazz Night"]);
 
-    let by_performer = app.data(query, json!({ "filter": { "search": "loud band" } })).await;
+    let by_performer = app
+        .data(query, json!({ "filter": { "search": "loud band" } }))
+        .await;
     assert_eq!(titles(&by_performer), ["Rock 100% Loud"]);
 
     // A literal percent sign matches itself, not "anything".
-    let literal = app.data(query, json!({ "filter": { "search": "100%" } })).await;
+    let literal = app
+        .data(query, json!({ "filter": { "search": "100%" } }))
+        .await;
     assert_eq!(titles(&literal), ["Rock 100% Loud"]);
-    let no_wildcard = app.data(query, json!({ "filter": { "search": "%" } })).await;
+    let no_wildcard = app
+        .data(query, json!({ "filter": { "search": "%" } }))
+        .await;
     assert_eq!(titles(&no_wildcard), ["Rock 100% Loud"]);
 
-    let by_category = app.data(query, json!({ "filter": { "category": "COMEDY" } })).await;
+    let by_category = app
+        .data(query, json!({ "filter": { "category": "COMEDY" } }))
+        .await;
     assert!(titles(&by_category).is_empty());
 
     let soon = (chrono::Utc::now() + chrono::Duration::days(10)).to_rfc3339();
-    let by_date = app.data(query, json!({ "filter": { "startsBefore": soon } })).await;
+    let by_date = app
+        .data(query, json!({ "filter": { "startsBefore": soon } }))
+        .await;
     assert_eq!(titles(&by_date), ["Jazz Night"]);
 
     let by_venue = app
@@ -73,7 +86,10 @@ async fn drafts_are_invisible_to_the_public() {
         .await;
     assert!(!titles(&list).contains(&"Secret Draft".to_owned()));
     let body = app
-        .graphql("query($id: ID!) { event(id: $id) { title } }", json!({ "id": draft_id }))
+        .graphql(
+            "query($id: ID!) { event(id: $id) { title } }",
+            json!({ "id": draft_id }),
+        )
         .await;
     assert_eq!(crate::helpers::error_code(&body), "NOT_FOUND");
 }
@@ -161,12 +177,21 @@ async fn nested_event_queries_issue_a_bounded_number_of_statements() {
             let before = app.statements();
             let data = app.data(query, json!({ "first": first })).await;
             let after = app.statements();
-            assert_eq!(data["events"]["edges"].as_array().map(Vec::len), Some(first as usize));
+            assert_eq!(
+                data["events"]["edges"].as_array().map(Vec::len),
+                Some(first as usize)
+            );
             after - before
         }
     };
     let small_page = count(2).await;
     let large_page = count(12).await;
-    assert_eq!(small_page, large_page, "statements must not depend on the page size");
-    assert!(large_page <= 5, "one list query plus one per loader, got {large_page}");
+    assert_eq!(
+        small_page, large_page,
+        "statements must not depend on the page size"
+    );
+    assert!(
+        large_page <= 5,
+        "one list query plus one per loader, got {large_page}"
+    );
 }

@@ -24,7 +24,8 @@ pub struct TestApp {
     pub address: String,
     pub state: AppState,
     client: reqwest::Client,
-    database: TestDatabase,
+    /// The database this app created and drops; `None` for a sibling instance sharing another's.
+    database: Option<TestDatabase>,
 }
 
 /// How to start an app for a test.
@@ -42,11 +43,27 @@ impl TestApp {
         let (database_url, database) = fresh_database().await;
         let mut config = Config::embedded();
         config.database_url = database_url;
+        config.redis_url = std::env::var("TEST_REDIS_URL")
+            .ok()
+            .filter(|url| !url.is_empty());
+        // A channel of its own, so concurrent tests never see each other's messages.
+        config.redis_channel = format!("seatstorm-test:{}", Uuid::new_v4().simple());
         config.bind_addr = "127.0.0.1:0".parse().expect("valid address");
         config.jwt_secret = Secret::new("test-secret-that-is-long-enough-for-hs256!");
         config.jwt_secret_generated = false;
         config.seed_demo = options.seed_demo;
         config.db_max_connections = 10;
+        Self::start(config, Some(database)).await
+    }
+
+    /// A second instance on the same database and Redis channel, as behind a load balancer.
+    pub async fn spawn_sibling(&self) -> Self {
+        let mut config = (*self.state.config).clone();
+        config.seed_demo = false;
+        Self::start(config, None).await
+    }
+
+    async fn start(config: Config, database: Option<TestDatabase>) -> Self {
         let app = App::build(config).await.expect("the app starts");
         let address = format!("127.0.0.1:{}", app.port());
         let state = app.state().clone();
@@ -57,6 +74,11 @@ impl TestApp {
             client: reqwest::Client::new(),
             database,
         }
+    }
+
+    /// Whether this run uses Redis (TEST_REDIS_URL) rather than the in-process bus.
+    pub fn uses_redis(&self) -> bool {
+        self.state.config.redis_url.is_some()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -142,12 +164,13 @@ fn replace_database_name(url: &str, name: &str) -> String {
 impl Drop for TestApp {
     fn drop(&mut self) {
         match &self.database {
-            TestDatabase::Sqlite(path) => {
+            None => {}
+            Some(TestDatabase::Sqlite(path)) => {
                 for suffix in ["", "-wal", "-shm"] {
                     let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
                 }
             }
-            TestDatabase::Postgres { admin_url, name } => {
+            Some(TestDatabase::Postgres { admin_url, name }) => {
                 let (admin_url, name) = (admin_url.clone(), name.clone());
                 // Drop runs inside the test's runtime, which cannot block on async work: use a thread.
                 let dropped = std::thread::spawn(move || {
@@ -158,7 +181,9 @@ impl Drop for TestApp {
                     runtime.block_on(async move {
                         if let Ok(admin) = Database::connect(&admin_url).await {
                             let _ = admin
-                                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute_unprepared(&format!(
+                                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                                ))
                                 .await;
                             admin.close().await.ok();
                         }
@@ -270,7 +295,9 @@ pub async fn create_small_event(app: &TestApp, title: &str, days_from_now: i64) 
     )
     .await
     .expect("event is created");
-    let event = publish_event(&txn, draft, now).await.expect("event is published");
+    let event = publish_event(&txn, draft, now)
+        .await
+        .expect("event is published");
     txn.commit().await.expect("commit");
     SmallEvent {
         venue_id: venue.id,

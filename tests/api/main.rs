@@ -4,6 +4,7 @@
 mod errors;
 mod events;
 mod helpers;
+mod live;
 mod schema;
 mod server;
 mod subscriptions;

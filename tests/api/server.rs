@@ -50,7 +50,9 @@ async fn oversized_request_bodies_are_refused_before_parsing() {
     let response = reqwest::Client::new()
         .post(app.url("/graphql"))
         .header("content-type", "application/json")
-        .body(format!(r#"{{"query":"{{ __typename }}","variables":{{"pad":"{huge}"}}}}"#))
+        .body(format!(
+            r#"{{"query":"{{ __typename }}","variables":{{"pad":"{huge}"}}}}"#
+        ))
         .send()
         .await
         .expect("request");
@@ -74,7 +76,10 @@ async fn an_empty_database_is_seeded_with_the_demo() {
         .map(|v| v["node"]["capacity"].as_i64().unwrap_or(0))
         .max()
         .unwrap_or(0);
-    assert!(largest >= 15_000, "an arena of at least 15,000 places, got {largest}");
+    assert!(
+        largest >= 15_000,
+        "an arena of at least 15,000 places, got {largest}"
+    );
 
     let events = data["events"]["edges"].as_array().expect("events");
     assert_eq!(events.len(), 6);
@@ -82,7 +87,10 @@ async fn an_empty_database_is_seeded_with_the_demo() {
         .iter()
         .filter_map(|e| e["node"]["category"].as_str())
         .collect();
-    assert!(categories.len() >= 5, "events across categories: {categories:?}");
+    assert!(
+        categories.len() >= 5,
+        "events across categories: {categories:?}"
+    );
     assert_eq!(
         events
             .iter()
@@ -95,11 +103,19 @@ async fn an_empty_database_is_seeded_with_the_demo() {
         .iter()
         .flat_map(|e| e["node"]["tiers"].as_array().cloned().unwrap_or_default())
         .filter_map(|t| t["kind"].as_str().map(str::to_owned))
-        .map(|k| if k == "RESERVED" { "RESERVED" } else { "GENERAL_ADMISSION" })
+        .map(|k| {
+            if k == "RESERVED" {
+                "RESERVED"
+            } else {
+                "GENERAL_ADMISSION"
+            }
+        })
         .collect();
     assert!(kinds.contains(&"RESERVED") && kinds.contains(&"GENERAL_ADMISSION"));
 
     // Seeding is once only: a restart on the same database keeps the data as it is.
-    let seeded_again = seatstorm::demo::seed_if_empty(&app.state.db).await.expect("seed check");
+    let seeded_again = seatstorm::demo::seed_if_empty(&app.state.db)
+        .await
+        .expect("seed check");
     assert!(!seeded_again);
 }

@@ -13,15 +13,21 @@ type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 /// Opens a socket on `/graphql` speaking `protocol` and completes `connection_init`.
 pub async fn connect(app: &TestApp, protocol: &str, init_payload: Value) -> Socket {
     let mut request = app.ws_url().into_client_request().expect("valid request");
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", protocol.parse().expect("header value"));
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        protocol.parse().expect("header value"),
+    );
     let (mut socket, response) = connect_async(request).await.expect("the upgrade succeeds");
     assert_eq!(
-        response.headers()["sec-websocket-protocol"], protocol,
+        response.headers()["sec-websocket-protocol"],
+        protocol,
         "the server speaks the protocol the client asked for"
     );
-    send(&mut socket, json!({ "type": "connection_init", "payload": init_payload })).await;
+    send(
+        &mut socket,
+        json!({ "type": "connection_init", "payload": init_payload }),
+    )
+    .await;
     let ack = next_message(&mut socket).await;
     assert_eq!(ack["type"], "connection_ack", "{ack}");
     socket
@@ -64,7 +70,9 @@ async fn graphql_transport_ws_clients_receive_subscription_data() {
     let message = next_message(&mut socket).await;
     assert_eq!(message["type"], "next", "{message}");
     assert_eq!(message["id"], "1");
-    let sent_at = message["payload"]["data"]["heartbeat"].as_str().expect("a timestamp");
+    let sent_at = message["payload"]["data"]["heartbeat"]
+        .as_str()
+        .expect("a timestamp");
     assert!(chrono::DateTime::parse_from_rfc3339(sent_at).is_ok());
     send(&mut socket, json!({ "id": "1", "type": "complete" })).await;
 }
