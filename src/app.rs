@@ -6,23 +6,35 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use async_graphql::Data;
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::{ErrorExtensions, Pos};
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::extract::{FromRequestParts, Request, State, WebSocketUpgrade};
-use axum::http::{StatusCode, header};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::services::ServeDir;
 
-use crate::config::Config;
+use crate::auth::Viewer;
+use crate::auth::avatar::AVATAR_URL_PREFIX;
+use crate::auth::throttle::Throttles;
+use crate::auth::tokens::TokenKeys;
+use crate::config::{Config, CorsOrigins};
+use crate::error::AppError;
+use crate::gql::ClientAddress;
 use crate::live::Bus;
+use crate::payments::SimulatedProvider;
 use crate::schema::{AppSchema, build_schema, request_loaders};
 use crate::state::AppState;
 use crate::{db, demo};
 
-/// Largest request body accepted on `/graphql`.
-const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Largest request body accepted: room for a 2 MB avatar in a multipart request, nothing near what
+/// would let one client tie up memory.
+const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 /// A built server, bound to its port but not yet serving.
 pub struct App {
@@ -53,11 +65,19 @@ impl App {
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind_addr))?;
+        let tokens = TokenKeys::new(
+            &config.jwt_secret,
+            chrono::Duration::minutes(config.access_token_ttl_minutes),
+        );
+        let throttles = Arc::new(Throttles::new(config.mutations_per_minute));
         let state = AppState {
             config: Arc::new(config),
             db,
             bus,
             statements,
+            tokens,
+            throttles,
+            payments: Arc::new(SimulatedProvider),
         };
         let schema = build_schema(state.clone());
         let router = router(HttpState {
@@ -89,7 +109,10 @@ impl App {
     /// Serves until SIGTERM or Ctrl-C, then finishes in-flight requests.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "Seat Storm listening; GraphiQL at /graphql");
-        axum::serve(self.listener, self.router)
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("HTTP server failed")
@@ -97,18 +120,122 @@ impl App {
 }
 
 fn router(state: HttpState) -> Router {
-    Router::new()
+    let avatars = ServeDir::new(&state.app.config.avatar_dir);
+    let cors = cors_layer(&state.app.config.cors_origins);
+    let router = Router::new()
         .route("/", get(|| async { Redirect::permanent("/graphql") }))
         .route("/graphql", get(graphiql_or_websocket).post(graphql))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .nest_service(AVATAR_URL_PREFIX, avatars)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .with_state(state)
+        // A 16,000-seat map is megabytes of JSON; gzip shrinks it about tenfold for clients that accept it.
+        .layer(CompressionLayer::new())
+        .with_state(state);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
-async fn graphql(State(state): State<HttpState>, request: GraphQLRequest) -> GraphQLResponse {
-    let request = request_loaders(request.into_inner(), &state.app.db);
-    state.schema.execute(request).await.into()
+fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
+    let allow_origin = match origins {
+        CorsOrigins::SameOrigin => return None,
+        CorsOrigins::Any => AllowOrigin::any(),
+        CorsOrigins::List(list) => AllowOrigin::list(
+            list.iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        ),
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(std::time::Duration::from_secs(3600)),
+    )
+}
+
+async fn graphql(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> GraphQLResponse {
+    let mut request = request_loaders(request.into_inner(), &state.app.db);
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match authenticate(&state.app.tokens, authorization) {
+        Ok(Some(viewer)) => request = request.data(viewer),
+        Ok(None) => {}
+        // A present but bad token fails the whole request: never fall back to anonymous.
+        Err(err) => return refuse(err),
+    }
+    let address = client_address(&state.app.config, &headers, peer);
+    state.schema.execute(request.data(address)).await.into()
+}
+
+fn refuse(err: AppError) -> GraphQLResponse {
+    async_graphql::Response::from_errors(vec![err.extend().into_server_error(Pos::default())])
+        .into()
+}
+
+/// Reads `Authorization: Bearer <token>`. No header is anonymous; anything else that does not verify is
+/// UNAUTHENTICATED.
+fn authenticate(
+    tokens: &TokenKeys,
+    authorization: Option<&str>,
+) -> Result<Option<Viewer>, AppError> {
+    let Some(value) = authorization else {
+        return Ok(None);
+    };
+    let token = value
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| {
+            AppError::Unauthenticated("the Authorization header must be `Bearer <token>`".into())
+        })?;
+    let claims = tokens.verify(token)?;
+    Ok(Some(Viewer {
+        user_id: claims.sub,
+        role: claims.role,
+    }))
+}
+
+/// The WebSocket `connection_init` payload may carry the same token as `Authorization`
+/// (`"Bearer <token>"`), `authorization`, or `token`.
+fn authenticate_payload(
+    tokens: &TokenKeys,
+    payload: &serde_json::Value,
+) -> Result<Option<Viewer>, AppError> {
+    let field = ["Authorization", "authorization"]
+        .iter()
+        .find_map(|key| {
+            payload
+                .get(*key)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        })
+        .or_else(|| {
+            payload
+                .get("token")
+                .and_then(|v| v.as_str())
+                .map(|token| format!("Bearer {token}"))
+        });
+    authenticate(tokens, field.as_deref())
+}
+
+fn client_address(config: &Config, headers: &HeaderMap, peer: SocketAddr) -> ClientAddress {
+    let forwarded = config
+        .trust_forwarded_for
+        .then(|| headers.get("x-forwarded-for")?.to_str().ok())
+        .flatten()
+        .and_then(|value| value.split(',').next())
+        .map(|first| first.trim().to_owned())
+        .filter(|first| !first.is_empty());
+    ClientAddress(forwarded.unwrap_or_else(|| peer.ip().to_string()))
 }
 
 /// `GET /graphql` is GraphiQL for a browser and the subscription endpoint for a WebSocket upgrade.
@@ -138,11 +265,21 @@ async fn graphiql_or_websocket(State(state): State<HttpState>, request: Request)
         Err(rejection) => return rejection.into_response(),
     };
     let schema = state.schema.clone();
+    let tokens = state.app.tokens.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
             GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(|_payload| async { Ok(Data::default()) })
+                .on_connection_init(move |payload| async move {
+                    let mut data = Data::default();
+                    match authenticate_payload(&tokens, &payload) {
+                        Ok(Some(viewer)) => data.insert(viewer),
+                        Ok(None) => {}
+                        // Refusing the init closes the socket with the protocol's "forbidden" code.
+                        Err(err) => return Err(err.extend()),
+                    }
+                    Ok(data)
+                })
                 .serve()
                 .await
         })

@@ -7,6 +7,11 @@
 //! | `REDIS_CHANNEL` | `seatstorm:live` | pub/sub channel shared by all instances of one deployment |
 //! | `BIND_ADDR` | `127.0.0.1:8000` | where the HTTP server listens |
 //! | `JWT_SECRET` | generated in embedded mode; required with PostgreSQL | HMAC key for access tokens, at least 32 bytes |
+//! | `ACCESS_TOKEN_TTL_MINUTES` | `15` | lifetime of an access token |
+//! | `AVATAR_DIR` | `uploads/avatars` | where uploaded avatars are stored (served at `/avatars/`) |
+//! | `CORS_ORIGINS` | unset: same origin only | comma-separated origins allowed to call the API, or `*` |
+//! | `MUTATIONS_PER_MINUTE` | `120` | mutations one user may send per minute |
+//! | `TRUST_FORWARDED_FOR` | `false` | take the client address from `X-Forwarded-For` (behind a proxy) |
 //! | `SEED_DEMO` | `true` | seed demo venues, events and accounts into an empty database |
 //! | `DB_MAX_CONNECTIONS` | `32` (PostgreSQL), SQLite always uses one | connection pool size |
 //! | `MAX_QUERY_DEPTH` | `12` | deepest GraphQL selection accepted |
@@ -19,6 +24,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use rand::RngCore;
 
@@ -32,6 +38,11 @@ pub struct Config {
     pub jwt_secret: Secret,
     /// True when no JWT_SECRET was given and one was generated for this run.
     pub jwt_secret_generated: bool,
+    pub access_token_ttl_minutes: i64,
+    pub avatar_dir: PathBuf,
+    pub cors_origins: CorsOrigins,
+    pub mutations_per_minute: usize,
+    pub trust_forwarded_for: bool,
     pub seed_demo: bool,
     pub db_max_connections: u32,
     pub limits: Limits,
@@ -53,6 +64,32 @@ impl Default for Limits {
             max_query_depth: 12,
             max_query_complexity: 2000,
             max_tickets_per_request: 10,
+        }
+    }
+}
+
+/// Which browser origins may call the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// No CORS headers: only pages served from the API's own origin.
+    SameOrigin,
+    Any,
+    List(Vec<String>),
+}
+
+impl CorsOrigins {
+    fn parse(raw: &str) -> Self {
+        let origins: Vec<String> = raw
+            .split(',')
+            .map(|origin| origin.trim().trim_end_matches('/').to_owned())
+            .filter(|origin| !origin.is_empty())
+            .collect();
+        if origins.iter().any(|origin| origin == "*") {
+            Self::Any
+        } else if origins.is_empty() {
+            Self::SameOrigin
+        } else {
+            Self::List(origins)
         }
     }
 }
@@ -115,6 +152,11 @@ impl Config {
             bind_addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
             jwt_secret: Secret::generate(),
             jwt_secret_generated: true,
+            access_token_ttl_minutes: 15,
+            avatar_dir: PathBuf::from("uploads/avatars"),
+            cors_origins: CorsOrigins::SameOrigin,
+            mutations_per_minute: 120,
+            trust_forwarded_for: false,
             seed_demo: true,
             db_max_connections: 32,
             limits: Limits::default(),
@@ -155,6 +197,27 @@ impl Config {
             }
             None if config.is_postgres() => return Err(ConfigError::MissingJwtSecret),
             None => {}
+        }
+        if let Some(value) = var("ACCESS_TOKEN_TTL_MINUTES") {
+            config.access_token_ttl_minutes = parse("ACCESS_TOKEN_TTL_MINUTES", &value)?;
+            if !(1..=24 * 60).contains(&config.access_token_ttl_minutes) {
+                return Err(ConfigError::Invalid {
+                    name: "ACCESS_TOKEN_TTL_MINUTES",
+                    reason: "must be 1 to 1440".into(),
+                });
+            }
+        }
+        if let Some(dir) = var("AVATAR_DIR") {
+            config.avatar_dir = PathBuf::from(dir);
+        }
+        if let Some(origins) = var("CORS_ORIGINS") {
+            config.cors_origins = CorsOrigins::parse(&origins);
+        }
+        if let Some(value) = var("MUTATIONS_PER_MINUTE") {
+            config.mutations_per_minute = parse("MUTATIONS_PER_MINUTE", &value)?;
+        }
+        if let Some(value) = var("TRUST_FORWARDED_FOR") {
+            config.trust_forwarded_for = parse_bool("TRUST_FORWARDED_FOR", &value)?;
         }
         if let Some(value) = var("SEED_DEMO") {
             config.seed_demo = parse_bool("SEED_DEMO", &value)?;
@@ -264,6 +327,18 @@ mod tests {
         let secret = "a-very-secret-value-that-is-long-enough!";
         let config = config_from(&[("JWT_SECRET", secret)]).expect("valid");
         assert!(!format!("{config:?}").contains(secret));
+    }
+
+    #[test]
+    fn cors_origins_are_a_comma_separated_list_or_a_star() {
+        let config = config_from(&[("CORS_ORIGINS", "https://a.example, https://b.example/")])
+            .expect("valid");
+        assert_eq!(
+            config.cors_origins,
+            CorsOrigins::List(vec!["https://a.example".into(), "https://b.example".into()])
+        );
+        let any = config_from(&[("CORS_ORIGINS", "*")]).expect("valid");
+        assert_eq!(any.cors_origins, CorsOrigins::Any);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::auth::password::hash_password;
-use crate::events::service::{NewEvent, NewTier, create_event, publish_event};
+use crate::events::manage::{NewEvent, NewTier, create_event, publish_event};
 use crate::venues::layout::GridLayout;
 use crate::venues::service::{NewSection, NewVenue, create_venue};
 

@@ -6,16 +6,34 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use uuid::Uuid;
 
+use crate::auth::Viewer;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
+
+/// The client's address as the server saw it (or as a trusted proxy reported it).
+#[derive(Debug, Clone)]
+pub struct ClientAddress(pub String);
 
 /// Typed access to what the server put into the GraphQL context.
 pub trait ContextExt {
     fn state(&self) -> AppResult<&AppState>;
     fn loader<T: Send + Sync + 'static>(&self) -> AppResult<&DataLoader<T>>;
+    /// The signed-in caller; UNAUTHENTICATED when there is none.
+    fn viewer(&self) -> AppResult<&Viewer>;
+    /// The caller if signed in.
+    fn viewer_opt(&self) -> Option<&Viewer>;
 }
 
 impl ContextExt for Context<'_> {
+    fn viewer(&self) -> AppResult<&Viewer> {
+        self.viewer_opt()
+            .ok_or_else(|| AppError::Unauthenticated("sign in to do this".into()))
+    }
+
+    fn viewer_opt(&self) -> Option<&Viewer> {
+        self.data_opt::<Viewer>()
+    }
+
     fn state(&self) -> AppResult<&AppState> {
         self.data::<AppState>().map_err(|_| {
             AppError::Internal(anyhow::anyhow!("AppState missing from the GraphQL context"))

@@ -2,7 +2,7 @@
 
 /// HTTP server: router, GraphQL endpoints, health checks, graceful shutdown.
 pub mod app;
-/// Password hashing and (later) tokens and roles.
+/// Accounts, sessions (access and refresh tokens), roles, avatars, throttling.
 pub mod auth;
 /// Typed configuration from environment variables.
 pub mod config;
@@ -16,8 +16,14 @@ pub mod error;
 pub mod events;
 /// Shared GraphQL plumbing: context access, IDs, cursors.
 pub mod gql;
+/// Request-wide guardrails: error codes before execution, mutation rate limit.
+pub mod guardrails;
 /// The live event bus.
 pub mod live;
+/// Stored notifications for users.
+pub mod notifications;
+/// Payment provider trait, the simulated provider, refunds.
+pub mod payments;
 /// The GraphQL schema and SDL export.
 pub mod schema;
 /// Shared application state.

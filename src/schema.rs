@@ -1,24 +1,30 @@
 //! The GraphQL schema: roots merged from every domain, limits from Config, and the SDL export.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{EmptyMutation, MergedObject, Schema, SchemaBuilder, Subscription};
+use async_graphql::{MergedObject, Schema, SchemaBuilder, Subscription};
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use sea_orm::DatabaseConnection;
 
+use crate::auth::graphql::{AuthMutation, AuthQuery};
+use crate::auth::throttle::Throttles;
 use crate::config::Limits;
 use crate::events::graphql::EventQuery;
 use crate::events::loaders::{SectionAvailabilityByEventLoader, TiersByEventLoader};
+use crate::events::mutations::EventMutation;
+use crate::guardrails::Guardrails;
 use crate::state::AppState;
-use crate::venues::graphql::VenueQuery;
+use crate::venues::graphql::{VenueMutation, VenueQuery};
 use crate::venues::loaders::{SectionsByVenueLoader, VenueByIdLoader};
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(EventQuery, VenueQuery);
+pub struct QueryRoot(EventQuery, VenueQuery, AuthQuery);
 
-pub type MutationRoot = EmptyMutation;
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(AuthMutation, VenueMutation, EventMutation);
 
 #[derive(Default)]
 pub struct SubscriptionRoot;
@@ -48,10 +54,16 @@ pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 fn builder(
     limits: &Limits,
     introspection: bool,
+    throttles: Arc<Throttles>,
 ) -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
-    let builder = Schema::build(QueryRoot::default(), EmptyMutation, SubscriptionRoot)
-        .limit_depth(limits.max_query_depth)
-        .limit_complexity(limits.max_query_complexity);
+    let builder = Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot,
+    )
+    .extension(Guardrails::new(throttles))
+    .limit_depth(limits.max_query_depth)
+    .limit_complexity(limits.max_query_complexity);
     if introspection {
         builder
     } else {
@@ -63,12 +75,16 @@ fn builder(
 pub fn build_schema(state: AppState) -> AppSchema {
     let limits = state.config.limits.clone();
     let introspection = state.config.introspection;
-    builder(&limits, introspection).data(state).finish()
+    builder(&limits, introspection, Arc::clone(&state.throttles))
+        .data(state)
+        .finish()
 }
 
 /// The SDL of the schema, as committed in `schema.graphql`.
 pub fn sdl() -> String {
-    builder(&Limits::default(), true).finish().sdl()
+    builder(&Limits::default(), true, Arc::new(Throttles::new(1)))
+        .finish()
+        .sdl()
 }
 
 /// Per-request DataLoaders: created for each request so no cached row outlives it or crosses users.

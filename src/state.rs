@@ -4,9 +4,12 @@ use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
+use crate::auth::throttle::Throttles;
+use crate::auth::tokens::TokenKeys;
 use crate::config::Config;
 use crate::db::StatementCounter;
 use crate::live::Bus;
+use crate::payments::Payments;
 
 /// Cheap to clone: every field is a handle.
 #[derive(Clone)]
@@ -19,4 +22,10 @@ pub struct AppState {
     pub bus: Bus,
     /// Statements executed since start, for tests and metrics.
     pub statements: Arc<StatementCounter>,
+    /// Signs and verifies access tokens.
+    pub tokens: TokenKeys,
+    /// Login and mutation rate limits (this instance's memory).
+    pub throttles: Arc<Throttles>,
+    /// The payment provider (the simulated one unless a real one is wired in).
+    pub payments: Payments,
 }

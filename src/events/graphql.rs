@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use entity::{event, ticket_tier};
 use uuid::Uuid;
 
+use crate::auth::guards::RoleGuard;
 use crate::events::loaders::{SectionAvailabilityByEventLoader, TiersByEventLoader};
 use crate::events::seat_map::{self, MapSeat, MapSection};
 use crate::events::service::{self, EventFilter};
@@ -368,6 +369,22 @@ impl From<MapSeat> for SeatMapSeat {
     }
 }
 
+/// A page of events; `rows` holds up to `limit + 1` rows, the extra one only telling that more follow.
+fn event_connection(
+    mut rows: Vec<event::Model>,
+    limit: usize,
+    has_previous_page: bool,
+) -> Connection<String, Event> {
+    let has_next_page = rows.len() > limit;
+    rows.truncate(limit);
+    let mut connection = Connection::new(has_previous_page, has_next_page);
+    connection.edges.extend(
+        rows.into_iter()
+            .map(|event| Edge::new(service::event_cursor(&event).encode(), Event::from(event))),
+    );
+    connection
+}
+
 #[derive(Default)]
 pub struct EventQuery;
 
@@ -385,35 +402,47 @@ impl EventQuery {
         let limit = page_size(first).extend()?;
         let filter = filter.unwrap_or_default().into_filter().extend()?;
         let after = after.as_deref().map(Cursor::decode).transpose().extend()?;
-        let mut rows = service::list_events(&state.db, &filter, after.as_ref(), limit + 1)
+        let rows = service::list_events(&state.db, &filter, after.as_ref(), limit + 1)
             .await
             .extend()?;
-        let has_next_page = rows.len() > limit;
-        rows.truncate(limit);
-        let mut connection = Connection::new(after.is_some(), has_next_page);
-        connection
-            .edges
-            .extend(rows.into_iter().map(|event| {
-                Edge::new(service::event_cursor(&event).encode(), Event::from(event))
-            }));
-        Ok(connection)
+        Ok(event_connection(rows, limit, after.is_some()))
     }
 
-    /// One published event; NOT_FOUND for unknown ids and drafts.
+    /// One event: published ones for everybody, drafts only for their organizer; NOT_FOUND otherwise.
     async fn event(&self, ctx: &Context<'_>, id: ID) -> Result<Event> {
         let state = ctx.state().extend()?;
         let id = parse_id(&id, "id").extend()?;
-        Ok(service::find_public_event(&state.db, id)
+        Ok(service::find_visible_event(&state.db, ctx.viewer_opt(), id)
             .await
             .extend()?
             .into())
+    }
+
+    /// The events the signed-in organizer manages, drafts included, by start time. ORGANIZER.
+    #[graphql(guard = "RoleGuard::ORGANIZER")]
+    async fn my_events(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last event of the previous page.")] after: Option<String>,
+    ) -> Result<Connection<String, Event>> {
+        let state = ctx.state().extend()?;
+        let viewer = ctx.viewer().extend()?;
+        let limit = page_size(first).extend()?;
+        let after = after.as_deref().map(Cursor::decode).transpose().extend()?;
+        let rows = service::list_managed_events(&state.db, viewer, after.as_ref(), limit + 1)
+            .await
+            .extend()?;
+        Ok(event_connection(rows, limit, after.is_some()))
     }
 
     /// Every seat of a published event with its position and live status.
     async fn seat_map(&self, ctx: &Context<'_>, event_id: ID) -> Result<SeatMap> {
         let state = ctx.state().extend()?;
         let id = parse_id(&event_id, "eventId").extend()?;
-        service::find_public_event(&state.db, id).await.extend()?;
+        service::find_visible_event(&state.db, ctx.viewer_opt(), id)
+            .await
+            .extend()?;
         let sections = seat_map::load_seat_map(&state.db, id).await.extend()?;
         Ok(SeatMap {
             event_id,

@@ -6,5 +6,7 @@
 
 pub mod graphql;
 pub mod loaders;
+pub mod manage;
+pub mod mutations;
 pub mod seat_map;
 pub mod service;

@@ -1,14 +1,15 @@
 use chrono::{DateTime, Utc};
-use entity::enums::{EventCategory, EventStatus, SeatStatus, SectionKind, TierKind};
+use entity::enums::{EventCategory, EventStatus, SeatStatus};
 use entity::prelude::*;
-use entity::{event, event_seat, event_section, seat, ticket_tier};
+use entity::{event, event_seat, ticket_tier};
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use uuid::Uuid;
 
+use crate::auth::Viewer;
 use crate::error::{AppError, AppResult};
 use crate::gql::Cursor;
 
@@ -107,13 +108,61 @@ pub fn event_cursor(event: &event::Model) -> Cursor {
     Cursor::new(event.starts_at.to_rfc3339(), event.id)
 }
 
-/// A published event; drafts are NOT_FOUND to the public.
-pub async fn find_public_event(db: &impl ConnectionTrait, id: Uuid) -> AppResult<event::Model> {
-    Event::find_by_id(id)
-        .filter(event::Column::Status.is_in(PUBLIC_STATUSES))
+/// An event the caller may see: published ones for everybody, drafts for their organizer and admins.
+/// Anything else is NOT_FOUND, so drafts do not leak even their existence.
+pub async fn find_visible_event(
+    db: &impl ConnectionTrait,
+    viewer: Option<&Viewer>,
+    id: Uuid,
+) -> AppResult<event::Model> {
+    let event = Event::find_by_id(id)
         .one(db)
         .await?
-        .ok_or(AppError::NotFound("event"))
+        .ok_or(AppError::NotFound("event"))?;
+    let visible = PUBLIC_STATUSES.contains(&event.status)
+        || viewer.is_some_and(|viewer| viewer.ensure_owner(event.organizer_id, "event").is_ok());
+    if visible {
+        Ok(event)
+    } else {
+        Err(AppError::NotFound("event"))
+    }
+}
+
+/// Events the viewer organizes (every event for an admin), drafts included, by start time.
+pub async fn list_managed_events(
+    db: &impl ConnectionTrait,
+    viewer: &Viewer,
+    after: Option<&Cursor>,
+    limit: usize,
+) -> AppResult<Vec<event::Model>> {
+    let mut condition = Condition::all();
+    if !viewer.is_admin() {
+        condition = condition.add(event::Column::OrganizerId.eq(viewer.user_id));
+    }
+    if let Some(cursor) = after {
+        condition = condition.add(after_cursor(cursor)?);
+    }
+    Ok(Event::find()
+        .filter(condition)
+        .order_by_asc(event::Column::StartsAt)
+        .order_by_asc(event::Column::Id)
+        .limit(limit as u64)
+        .all(db)
+        .await?)
+}
+
+/// Rows after `cursor` in the (starts_at, id) ordering.
+fn after_cursor(cursor: &Cursor) -> AppResult<Condition> {
+    let starts_at = DateTime::parse_from_rfc3339(&cursor.key)
+        .map_err(|_| AppError::bad_input("after is not a valid cursor"))?
+        .with_timezone(&Utc);
+    Ok(Condition::any()
+        .add(event::Column::StartsAt.gt(starts_at))
+        .add(
+            Condition::all()
+                .add(event::Column::StartsAt.eq(starts_at))
+                .add(event::Column::Id.gt(cursor.id)),
+        ))
 }
 
 pub async fn tiers_of_events(
@@ -154,181 +203,4 @@ pub async fn section_availability(
         .into_model::<SectionAvailability>()
         .all(db)
         .await?)
-}
-
-/// Creates the per-seat inventory of an event: one `event_seats` row for every seat of every reserved
-/// section the event sells, priced at that section's tier, and sets each reserved tier's capacity to its
-/// seat count. Runs inside the caller's transaction (publishing).
-pub async fn create_inventory(
-    db: &impl ConnectionTrait,
-    event_id: Uuid,
-    now: DateTime<Utc>,
-) -> AppResult<u64> {
-    let mappings = EventSection::find()
-        .filter(event_section::Column::EventId.eq(event_id))
-        .all(db)
-        .await?;
-    let mut created = 0u64;
-    for mapping in mappings {
-        let Some(section) = Section::find_by_id(mapping.section_id).one(db).await? else {
-            return Err(AppError::NotFound("section"));
-        };
-        if section.kind != SectionKind::Reserved {
-            continue;
-        }
-        let seats = Seat::find()
-            .filter(seat::Column::SectionId.eq(section.id))
-            .all(db)
-            .await?;
-        let rows: Vec<event_seat::ActiveModel> = seats
-            .iter()
-            .map(|seat| event_seat::ActiveModel {
-                event_id: Set(event_id),
-                seat_id: Set(seat.id),
-                section_id: Set(section.id),
-                tier_id: Set(mapping.tier_id),
-                status: Set(SeatStatus::Available),
-                hold_id: Set(None),
-                order_id: Set(None),
-                version: Set(0),
-                updated_at: Set(now),
-            })
-            .collect();
-        // Bounded batches keep every INSERT under SQLite's bound-parameter limit.
-        for chunk in rows.chunks(2000) {
-            EventSeat::insert_many(chunk.to_vec())
-                .exec_without_returning(db)
-                .await?;
-        }
-        created += rows.len() as u64;
-    }
-    let reserved_tiers = TicketTier::find()
-        .filter(ticket_tier::Column::EventId.eq(event_id))
-        .filter(ticket_tier::Column::Kind.eq(TierKind::Reserved))
-        .all(db)
-        .await?;
-    for tier in reserved_tiers {
-        let seats = EventSeat::find()
-            .filter(event_seat::Column::EventId.eq(event_id))
-            .filter(event_seat::Column::TierId.eq(tier.id))
-            .count(db)
-            .await?;
-        let seats =
-            i32::try_from(seats).map_err(|_| AppError::bad_input("tier has too many seats"))?;
-        let mut tier: ticket_tier::ActiveModel = tier.into();
-        tier.capacity = Set(seats);
-        tier.available = Set(seats);
-        tier.updated_at = Set(now);
-        tier.update(db).await?;
-    }
-    Ok(created)
-}
-
-/// An event to create as a draft, with its tiers.
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    pub venue_id: Uuid,
-    pub organizer_id: Uuid,
-    pub title: String,
-    pub performer: String,
-    pub category: EventCategory,
-    pub description: String,
-    pub starts_at: DateTime<Utc>,
-    pub ends_at: DateTime<Utc>,
-    pub sale_starts_at: DateTime<Utc>,
-    pub waiting_room_required: bool,
-    pub admission_rate_per_minute: i32,
-    pub max_active_shoppers: i32,
-    pub max_tickets_per_user: i32,
-    pub tiers: Vec<NewTier>,
-}
-
-/// A tier and the sections it sells. A general-admission tier's capacity is its stock; a reserved
-/// tier's capacity becomes its seat count when the event is published.
-#[derive(Debug, Clone)]
-pub struct NewTier {
-    pub name: String,
-    pub kind: TierKind,
-    pub price_cents: i64,
-    pub currency: String,
-    pub capacity: i32,
-    pub section_ids: Vec<Uuid>,
-}
-
-/// Creates a draft event with its tiers and section mappings. Runs in the caller's transaction.
-pub async fn create_event(
-    db: &impl ConnectionTrait,
-    new: NewEvent,
-    now: DateTime<Utc>,
-) -> AppResult<event::Model> {
-    let event = event::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        venue_id: Set(new.venue_id),
-        organizer_id: Set(new.organizer_id),
-        title: Set(new.title),
-        performer: Set(new.performer),
-        category: Set(new.category),
-        description: Set(new.description),
-        starts_at: Set(new.starts_at),
-        ends_at: Set(new.ends_at),
-        sale_starts_at: Set(new.sale_starts_at),
-        status: Set(EventStatus::Draft),
-        waiting_room_required: Set(new.waiting_room_required),
-        admission_rate_per_minute: Set(new.admission_rate_per_minute),
-        max_active_shoppers: Set(new.max_active_shoppers),
-        max_tickets_per_user: Set(new.max_tickets_per_user),
-        published_at: Set(None),
-        cancelled_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(db)
-    .await?;
-    for (sort_order, tier) in new.tiers.into_iter().enumerate() {
-        let tier_id = Uuid::now_v7();
-        ticket_tier::ActiveModel {
-            id: Set(tier_id),
-            event_id: Set(event.id),
-            name: Set(tier.name),
-            kind: Set(tier.kind),
-            price_cents: Set(tier.price_cents),
-            currency: Set(tier.currency),
-            capacity: Set(tier.capacity),
-            available: Set(tier.capacity),
-            sort_order: Set(sort_order as i32),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(db)
-        .await?;
-        for section_id in tier.section_ids {
-            EventSection::insert(event_section::ActiveModel {
-                event_id: Set(event.id),
-                section_id: Set(section_id),
-                tier_id: Set(tier_id),
-            })
-            .exec_without_returning(db)
-            .await?;
-        }
-    }
-    Ok(event)
-}
-
-/// Puts a draft on sale: creates its seat inventory and flips the status in the caller's transaction.
-pub async fn publish_event(
-    db: &impl ConnectionTrait,
-    event: event::Model,
-    now: DateTime<Utc>,
-) -> AppResult<event::Model> {
-    if event.status != EventStatus::Draft {
-        return Err(AppError::Conflict(
-            "only a draft event can be published".into(),
-        ));
-    }
-    create_inventory(db, event.id, now).await?;
-    let mut active: event::ActiveModel = event.into();
-    active.status = Set(EventStatus::OnSale);
-    active.published_at = Set(Some(now));
-    active.updated_at = Set(now);
-    Ok(active.update(db).await?)
 }

@@ -22,6 +22,7 @@ pub struct SeatSpec {
     pub number: i32,
     pub x: f64,
     pub y: f64,
+    pub accessible: bool,
 }
 
 /// Most rows and seats per row one grid may have.
@@ -46,6 +47,7 @@ impl GridLayout {
                     number: seat as i32 + 1,
                     x: round2(self.origin.0 + along_x * offset + depth_x * depth),
                     y: round2(self.origin.1 + along_y * offset + depth_y * depth),
+                    accessible: false,
                 });
             }
         }

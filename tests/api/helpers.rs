@@ -7,7 +7,7 @@ use entity::enums::{EventCategory, SectionKind, TierKind};
 use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 use seatstorm::app::App;
 use seatstorm::config::{Config, Secret};
-use seatstorm::events::service::{NewEvent, NewTier, create_event, publish_event};
+use seatstorm::events::manage::{NewEvent, NewTier, create_event, publish_event};
 use seatstorm::state::AppState;
 use seatstorm::venues::layout::GridLayout;
 use seatstorm::venues::service::{NewSection, NewVenue, create_venue};

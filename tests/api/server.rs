@@ -46,7 +46,7 @@ async fn graphiql_is_served_on_get_and_the_root_leads_there() {
 #[tokio::test]
 async fn oversized_request_bodies_are_refused_before_parsing() {
     let app = TestApp::spawn().await;
-    let huge = "x".repeat(2 * 1024 * 1024);
+    let huge = "x".repeat(4 * 1024 * 1024);
     let response = reqwest::Client::new()
         .post(app.url("/graphql"))
         .header("content-type", "application/json")

@@ -1,0 +1,177 @@
+//! Access tokens (short-lived HS256 JWTs) and refresh tokens (random, stored only as SHA-256 hashes).
+
+use chrono::{DateTime, Duration, Utc};
+use entity::enums::Role;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::config::Secret;
+use crate::error::{AppError, AppResult};
+
+const ISSUER: &str = "seatstorm";
+
+/// What an access token asserts. The role is a snapshot: a changed role takes effect at the next refresh.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Claims {
+    pub sub: Uuid,
+    pub role: Role,
+    pub iat: i64,
+    pub exp: i64,
+    pub iss: String,
+}
+
+/// Signs and verifies access tokens with the configured secret.
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    access_ttl: Duration,
+}
+
+impl TokenKeys {
+    pub fn new(secret: &Secret, access_ttl: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        // Expiry is exact: a token is refused the second it expires.
+        validation.leeway = 0;
+        Self {
+            encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
+            decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+            validation,
+            access_ttl,
+        }
+    }
+
+    /// Issues an access token for `user_id` with `role`; returns it with its expiry.
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> AppResult<(String, DateTime<Utc>)> {
+        let expires_at = now + self.access_ttl;
+        let claims = Claims {
+            sub: user_id,
+            role,
+            iat: now.timestamp(),
+            exp: expires_at.timestamp(),
+            iss: ISSUER.to_owned(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|err| {
+            AppError::Internal(anyhow::anyhow!("signing an access token failed: {err}"))
+        })?;
+        Ok((token, expires_at))
+    }
+
+    /// Verifies signature, issuer and expiry. Any failure is UNAUTHENTICATED.
+    pub fn verify(&self, token: &str) -> AppResult<Claims> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|err| {
+                let reason = match err.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                        "the access token has expired"
+                    }
+                    _ => "the access token is invalid",
+                };
+                AppError::Unauthenticated(reason.to_owned())
+            })
+    }
+}
+
+/// A new refresh token: the value handed to the client once, and the hash that is stored.
+pub struct RefreshSecret {
+    pub token: String,
+    pub hash: String,
+}
+
+pub fn new_refresh_token() -> RefreshSecret {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+    let hash = hash_refresh_token(&token);
+    RefreshSecret { token, hash }
+}
+
+/// Refresh tokens carry 256 random bits, so a fast unsalted hash is enough to make a stolen table useless.
+pub fn hash_refresh_token(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(secret: &str) -> TokenKeys {
+        TokenKeys::new(&Secret::new(secret), Duration::minutes(15))
+    }
+
+    #[test]
+    fn an_issued_token_verifies_and_carries_the_user_and_role() {
+        let keys = keys("one-secret-that-is-long-enough-for-hs256");
+        let user = Uuid::now_v7();
+        let (token, _) = keys
+            .issue(user, Role::Organizer, Utc::now())
+            .expect("signing works");
+        let claims = keys.verify(&token).expect("valid");
+        assert_eq!((claims.sub, claims.role), (user, Role::Organizer));
+    }
+
+    #[test]
+    fn expired_forged_and_foreign_tokens_are_unauthenticated() {
+        let keys_a = keys("one-secret-that-is-long-enough-for-hs256");
+        let keys_b = keys("another-secret-that-is-long-enough-too!!");
+        let user = Uuid::now_v7();
+        let (expired, _) = keys_a
+            .issue(user, Role::Customer, Utc::now() - Duration::hours(1))
+            .expect("signing works");
+        let (foreign, _) = keys_b
+            .issue(user, Role::Admin, Utc::now())
+            .expect("signing works");
+        let (valid, _) = keys_a
+            .issue(user, Role::Customer, Utc::now())
+            .expect("signing works");
+        // Swap the payload for one claiming ADMIN while keeping the original signature.
+        let mut parts: Vec<&str> = valid.split('.').collect();
+        let admin_payload = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            serde_json::to_vec(&serde_json::json!({
+                "sub": user, "role": "admin", "iat": Utc::now().timestamp(),
+                "exp": Utc::now().timestamp() + 900, "iss": "seatstorm"
+            }))
+            .expect("json"),
+        );
+        parts[1] = &admin_payload;
+        let forged = parts.join(".");
+        for token in [
+            expired.as_str(),
+            foreign.as_str(),
+            forged.as_str(),
+            "garbage",
+        ] {
+            assert!(
+                matches!(keys_a.verify(token), Err(AppError::Unauthenticated(_))),
+                "{token}"
+            );
+        }
+    }
+
+    #[test]
+    fn refresh_tokens_are_random_and_stored_hashed() {
+        let a = new_refresh_token();
+        let b = new_refresh_token();
+        assert_ne!(a.token, b.token);
+        assert_eq!(a.hash, hash_refresh_token(&a.token));
+        assert_ne!(a.hash, a.token);
+        assert_eq!(a.hash.len(), 64);
+    }
+}
