@@ -4,13 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use async_graphql::Data;
-use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
-use async_graphql::{ErrorExtensions, Pos};
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::extract::State;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
@@ -19,18 +15,15 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::services::ServeDir;
 
-use crate::auth::Viewer;
 use crate::auth::avatar::AVATAR_URL_PREFIX;
 use crate::auth::throttle::Throttles;
 use crate::auth::tokens::TokenKeys;
 use crate::config::{Config, CorsOrigins};
-use crate::error::AppError;
-use crate::gql::ClientAddress;
 use crate::live::Bus;
 use crate::payments::SimulatedProvider;
-use crate::schema::{AppSchema, build_schema, request_loaders};
+use crate::schema::{AppSchema, build_schema};
 use crate::state::AppState;
-use crate::{db, demo};
+use crate::{db, demo, transport};
 
 /// Largest request body accepted: room for a 2 MB avatar in a multipart request, nothing near what
 /// would let one client tie up memory.
@@ -44,9 +37,9 @@ pub struct App {
 }
 
 #[derive(Clone)]
-struct HttpState {
-    app: AppState,
-    schema: AppSchema,
+pub(crate) struct HttpState {
+    pub(crate) app: AppState,
+    pub(crate) schema: AppSchema,
 }
 
 impl App {
@@ -124,7 +117,10 @@ fn router(state: HttpState) -> Router {
     let cors = cors_layer(&state.app.config.cors_origins);
     let router = Router::new()
         .route("/", get(|| async { Redirect::permanent("/graphql") }))
-        .route("/graphql", get(graphiql_or_websocket).post(graphql))
+        .route(
+            "/graphql",
+            get(transport::graphiql_or_websocket).post(transport::graphql),
+        )
         .route("/health", get(health))
         .route("/ready", get(ready))
         .nest_service(AVATAR_URL_PREFIX, avatars)
@@ -154,135 +150,6 @@ fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
             .max_age(std::time::Duration::from_secs(3600)),
     )
-}
-
-async fn graphql(
-    State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    request: GraphQLRequest,
-) -> GraphQLResponse {
-    let mut request = request_loaders(request.into_inner(), &state.app.db);
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match authenticate(&state.app.tokens, authorization) {
-        Ok(Some(viewer)) => request = request.data(viewer),
-        Ok(None) => {}
-        // A present but bad token fails the whole request: never fall back to anonymous.
-        Err(err) => return refuse(err),
-    }
-    let address = client_address(&state.app.config, &headers, peer);
-    state.schema.execute(request.data(address)).await.into()
-}
-
-fn refuse(err: AppError) -> GraphQLResponse {
-    async_graphql::Response::from_errors(vec![err.extend().into_server_error(Pos::default())])
-        .into()
-}
-
-/// Reads `Authorization: Bearer <token>`. No header is anonymous; anything else that does not verify is
-/// UNAUTHENTICATED.
-fn authenticate(
-    tokens: &TokenKeys,
-    authorization: Option<&str>,
-) -> Result<Option<Viewer>, AppError> {
-    let Some(value) = authorization else {
-        return Ok(None);
-    };
-    let token = value
-        .split_once(' ')
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .ok_or_else(|| {
-            AppError::Unauthenticated("the Authorization header must be `Bearer <token>`".into())
-        })?;
-    let claims = tokens.verify(token)?;
-    Ok(Some(Viewer {
-        user_id: claims.sub,
-        role: claims.role,
-    }))
-}
-
-/// The WebSocket `connection_init` payload may carry the same token as `Authorization`
-/// (`"Bearer <token>"`), `authorization`, or `token`.
-fn authenticate_payload(
-    tokens: &TokenKeys,
-    payload: &serde_json::Value,
-) -> Result<Option<Viewer>, AppError> {
-    let field = ["Authorization", "authorization"]
-        .iter()
-        .find_map(|key| {
-            payload
-                .get(*key)
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        })
-        .or_else(|| {
-            payload
-                .get("token")
-                .and_then(|v| v.as_str())
-                .map(|token| format!("Bearer {token}"))
-        });
-    authenticate(tokens, field.as_deref())
-}
-
-fn client_address(config: &Config, headers: &HeaderMap, peer: SocketAddr) -> ClientAddress {
-    let forwarded = config
-        .trust_forwarded_for
-        .then(|| headers.get("x-forwarded-for")?.to_str().ok())
-        .flatten()
-        .and_then(|value| value.split(',').next())
-        .map(|first| first.trim().to_owned())
-        .filter(|first| !first.is_empty());
-    ClientAddress(forwarded.unwrap_or_else(|| peer.ip().to_string()))
-}
-
-/// `GET /graphql` is GraphiQL for a browser and the subscription endpoint for a WebSocket upgrade.
-async fn graphiql_or_websocket(State(state): State<HttpState>, request: Request) -> Response {
-    let (mut parts, _body) = request.into_parts();
-    let wants_upgrade = parts
-        .headers
-        .get(header::UPGRADE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"));
-    if !wants_upgrade {
-        return Html(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql")
-                .title("Seat Storm")
-                .finish(),
-        )
-        .into_response();
-    }
-    let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {
-        Ok(protocol) => protocol,
-        Err(rejection) => return rejection.into_response(),
-    };
-    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-        Ok(upgrade) => upgrade,
-        Err(rejection) => return rejection.into_response(),
-    };
-    let schema = state.schema.clone();
-    let tokens = state.app.tokens.clone();
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| async move {
-            GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let mut data = Data::default();
-                    match authenticate_payload(&tokens, &payload) {
-                        Ok(Some(viewer)) => data.insert(viewer),
-                        Ok(None) => {}
-                        // Refusing the init closes the socket with the protocol's "forbidden" code.
-                        Err(err) => return Err(err.extend()),
-                    }
-                    Ok(data)
-                })
-                .serve()
-                .await
-        })
 }
 
 async fn health() -> Json<serde_json::Value> {

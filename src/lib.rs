@@ -28,5 +28,7 @@ pub mod payments;
 pub mod schema;
 /// Shared application state.
 pub mod state;
+/// GraphQL over HTTP and WebSocket, with authentication.
+pub mod transport;
 /// Venues, sections and seats.
 pub mod venues;

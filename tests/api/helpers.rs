@@ -6,7 +6,7 @@ use chrono::{Duration, Utc};
 use entity::enums::{EventCategory, SectionKind, TierKind};
 use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 use seatstorm::app::App;
-use seatstorm::config::{Config, Secret};
+use seatstorm::config::{Config, CorsOrigins, Secret};
 use seatstorm::events::manage::{NewEvent, NewTier, create_event, publish_event};
 use seatstorm::state::AppState;
 use seatstorm::venues::layout::GridLayout;
@@ -28,10 +28,15 @@ pub struct TestApp {
     database: Option<TestDatabase>,
 }
 
-/// How to start an app for a test.
+/// How to start an app for a test; `None` keeps the default.
 #[derive(Default)]
 pub struct Options {
     pub seed_demo: bool,
+    pub max_query_depth: Option<usize>,
+    pub max_query_complexity: Option<usize>,
+    pub mutations_per_minute: Option<usize>,
+    pub introspection: Option<bool>,
+    pub cors_origins: Option<CorsOrigins>,
 }
 
 impl TestApp {
@@ -53,6 +58,23 @@ impl TestApp {
         config.jwt_secret_generated = false;
         config.seed_demo = options.seed_demo;
         config.db_max_connections = 10;
+        config.avatar_dir =
+            std::env::temp_dir().join(format!("seatstorm-avatars-{}", Uuid::new_v4()));
+        if let Some(depth) = options.max_query_depth {
+            config.limits.max_query_depth = depth;
+        }
+        if let Some(complexity) = options.max_query_complexity {
+            config.limits.max_query_complexity = complexity;
+        }
+        if let Some(limit) = options.mutations_per_minute {
+            config.mutations_per_minute = limit;
+        }
+        if let Some(introspection) = options.introspection {
+            config.introspection = introspection;
+        }
+        if let Some(cors) = options.cors_origins {
+            config.cors_origins = cors;
+        }
         Self::start(config, Some(database)).await
     }
 
@@ -91,13 +113,30 @@ impl TestApp {
 
     /// Posts a GraphQL request and returns the whole response body.
     pub async fn graphql(&self, query: &str, variables: Value) -> Value {
-        let response = self
+        self.graphql_with(None, query, variables).await
+    }
+
+    /// Posts a GraphQL request with `Authorization: Bearer <token>`.
+    pub async fn graphql_as(&self, token: &str, query: &str, variables: Value) -> Value {
+        self.graphql_with(Some(token), query, variables).await
+    }
+
+    /// Like `data`, signed in.
+    pub async fn data_as(&self, token: &str, query: &str, variables: Value) -> Value {
+        let body = self.graphql_as(token, query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    async fn graphql_with(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self
             .client
             .post(self.url("/graphql"))
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .expect("request reaches the server");
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request reaches the server");
         assert!(
             response.status().is_success(),
             "GraphQL over HTTP answers 200, got {}",
@@ -115,6 +154,87 @@ impl TestApp {
 
     pub fn statements(&self) -> u64 {
         self.state.statements.get()
+    }
+
+    /// Registers a new account with a unique email; returns its session.
+    pub async fn register(&self, account_type: &str) -> Session {
+        let email = format!("{}@example.test", Uuid::new_v4().simple());
+        let data = self
+            .data(
+                "mutation($input: RegisterInput!) { register(input: $input) {
+                    accessToken refreshToken user { id email role } } }",
+                json!({ "input": {
+                    "email": email, "password": PASSWORD, "name": "Test Person", "accountType": account_type
+                } }),
+            )
+            .await;
+        Session::from_payload(&data["register"], &email)
+    }
+
+    pub async fn customer(&self) -> Session {
+        self.register("CUSTOMER").await
+    }
+
+    pub async fn organizer(&self) -> Session {
+        self.register("ORGANIZER").await
+    }
+
+    /// A signed-in admin: registered, promoted in the database, then signed in again for a token with
+    /// the new role.
+    pub async fn admin(&self) -> Session {
+        use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+        let session = self.customer().await;
+        let user = entity::prelude::User::find_by_id(session.user_id)
+            .one(&self.state.db)
+            .await
+            .expect("query")
+            .expect("user exists");
+        let mut active: entity::user::ActiveModel = user.into();
+        active.role = Set(entity::enums::Role::Admin);
+        active.update(&self.state.db).await.expect("promote");
+        self.login(&session.email, PASSWORD).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Session {
+        let data = self
+            .data(
+                "mutation($input: LoginInput!) { login(input: $input) { accessToken refreshToken user { id email role } } }",
+                json!({ "input": { "email": email, "password": password } }),
+            )
+            .await;
+        Session::from_payload(&data["login"], email)
+    }
+}
+
+/// The password every test account gets.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A signed-in test account.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: Uuid,
+    pub email: String,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+impl Session {
+    pub fn from_payload(payload: &Value, email: &str) -> Self {
+        Self {
+            user_id: payload["user"]["id"]
+                .as_str()
+                .and_then(|id| Uuid::parse_str(id).ok())
+                .expect("a user id"),
+            email: email.to_owned(),
+            access_token: payload["accessToken"]
+                .as_str()
+                .expect("an access token")
+                .to_owned(),
+            refresh_token: payload["refreshToken"]
+                .as_str()
+                .expect("a refresh token")
+                .to_owned(),
+        }
     }
 }
 

@@ -1,10 +1,13 @@
 //! Integration tests: each starts the real app on 127.0.0.1:0 against a fresh database (SQLite by
 //! default; PostgreSQL when TEST_DATABASE_URL is set) and talks to it over HTTP and WebSocket.
 
+mod auth;
 mod errors;
 mod events;
+mod hardening;
 mod helpers;
 mod live;
+mod organizer;
 mod schema;
 mod server;
 mod subscriptions;

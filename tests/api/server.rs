@@ -61,7 +61,11 @@ async fn oversized_request_bodies_are_refused_before_parsing() {
 
 #[tokio::test]
 async fn an_empty_database_is_seeded_with_the_demo() {
-    let app = TestApp::spawn_with(Options { seed_demo: true }).await;
+    let app = TestApp::spawn_with(Options {
+        seed_demo: true,
+        ..Options::default()
+    })
+    .await;
     let data = app
         .data(
             "{ venues(first: 10) { edges { node { name capacity sections { name kind } } } }

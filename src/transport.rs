@@ -1,0 +1,184 @@
+//! GraphQL transports: POST over HTTP, and WebSocket subscriptions (graphql-transport-ws and the legacy
+//! graphql-ws), both authenticated with the same access token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::{Data, ErrorExtensions, Pos};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::extract::ws::{CloseFrame, Message};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, header};
+use axum::response::{Html, IntoResponse, Response};
+use futures::{SinkExt, StreamExt};
+
+use crate::app::HttpState;
+use crate::auth::Viewer;
+use crate::auth::tokens::TokenKeys;
+use crate::config::Config;
+use crate::error::AppError;
+use crate::gql::ClientAddress;
+use crate::schema::request_loaders;
+
+/// The close code graphql-transport-ws prescribes for a refused `connection_init`.
+const CLOSE_FORBIDDEN: u16 = 4403;
+/// What async-graphql closes a refused init with; rewritten to [`CLOSE_FORBIDDEN`].
+const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+
+pub(crate) async fn graphql(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> GraphQLResponse {
+    let mut request = request_loaders(request.into_inner(), &state.app.db);
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match authenticate(&state.app.tokens, authorization) {
+        Ok(Some(viewer)) => request = request.data(viewer),
+        Ok(None) => {}
+        // A present but bad token fails the whole request: never fall back to anonymous.
+        Err(err) => return refuse(err),
+    }
+    let address = client_address(&state.app.config, &headers, peer);
+    state.schema.execute(request.data(address)).await.into()
+}
+
+fn refuse(err: AppError) -> GraphQLResponse {
+    async_graphql::Response::from_errors(vec![err.extend().into_server_error(Pos::default())])
+        .into()
+}
+
+/// Reads `Authorization: Bearer <token>`. No header is anonymous; anything else that does not verify is
+/// UNAUTHENTICATED.
+fn authenticate(
+    tokens: &TokenKeys,
+    authorization: Option<&str>,
+) -> Result<Option<Viewer>, AppError> {
+    let Some(value) = authorization else {
+        return Ok(None);
+    };
+    let token = value
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| {
+            AppError::Unauthenticated("the Authorization header must be `Bearer <token>`".into())
+        })?;
+    let claims = tokens.verify(token)?;
+    Ok(Some(Viewer {
+        user_id: claims.sub,
+        role: claims.role,
+    }))
+}
+
+/// The WebSocket `connection_init` payload may carry the same token as `Authorization`
+/// (`"Bearer <token>"`), `authorization`, or `token`.
+fn authenticate_payload(
+    tokens: &TokenKeys,
+    payload: &serde_json::Value,
+) -> Result<Option<Viewer>, AppError> {
+    let field = ["Authorization", "authorization"]
+        .iter()
+        .find_map(|key| {
+            payload
+                .get(*key)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        })
+        .or_else(|| {
+            payload
+                .get("token")
+                .and_then(|v| v.as_str())
+                .map(|token| format!("Bearer {token}"))
+        });
+    authenticate(tokens, field.as_deref())
+}
+
+fn client_address(config: &Config, headers: &HeaderMap, peer: SocketAddr) -> ClientAddress {
+    let forwarded = config
+        .trust_forwarded_for
+        .then(|| headers.get("x-forwarded-for")?.to_str().ok())
+        .flatten()
+        .and_then(|value| value.split(',').next())
+        .map(|first| first.trim().to_owned())
+        .filter(|first| !first.is_empty());
+    ClientAddress(forwarded.unwrap_or_else(|| peer.ip().to_string()))
+}
+
+/// `GET /graphql` is GraphiQL for a browser and the subscription endpoint for a WebSocket upgrade.
+pub(crate) async fn graphiql_or_websocket(
+    State(state): State<HttpState>,
+    request: Request,
+) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    let wants_upgrade = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"));
+    if !wants_upgrade {
+        return Html(
+            GraphiQLSource::build()
+                .endpoint("/graphql")
+                .subscription_endpoint("/graphql")
+                .title("Seat Storm")
+                .finish(),
+        )
+        .into_response();
+    }
+    let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {
+        Ok(protocol) => protocol,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let schema = state.schema.clone();
+    let tokens = state.app.tokens.clone();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| async move {
+            let refused = Arc::new(AtomicBool::new(false));
+            let refused_in_init = Arc::clone(&refused);
+            let (sink, stream) = socket.split();
+            let sink = sink.with(move |message: Message| {
+                futures::future::ready(Ok::<_, axum::Error>(forbidden_close(message, &refused)))
+            });
+            GraphQLWebSocket::new_with_pair(sink, stream, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let mut data = Data::default();
+                    match authenticate_payload(&tokens, &payload) {
+                        Ok(Some(viewer)) => data.insert(viewer),
+                        Ok(None) => {}
+                        Err(err) => {
+                            refused_in_init.store(true, Ordering::Relaxed);
+                            return Err(err.extend());
+                        }
+                    }
+                    Ok(data)
+                })
+                .serve()
+                .await
+        })
+}
+
+/// async-graphql closes a refused `connection_init` with 1002; the protocol says 4403 Forbidden, which
+/// clients such as `graphql-ws` understand as "do not retry with these credentials".
+fn forbidden_close(message: Message, refused: &AtomicBool) -> Message {
+    match message {
+        Message::Close(Some(frame))
+            if frame.code == CLOSE_PROTOCOL_ERROR && refused.load(Ordering::Relaxed) =>
+        {
+            Message::Close(Some(CloseFrame {
+                code: CLOSE_FORBIDDEN,
+                reason: frame.reason,
+            }))
+        }
+        other => other,
+    }
+}
