@@ -72,6 +72,10 @@ impl App {
             throttles,
             payments: Arc::new(SimulatedProvider),
         };
+        crate::booking::sweeper::spawn(
+            state.clone(),
+            std::time::Duration::from_millis(state.config.sweep_interval_ms),
+        );
         let schema = build_schema(state.clone());
         let router = router(HttpState {
             app: state.clone(),

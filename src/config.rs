@@ -12,6 +12,9 @@
 //! | `CORS_ORIGINS` | unset: same origin only | comma-separated origins allowed to call the API, or `*` |
 //! | `MUTATIONS_PER_MINUTE` | `120` | mutations one user may send per minute |
 //! | `TRUST_FORWARDED_FOR` | `false` | take the client address from `X-Forwarded-For` (behind a proxy) |
+//! | `HOLD_TTL_SECONDS` | `600` | how long a hold lasts |
+//! | `HOLD_MAX_SECONDS` | `1800` | the longest a hold may live, extensions included |
+//! | `SWEEP_INTERVAL_MS` | `1000` | how often expired holds are released |
 //! | `SEED_DEMO` | `true` | seed demo venues, events and accounts into an empty database |
 //! | `DB_MAX_CONNECTIONS` | `32` (PostgreSQL), SQLite always uses one | connection pool size |
 //! | `MAX_QUERY_DEPTH` | `12` | deepest GraphQL selection accepted |
@@ -43,6 +46,9 @@ pub struct Config {
     pub cors_origins: CorsOrigins,
     pub mutations_per_minute: usize,
     pub trust_forwarded_for: bool,
+    pub hold_ttl_seconds: i64,
+    pub hold_max_seconds: i64,
+    pub sweep_interval_ms: u64,
     pub seed_demo: bool,
     pub db_max_connections: u32,
     pub limits: Limits,
@@ -157,6 +163,9 @@ impl Config {
             cors_origins: CorsOrigins::SameOrigin,
             mutations_per_minute: 120,
             trust_forwarded_for: false,
+            hold_ttl_seconds: 600,
+            hold_max_seconds: 1800,
+            sweep_interval_ms: 1000,
             seed_demo: true,
             db_max_connections: 32,
             limits: Limits::default(),
@@ -219,6 +228,27 @@ impl Config {
         if let Some(value) = var("TRUST_FORWARDED_FOR") {
             config.trust_forwarded_for = parse_bool("TRUST_FORWARDED_FOR", &value)?;
         }
+        if let Some(value) = var("HOLD_TTL_SECONDS") {
+            config.hold_ttl_seconds = parse("HOLD_TTL_SECONDS", &value)?;
+        }
+        if let Some(value) = var("HOLD_MAX_SECONDS") {
+            config.hold_max_seconds = parse("HOLD_MAX_SECONDS", &value)?;
+        }
+        if config.hold_ttl_seconds < 1 || config.hold_max_seconds < config.hold_ttl_seconds {
+            return Err(ConfigError::Invalid {
+                name: "HOLD_MAX_SECONDS",
+                reason: "holds need HOLD_TTL_SECONDS >= 1 and HOLD_MAX_SECONDS >= HOLD_TTL_SECONDS".into(),
+            });
+        }
+        if let Some(value) = var("SWEEP_INTERVAL_MS") {
+            config.sweep_interval_ms = parse("SWEEP_INTERVAL_MS", &value)?;
+            if config.sweep_interval_ms == 0 {
+                return Err(ConfigError::Invalid {
+                    name: "SWEEP_INTERVAL_MS",
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
         if let Some(value) = var("SEED_DEMO") {
             config.seed_demo = parse_bool("SEED_DEMO", &value)?;
         }
@@ -250,6 +280,15 @@ impl Config {
             };
         }
         Ok(config)
+    }
+
+    /// Hold timing and size limits for the booking service.
+    pub fn hold_policy(&self) -> crate::booking::service::HoldPolicy {
+        crate::booking::service::HoldPolicy {
+            ttl: chrono::Duration::seconds(self.hold_ttl_seconds),
+            max_lifetime: chrono::Duration::seconds(self.hold_max_seconds),
+            max_per_request: self.limits.max_tickets_per_request,
+        }
     }
 
     pub fn is_postgres(&self) -> bool {

@@ -23,6 +23,18 @@ pub enum AppError {
     SoldOut(String),
     #[error("{0}")]
     TooManyRequests(String),
+    /// Some requested seats are sold; lists every unavailable seat.
+    #[error("some seats are sold")]
+    SeatsSold(Vec<uuid::Uuid>),
+    /// Some requested seats are in someone else's hold; lists them.
+    #[error("some seats are held by someone else")]
+    SeatsHeld(Vec<uuid::Uuid>),
+    #[error("{0}")]
+    LimitExceeded(String),
+    #[error("the hold has expired")]
+    HoldExpired,
+    #[error("the payment was declined: {0}")]
+    PaymentDeclined(String),
     #[error(transparent)]
     Database(#[from] DbErr),
     #[error(transparent)]
@@ -38,7 +50,11 @@ impl AppError {
             Self::Forbidden(_) => "FORBIDDEN",
             Self::NotFound(_) => "NOT_FOUND",
             Self::Conflict(_) => "CONFLICT",
-            Self::SoldOut(_) => "SOLD_OUT",
+            Self::SoldOut(_) | Self::SeatsSold(_) => "SOLD_OUT",
+            Self::SeatsHeld(_) => "CONFLICT",
+            Self::LimitExceeded(_) => "LIMIT_EXCEEDED",
+            Self::HoldExpired => "HOLD_EXPIRED",
+            Self::PaymentDeclined(_) => "PAYMENT_DECLINED",
             Self::TooManyRequests(_) => "TOO_MANY_REQUESTS",
             Self::Database(_) | Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
@@ -112,7 +128,16 @@ impl ErrorExtensions for AppError {
             }
             other => other.to_string(),
         };
-        FieldError::new(message).extend_with(|_, extensions| extensions.set("code", self.code()))
+        FieldError::new(message).extend_with(|_, extensions| {
+            extensions.set("code", self.code());
+            if let Self::SeatsSold(seats) | Self::SeatsHeld(seats) = self {
+                let ids: Vec<async_graphql::Value> = seats
+                    .iter()
+                    .map(|id| async_graphql::Value::from(id.to_string()))
+                    .collect();
+                extensions.set("unavailableSeatIds", async_graphql::Value::List(ids));
+            }
+        })
     }
 }
 
@@ -132,6 +157,11 @@ mod tests {
             (AppError::Conflict("x".into()), "CONFLICT"),
             (AppError::SoldOut("x".into()), "SOLD_OUT"),
             (AppError::TooManyRequests("x".into()), "TOO_MANY_REQUESTS"),
+            (AppError::SeatsSold(vec![]), "SOLD_OUT"),
+            (AppError::SeatsHeld(vec![]), "CONFLICT"),
+            (AppError::LimitExceeded("x".into()), "LIMIT_EXCEEDED"),
+            (AppError::HoldExpired, "HOLD_EXPIRED"),
+            (AppError::PaymentDeclined("x".into()), "PAYMENT_DECLINED"),
             (
                 AppError::Internal(anyhow::anyhow!("boom")),
                 "INTERNAL_SERVER_ERROR",

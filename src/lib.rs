@@ -4,6 +4,8 @@
 pub mod app;
 /// Accounts, sessions (access and refresh tokens), roles, avatars, throttling.
 pub mod auth;
+/// Holds, checkout, direct booking, idempotency, and the hold sweeper.
+pub mod booking;
 /// Typed configuration from environment variables.
 pub mod config;
 /// Connection pool, migrations, statement counter.
@@ -22,6 +24,8 @@ pub mod guardrails;
 pub mod live;
 /// Stored notifications for users.
 pub mod notifications;
+/// Orders: listing, cancellation (full, partial, undo).
+pub mod orders;
 /// Payment provider trait, the simulated provider, refunds.
 pub mod payments;
 /// The GraphQL schema and SDL export.

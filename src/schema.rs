@@ -11,20 +11,29 @@ use sea_orm::DatabaseConnection;
 
 use crate::auth::graphql::{AuthMutation, AuthQuery};
 use crate::auth::throttle::Throttles;
+use crate::booking::graphql::{BookingMutation, BookingQuery};
 use crate::config::Limits;
+use crate::orders::graphql::{OrderMutation, OrderQuery};
+use crate::orders::loaders::{LinesByOrderLoader, TicketsByOrderLoader};
 use crate::events::graphql::EventQuery;
-use crate::events::loaders::{SectionAvailabilityByEventLoader, TiersByEventLoader};
+use crate::events::loaders::{EventByIdLoader, SectionAvailabilityByEventLoader, TiersByEventLoader};
 use crate::events::mutations::EventMutation;
 use crate::guardrails::Guardrails;
 use crate::state::AppState;
 use crate::venues::graphql::{VenueMutation, VenueQuery};
-use crate::venues::loaders::{SectionsByVenueLoader, VenueByIdLoader};
+use crate::venues::loaders::{SeatByIdLoader, SectionsByVenueLoader, VenueByIdLoader};
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(EventQuery, VenueQuery, AuthQuery);
+pub struct QueryRoot(EventQuery, VenueQuery, AuthQuery, BookingQuery, OrderQuery);
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(AuthMutation, VenueMutation, EventMutation);
+pub struct MutationRoot(
+    AuthMutation,
+    VenueMutation,
+    EventMutation,
+    BookingMutation,
+    OrderMutation,
+);
 
 #[derive(Default)]
 pub struct SubscriptionRoot;
@@ -106,4 +115,8 @@ pub fn request_loaders(
             SectionAvailabilityByEventLoader(db.clone()),
             tokio::spawn,
         ))
+        .data(DataLoader::new(EventByIdLoader(db.clone()), tokio::spawn))
+        .data(DataLoader::new(SeatByIdLoader(db.clone()), tokio::spawn))
+        .data(DataLoader::new(TicketsByOrderLoader(db.clone()), tokio::spawn))
+        .data(DataLoader::new(LinesByOrderLoader(db.clone()), tokio::spawn))
 }

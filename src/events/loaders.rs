@@ -38,3 +38,20 @@ impl Loader<Uuid> for SectionAvailabilityByEventLoader {
         Ok(by_event)
     }
 }
+
+pub struct EventByIdLoader(pub DatabaseConnection);
+
+impl Loader<Uuid> for EventByIdLoader {
+    type Value = entity::event::Model;
+    type Error = Arc<AppError>;
+
+    async fn load(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let events = entity::prelude::Event::find()
+            .filter(entity::event::Column::Id.is_in(ids.iter().copied()))
+            .all(&self.0)
+            .await
+            .map_err(AppError::from)?;
+        Ok(events.into_iter().map(|event| (event.id, event)).collect())
+    }
+}

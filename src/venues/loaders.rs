@@ -34,3 +34,20 @@ impl Loader<Uuid> for SectionsByVenueLoader {
         Ok(by_venue)
     }
 }
+
+pub struct SeatByIdLoader(pub DatabaseConnection);
+
+impl Loader<Uuid> for SeatByIdLoader {
+    type Value = entity::seat::Model;
+    type Error = std::sync::Arc<AppError>;
+
+    async fn load(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let seats = entity::prelude::Seat::find()
+            .filter(entity::seat::Column::Id.is_in(ids.iter().copied()))
+            .all(&self.0)
+            .await
+            .map_err(AppError::from)?;
+        Ok(seats.into_iter().map(|seat| (seat.id, seat)).collect())
+    }
+}

@@ -37,6 +37,8 @@ pub struct Options {
     pub mutations_per_minute: Option<usize>,
     pub introspection: Option<bool>,
     pub cors_origins: Option<CorsOrigins>,
+    pub hold_ttl_seconds: Option<i64>,
+    pub sweep_interval_ms: Option<u64>,
 }
 
 impl TestApp {
@@ -57,7 +59,14 @@ impl TestApp {
         config.jwt_secret = Secret::new("test-secret-that-is-long-enough-for-hs256!");
         config.jwt_secret_generated = false;
         config.seed_demo = options.seed_demo;
-        config.db_max_connections = 10;
+        config.db_max_connections = 20;
+        if let Some(seconds) = options.hold_ttl_seconds {
+            config.hold_ttl_seconds = seconds;
+            config.hold_max_seconds = seconds.max(config.hold_max_seconds.min(seconds * 3));
+        }
+        if let Some(ms) = options.sweep_interval_ms {
+            config.sweep_interval_ms = ms;
+        }
         config.avatar_dir =
             std::env::temp_dir().join(format!("seatstorm-avatars-{}", Uuid::new_v4()));
         if let Some(depth) = options.max_query_depth {
@@ -195,6 +204,41 @@ impl TestApp {
         self.login(&session.email, PASSWORD).await
     }
 
+    /// `n` customers created directly in the database, each with a freshly signed access token: the
+    /// clients of a race, without paying for `n` password hashes.
+    pub async fn buyers(&self, n: usize) -> Vec<String> {
+        use sea_orm::{EntityTrait, Set};
+        let now = Utc::now();
+        let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
+        let rows = ids.iter().map(|id| entity::user::ActiveModel {
+            id: Set(*id),
+            email: Set(format!("{id}@buyers.test")),
+            password_hash: Set("not-a-hash".into()),
+            name: Set("Buyer".into()),
+            role: Set(entity::enums::Role::Customer),
+            organizer_id: Set(None),
+            avatar_path: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        });
+        let rows: Vec<_> = rows.collect();
+        for chunk in rows.chunks(500) {
+            entity::prelude::User::insert_many(chunk.to_vec())
+                .exec_without_returning(&self.state.db)
+                .await
+                .expect("buyers inserted");
+        }
+        ids.iter()
+            .map(|id| {
+                self.state
+                    .tokens
+                    .issue(*id, entity::enums::Role::Customer, now)
+                    .expect("token")
+                    .0
+            })
+            .collect()
+    }
+
     pub async fn login(&self, email: &str, password: &str) -> Session {
         let data = self
             .data(
@@ -321,8 +365,32 @@ pub struct SmallEvent {
     pub event_id: Uuid,
 }
 
-/// Arranges a venue and a published event through the services (no mutation API exists for them yet).
+/// The size of a test event: a reserved grid and a standing area.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub rows: u32,
+    pub seats_per_row: u32,
+    pub standing: i32,
+    pub max_tickets_per_user: i32,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Self {
+            rows: 3,
+            seats_per_row: 4,
+            standing: 100,
+            max_tickets_per_user: 8,
+        }
+    }
+}
+
+/// Arranges a venue and a published event through the services.
 pub async fn create_small_event(app: &TestApp, title: &str, days_from_now: i64) -> SmallEvent {
+    create_event_shaped(app, title, days_from_now, Shape::default()).await
+}
+
+pub async fn create_event_shaped(app: &TestApp, title: &str, days_from_now: i64, shape: Shape) -> SmallEvent {
     let now = Utc::now();
     let db = &app.state.db;
     let txn = db.begin().await.expect("transaction");
@@ -343,8 +411,8 @@ pub async fn create_small_event(app: &TestApp, title: &str, days_from_now: i64) 
                     standing_capacity: 0,
                     position: (0.0, 0.0),
                     seats: GridLayout {
-                        rows: 3,
-                        seats_per_row: 4,
+                        rows: shape.rows,
+                        seats_per_row: shape.seats_per_row,
                         origin: (0.0, 0.0),
                         facing_degrees: 90.0,
                         seat_spacing: 1.0,
@@ -355,7 +423,7 @@ pub async fn create_small_event(app: &TestApp, title: &str, days_from_now: i64) 
                 NewSection {
                     name: "Standing".into(),
                     kind: SectionKind::GeneralAdmission,
-                    standing_capacity: 100,
+                    standing_capacity: shape.standing,
                     position: (0.0, 10.0),
                     seats: Vec::new(),
                 },
@@ -391,7 +459,7 @@ pub async fn create_small_event(app: &TestApp, title: &str, days_from_now: i64) 
             waiting_room_required: false,
             admission_rate_per_minute: 100,
             max_active_shoppers: 100,
-            max_tickets_per_user: 8,
+            max_tickets_per_user: shape.max_tickets_per_user,
             tiers: vec![
                 NewTier {
                     name: "Stalls".into(),
@@ -406,7 +474,7 @@ pub async fn create_small_event(app: &TestApp, title: &str, days_from_now: i64) 
                     kind: TierKind::GeneralAdmission,
                     price_cents: 2500,
                     currency: "USD".into(),
-                    capacity: 100,
+                    capacity: shape.standing,
                     section_ids: vec![section("Standing")],
                 },
             ],

@@ -2,6 +2,7 @@
 //! default; PostgreSQL when TEST_DATABASE_URL is set) and talks to it over HTTP and WebSocket.
 
 mod auth;
+mod booking;
 mod errors;
 mod events;
 mod hardening;

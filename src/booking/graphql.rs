@@ -1,0 +1,340 @@
+use async_graphql::{ComplexObject, Context, Enum, ErrorExtensions, ID, InputObject, Object, Result, ResultExt, SimpleObject};
+use chrono::{DateTime, Utc};
+use entity::hold;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::auth::guards::RoleGuard;
+use crate::booking::idempotency::{self, IdempotencyKey};
+use crate::booking::service::{self, BestAvailable, Quantity};
+use crate::error::AppResult;
+use crate::events::graphql::Event;
+use crate::events::loaders::EventByIdLoader;
+use crate::gql::{ContextExt, parse_id};
+use crate::live::LiveMessage;
+use crate::orders::graphql::{Order, SeatLabel};
+use crate::state::AppState;
+
+/// Where a hold is in its life.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::HoldStatus")]
+pub enum HoldStatus {
+    /// Reserved for you until `expiresAt`.
+    Active,
+    /// Became an order.
+    Converted,
+    /// Given back by you.
+    Released,
+    /// Ran out of time; the stock went back on sale.
+    Expired,
+}
+
+/// Tickets or seats reserved for one buyer until the hold expires.
+#[derive(SimpleObject, Clone)]
+#[graphql(complex)]
+pub struct Hold {
+    pub id: ID,
+    pub status: HoldStatus,
+    /// Tickets or seats held.
+    pub quantity: i32,
+    /// When the stock goes back on sale unless checked out (extend with `extendHold`).
+    pub expires_at: DateTime<Utc>,
+    /// The latest `expiresAt` extensions can reach.
+    pub max_expires_at: DateTime<Utc>,
+    /// The general-admission tier, for a GA hold.
+    pub tier_id: Option<ID>,
+    #[graphql(skip)]
+    pub uuid: Uuid,
+    #[graphql(skip)]
+    pub event_uuid: Uuid,
+}
+
+impl From<hold::Model> for Hold {
+    fn from(model: hold::Model) -> Self {
+        Self {
+            id: ID(model.id.to_string()),
+            status: model.status.into(),
+            quantity: model.quantity,
+            expires_at: model.expires_at,
+            max_expires_at: model.max_expires_at,
+            tier_id: model.tier_id.map(|id| ID(id.to_string())),
+            uuid: model.id,
+            event_uuid: model.event_id,
+        }
+    }
+}
+
+#[ComplexObject]
+impl Hold {
+    async fn event(&self, ctx: &Context<'_>) -> Result<Event> {
+        ctx.loader::<EventByIdLoader>()
+            .extend()?
+            .load_one(self.event_uuid)
+            .await
+            .map_err(|err| err.extend())?
+            .map(Event::from)
+            .ok_or_else(|| crate::error::AppError::NotFound("event").extend())
+    }
+
+    /// The seats, for a reserved-seat hold (empty once the hold has ended).
+    async fn seats(&self, ctx: &Context<'_>) -> Result<Vec<SeatLabel>> {
+        let state = ctx.state().extend()?;
+        Ok(service::hold_seat_labels(&state.db, self.uuid)
+            .await
+            .extend()?
+            .into_iter()
+            .map(|(seat, _)| SeatLabel::from(seat))
+            .collect())
+    }
+
+    /// What checking out costs, in cents.
+    async fn total_cents(&self, ctx: &Context<'_>) -> Result<i64> {
+        let state = ctx.state().extend()?;
+        let hold = service::find_own_hold(&state.db, ctx.viewer().extend()?.user_id, self.uuid)
+            .await
+            .extend()?;
+        Ok(service::hold_total(&state.db, &hold).await.extend()?.0)
+    }
+}
+
+/// Hold exactly these seats, or none of them.
+#[derive(InputObject, Serialize)]
+pub struct HoldSeatsInput {
+    pub event_id: ID,
+    /// 1 to 10 seats (MAX_TICKETS_PER_REQUEST).
+    pub seat_ids: Vec<ID>,
+    /// Your unique key for this request: retrying with it never holds twice.
+    pub idempotency_key: String,
+}
+
+/// Hold the best free seats.
+#[derive(InputObject, Serialize)]
+pub struct HoldBestAvailableInput {
+    pub event_id: ID,
+    /// Only seats in this section.
+    pub section_id: Option<ID>,
+    /// Only seats of this tier.
+    pub tier_id: Option<ID>,
+    pub quantity: i32,
+    /// Seats side by side in one row (default true).
+    #[graphql(default = true)]
+    pub adjacent: bool,
+    pub idempotency_key: String,
+}
+
+/// Hold general-admission tickets.
+#[derive(InputObject, Serialize)]
+pub struct HoldTicketsInput {
+    pub tier_id: ID,
+    pub quantity: i32,
+    pub idempotency_key: String,
+}
+
+/// Pay for a hold.
+#[derive(InputObject, Serialize)]
+pub struct CheckoutInput {
+    pub hold_id: ID,
+    /// From the payment form. Simulated provider: `tok_visa` succeeds, `tok_decline` is declined,
+    /// `tok_chance_NN` succeeds NN percent of the time.
+    pub payment_token: String,
+    pub idempotency_key: String,
+}
+
+/// Hold and pay for general-admission tickets in one step.
+#[derive(InputObject, Serialize)]
+pub struct BookTicketsInput {
+    pub tier_id: ID,
+    pub quantity: i32,
+    pub payment_token: String,
+    pub idempotency_key: String,
+}
+
+/// Runs `work` once per idempotency key of the viewer; a retry returns the id the first run produced.
+async fn idempotent<F, Fut>(
+    state: &AppState,
+    user_id: Uuid,
+    key: &str,
+    operation: &str,
+    input: &impl Serialize,
+    work: F,
+) -> AppResult<Uuid>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = AppResult<Uuid>>,
+{
+    let key = IdempotencyKey::parse(key)?;
+    let hash = idempotency::request_hash(operation, input)?;
+    idempotency::once(&state.db, user_id, &key, operation, hash, work).await
+}
+
+async fn hold_result(state: &AppState, user_id: Uuid, hold_id: Uuid) -> AppResult<Hold> {
+    let hold = service::find_own_hold(&state.db, user_id, hold_id).await?;
+    state.bus.publish(LiveMessage::InventoryChanged { event_id: hold.event_id }).await;
+    Ok(hold.into())
+}
+
+async fn order_result(state: &AppState, user_id: Uuid, order_id: Uuid) -> AppResult<Order> {
+    let order = entity::prelude::Order::find_by_id(order_id)
+        .one(&state.db)
+        .await?
+        .filter(|order| order.user_id == user_id)
+        .ok_or(crate::error::AppError::NotFound("order"))?;
+    state.bus.publish(LiveMessage::InventoryChanged { event_id: order.event_id }).await;
+    Ok(order.into())
+}
+
+use sea_orm::EntityTrait;
+
+#[derive(Default)]
+pub struct BookingQuery;
+
+#[Object]
+impl BookingQuery {
+    /// The signed-in buyer's active holds, newest first.
+    #[graphql(guard = "RoleGuard::SIGNED_IN")]
+    async fn my_holds(&self, ctx: &Context<'_>) -> Result<Vec<Hold>> {
+        let state = ctx.state().extend()?;
+        let viewer = ctx.viewer().extend()?;
+        Ok(service::active_holds(&state.db, viewer.user_id)
+            .await
+            .extend()?
+            .into_iter()
+            .map(Hold::from)
+            .collect())
+    }
+}
+
+#[derive(Default)]
+pub struct BookingMutation;
+
+#[Object]
+impl BookingMutation {
+    /// Holds exactly the given seats or none: SOLD_OUT if any is sold, CONFLICT if any is in another
+    /// buyer's hold (`extensions.unavailableSeatIds` lists them). One active hold per event per buyer.
+    #[graphql(guard = "RoleGuard::SIGNED_IN")]
+    async fn hold_seats(&self, ctx: &Context<'_>, input: HoldSeatsInput) -> Result<Hold> {
+        let state = ctx.state().extend()?;
+        let viewer = ctx.viewer().extend()?;
+        let policy = state.config.hold_policy();
+        let event_id = parse_id(&input.event_id, "eventId").extend()?;
+        let seats = input
+            .seat_ids
+            .iter()
+            .map(|id| parse_id(id, "seatIds"))
+            .collect::<AppResult<Vec<_>>>()
+            .extend()?;
+        let hold_id = idempotent(state, viewer.user_id, &input.idempotency_key, "holdSeats", &input, || async {
+            Ok(service::hold_seats(&state.db, &policy, viewer.user_id, event_id, &seats).await?.id)
+        })
+        .await
+        .extend()?;
+        hold_result(state, viewer.user_id, hold_id).await.extend()
+    }
+
+    /// Holds the best free seats: frontmost first, side by side when `adjacent`, avoiding single
+    /// orphan seats. Concurrent buyers never block each other or get the same seats.
+    #[graphql(guard = "RoleGuard::SIGNED_IN")]
+    async fn hold_best_available(&self, ctx: &Context<'_>, input: HoldBestAvailableInput) -> Result<Hold> {
+        let state = ctx.state().extend()?;
+        let viewer = ctx.viewer().extend()?;
+        let policy = state.config.hold_policy();
+        let request = BestAvailable {
+            event_id: parse_id(&input.event_id, "eventId").extend()?,
+            section_id: input.section_id.as_ref().map(|id| parse_id(id, "sectionId")).transpose().extend()?,
+            tier_id: input.tier_id.as_ref().map(|id| parse_id(id, "tierId")).transpose().extend()?,
+            quantity: Quantity::parse(input.quantity, &policy).extend()?,
+            adjacent: input.adjacent,
+        };
+        let hold_id = idempotent(state, viewer.user_id, &input.idempotency_key, "holdBestAvailable", &input, || async {
+            Ok(service::hold_best_available(&state.db, &policy, viewer.user_id, &request).await?.id)
+        })
+        .await
+        .extend()?;
+        hold_result(state, viewer.user_id, hold_id).await.extend()
+    }
+
+    /// Holds general-admission tickets; SOLD_OUT when fewer are left.
+    #[graphql(guard = "RoleGuard::SIGNED_IN")]
+    async fn hold_tickets(&self, ctx: &Context<'_>, input: HoldTicketsInput) -> Result<Hold> {
+        let state = ctx.state().extend()?;
+        let viewer = ctx.viewer().extend()?;
+        let policy = state.config.hold_policy();
+        let tier_id = parse_id(&input.tier_id, "tierId").extend()?;
+        let quantity = Quantity::parse(input.quantity, &policy).extend()?;
+        let hold_id = idempotent(state, viewer.user_id, &input.idempotency_key, "holdTickets", &input, || async {
+            Ok(service::hold_tickets(&state.db, &policy, viewer.user_id, tier_id, quantity).await?.id)
+        })
+        .await
+        .extend()?;
+        hold_result(state, viewer.user_id, hold_id).await.extend()
+    }
+
+    /// Pushes a live hold's expiry out by the hold time, up to `maxExpiresAt` (then LIMIT_EXCEEDED).
+    #[graphql(guard = "RoleGuard::SIGNED_IN")]
+    async fn extend_hold(&self, ctx: &Context<'_>, hold_id: ID) -> Result<Hold> {
+        let state = ctx.state().extend()?;
+        let viewer = ctx.viewer().extend()?;
+        let id = parse_id(&hold_id, "holdId").extend()?;
+        let policy = state.config.hold_policy();
+        Ok(service::extend_hold(&state.db, &policy, viewer.user_id, id)
+            .await
+            .extend()?
+            .into())
+    }
+
+    /// Gives a hold's tickets or seats back.
+    #[graphql(guard = "RoleGuard::SIGNED_IN")]
+    async fn release_hold(&self, ctx: &Context<'_>, hold_id: ID) -> Result<Hold> {
+        let state = ctx.state().extend()?;
+        let viewer = ctx.viewer().extend()?;
+        let id = parse_id(&hold_id, "holdId").extend()?;
+        let hold = service::release_hold(&state.db, viewer.user_id, id).await.extend()?;
+        state.bus.publish(LiveMessage::InventoryChanged { event_id: hold.event_id }).await;
+        Ok(hold.into())
+    }
+
+    /// Pays for a live hold and turns it into an order with one ticket per seat or unit.
+    /// PAYMENT_DECLINED keeps the hold for another try; HOLD_EXPIRED means the stock is gone (and any
+    /// charge was refunded).
+    #[graphql(guard = "RoleGuard::SIGNED_IN")]
+    async fn checkout(&self, ctx: &Context<'_>, input: CheckoutInput) -> Result<Order> {
+        let state = ctx.state().extend()?;
+        let viewer = ctx.viewer().extend()?;
+        let hold_id = parse_id(&input.hold_id, "holdId").extend()?;
+        let order_id = idempotent(state, viewer.user_id, &input.idempotency_key, "checkout", &input, || async {
+            Ok(service::checkout(&state.db, state.payments.as_ref(), viewer.user_id, hold_id, &input.payment_token)
+                .await?
+                .id)
+        })
+        .await
+        .extend()?;
+        order_result(state, viewer.user_id, order_id).await.extend()
+    }
+
+    /// Holds and pays for general-admission tickets in one call: confirmed, or refused (SOLD_OUT,
+    /// PAYMENT_DECLINED) with nothing held.
+    #[graphql(guard = "RoleGuard::SIGNED_IN")]
+    async fn book_tickets(&self, ctx: &Context<'_>, input: BookTicketsInput) -> Result<Order> {
+        let state = ctx.state().extend()?;
+        let viewer = ctx.viewer().extend()?;
+        let policy = state.config.hold_policy();
+        let tier_id = parse_id(&input.tier_id, "tierId").extend()?;
+        let quantity = Quantity::parse(input.quantity, &policy).extend()?;
+        let order_id = idempotent(state, viewer.user_id, &input.idempotency_key, "bookTickets", &input, || async {
+            Ok(service::book_tickets(
+                &state.db,
+                state.payments.as_ref(),
+                &policy,
+                viewer.user_id,
+                tier_id,
+                quantity,
+                &input.payment_token,
+            )
+            .await?
+            .id)
+        })
+        .await
+        .extend()?;
+        order_result(state, viewer.user_id, order_id).await.extend()
+    }
+}

@@ -1,0 +1,211 @@
+//! Idempotency keys: the same key with the same request returns the first result, also while the first
+//! is still running (without doing the work twice); the same key with a different request is CONFLICT.
+//!
+//! The first request claims the key by inserting its row (`in_flight`); the unique `(user_id, key)`
+//! makes that claim exclusive across instances. It stores the result when done (`completed`), or
+//! deletes the row when it failed, so a retry runs the operation again. A duplicate finds the row and
+//! waits for it to complete. Keys live 24 hours.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entity::enums::IdempotencyStatus;
+use entity::idempotency_key;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::error::{AppError, AppResult};
+
+/// How long a key is remembered.
+pub const KEY_TTL_HOURS: i64 = 24;
+/// How long a duplicate waits for the first request before giving up with CONFLICT.
+const WAIT_FOR_FIRST: Duration = Duration::from_secs(15);
+const POLL_EVERY: Duration = Duration::from_millis(25);
+
+/// A validated idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(raw: &str) -> AppResult<Self> {
+        let key = raw.trim();
+        if key.is_empty() || key.len() > 255 {
+            return Err(AppError::bad_input("idempotencyKey must be 1 to 255 characters"));
+        }
+        Ok(Self(key.to_owned()))
+    }
+}
+
+/// A fingerprint of what a request asks for: the operation and its canonical input.
+pub fn request_hash(operation: &str, input: &impl Serialize) -> AppResult<String> {
+    let json = serde_json::to_string(input)
+        .map_err(|err| AppError::Internal(anyhow::anyhow!("hashing a request: {err}")))?;
+    let digest = Sha256::new()
+        .chain_update(operation.as_bytes())
+        .chain_update([0])
+        .chain_update(json.as_bytes())
+        .finalize();
+    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Runs `work` at most once per (user, key): a duplicate gets the stored result of the first run.
+pub async fn once<T, F, Fut>(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    key: &IdempotencyKey,
+    operation: &str,
+    request_hash: String,
+    work: F,
+) -> AppResult<T>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = AppResult<T>>,
+{
+    let started = tokio::time::Instant::now();
+    loop {
+        let now = Utc::now();
+        if claim(db, user_id, key, operation, &request_hash, now).await? {
+            return run_claimed(db, user_id, key, work).await;
+        }
+        let Some(existing) = find(db, user_id, key).await? else {
+            // The first request failed and gave the key back between our two statements: claim again.
+            continue;
+        };
+        if existing.request_hash != request_hash || existing.operation != operation {
+            return Err(AppError::Conflict(
+                "this idempotency key was already used for a different request".into(),
+            ));
+        }
+        if existing.expires_at <= now {
+            // Stale: forget it and run as new.
+            idempotency_key::Entity::delete_by_id(existing.id).exec(db).await?;
+            continue;
+        }
+        if existing.status == IdempotencyStatus::Completed {
+            let stored = existing
+                .response
+                .ok_or_else(|| AppError::Internal(anyhow::anyhow!("completed idempotency key without a response")))?;
+            return serde_json::from_value(stored)
+                .map_err(|err| AppError::Internal(anyhow::anyhow!("reading a stored response: {err}")));
+        }
+        if started.elapsed() > WAIT_FOR_FIRST {
+            return Err(AppError::Conflict(
+                "a request with this idempotency key is still in progress".into(),
+            ));
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+async fn claim(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    key: &IdempotencyKey,
+    operation: &str,
+    request_hash: &str,
+    now: DateTime<Utc>,
+) -> AppResult<bool> {
+    let row = idempotency_key::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user_id),
+        key: Set(key.0.clone()),
+        operation: Set(operation.to_owned()),
+        request_hash: Set(request_hash.to_owned()),
+        status: Set(IdempotencyStatus::InFlight),
+        response: Set(None),
+        created_at: Set(now),
+        expires_at: Set(now + chrono::Duration::hours(KEY_TTL_HOURS)),
+    };
+    let inserted = idempotency_key::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([idempotency_key::Column::UserId, idempotency_key::Column::Key])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await;
+    match inserted {
+        Ok(rows) => Ok(rows > 0),
+        // ON CONFLICT DO NOTHING inserted nothing: somebody holds the key.
+        Err(sea_orm::DbErr::RecordNotInserted) => Ok(false),
+        Err(err) => Err(err.into()),
+    }
+}
+
+async fn find(db: &impl ConnectionTrait, user_id: Uuid, key: &IdempotencyKey) -> AppResult<Option<idempotency_key::Model>> {
+    Ok(idempotency_key::Entity::find()
+        .filter(idempotency_key::Column::UserId.eq(user_id))
+        .filter(idempotency_key::Column::Key.eq(key.0.as_str()))
+        .one(db)
+        .await?)
+}
+
+async fn run_claimed<T, F, Fut>(db: &DatabaseConnection, user_id: Uuid, key: &IdempotencyKey, work: F) -> AppResult<T>
+where
+    T: Serialize,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = AppResult<T>>,
+{
+    let outcome = work().await;
+    let filter = || {
+        sea_orm::Condition::all()
+            .add(idempotency_key::Column::UserId.eq(user_id))
+            .add(idempotency_key::Column::Key.eq(key.0.as_str()))
+    };
+    match &outcome {
+        Ok(value) => {
+            let response = serde_json::to_value(value)
+                .map_err(|err| AppError::Internal(anyhow::anyhow!("storing a response: {err}")))?;
+            idempotency_key::Entity::update_many()
+                .col_expr(
+                    idempotency_key::Column::Status,
+                    sea_orm::sea_query::Expr::value(IdempotencyStatus::Completed.as_str()),
+                )
+                .col_expr(idempotency_key::Column::Response, sea_orm::sea_query::Expr::value(response))
+                .filter(filter())
+                .exec(db)
+                .await?;
+        }
+        Err(_) => {
+            idempotency_key::Entity::delete_many().filter(filter()).exec(db).await?;
+        }
+    }
+    outcome
+}
+
+/// Forgets keys older than their time to live.
+pub async fn delete_expired(db: &impl ConnectionTrait, now: DateTime<Utc>) -> AppResult<u64> {
+    Ok(idempotency_key::Entity::delete_many()
+        .filter(idempotency_key::Column::ExpiresAt.lte(now))
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_request_hashes_the_same_and_another_differently() {
+        let a = request_hash("holdTickets", &("tier", 2)).expect("hash");
+        let b = request_hash("holdTickets", &("tier", 2)).expect("hash");
+        let c = request_hash("holdTickets", &("tier", 3)).expect("hash");
+        let d = request_hash("bookTickets", &("tier", 2)).expect("hash");
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(a, d);
+    }
+
+    #[test]
+    fn keys_must_be_1_to_255_characters() {
+        assert!(IdempotencyKey::parse("  ").is_err());
+        assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
+        assert!(IdempotencyKey::parse("order-7f3a").is_ok());
+    }
+}

@@ -1,0 +1,820 @@
+//! Holds, checkout and direct booking. See the module docs for the invariants and the lock order.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, Utc};
+use entity::enums::{
+    EventStatus, HoldSource, HoldStatus, OrderStatus, PaymentKind, PaymentStatus, SeatStatus, TicketStatus,
+    TierKind,
+};
+use entity::prelude::*;
+use entity::{event, event_seat, hold, order, order_line, payment, seat, section, ticket, ticket_tier};
+use rand::RngCore;
+use sea_orm::sea_query::{Expr, ExprTrait, IntoIden, LockBehavior, LockType, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    FromQueryResult, PaginatorTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::booking::best_available::{self, Candidate};
+use crate::db::is_postgres;
+use crate::error::{AppError, AppResult, ConstraintRule};
+use crate::payments::{ChargeOutcome, PaymentProvider};
+
+/// Hold timing and size limits, from Config.
+#[derive(Debug, Clone, Copy)]
+pub struct HoldPolicy {
+    /// How long a new hold lasts.
+    pub ttl: Duration,
+    /// The longest a hold may live in all, extensions included.
+    pub max_lifetime: Duration,
+    /// Most tickets or seats in one request.
+    pub max_per_request: u32,
+}
+
+/// A validated number of tickets for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quantity(u32);
+
+impl Quantity {
+    pub fn parse(raw: i32, policy: &HoldPolicy) -> AppResult<Self> {
+        u32::try_from(raw)
+            .ok()
+            .filter(|n| (1..=policy.max_per_request).contains(n))
+            .map(Self)
+            .ok_or_else(|| {
+                AppError::bad_input(format!("quantity must be 1 to {}", policy.max_per_request))
+            })
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    fn as_i32(self) -> i32 {
+        self.0 as i32
+    }
+}
+
+/// What a best-available request asks for.
+#[derive(Debug, Clone, Serialize)]
+pub struct BestAvailable {
+    pub event_id: Uuid,
+    pub section_id: Option<Uuid>,
+    pub tier_id: Option<Uuid>,
+    pub quantity: Quantity,
+    pub adjacent: bool,
+}
+
+const ONE_ACTIVE_HOLD: ConstraintRule = ConstraintRule {
+    name: "holds_one_active_per_user_event",
+    sqlite_columns: "holds.user_id, holds.event_id",
+    error: || {
+        AppError::Conflict(
+            "you already hold tickets for this event: check out or release that hold first".into(),
+        )
+    },
+};
+
+const TIER_SOLD_OUT: ConstraintRule = ConstraintRule {
+    name: "ticket_tiers_available_within_capacity",
+    sqlite_columns: "ticket_tiers_available_within_capacity",
+    error: || AppError::SoldOut("not enough tickets left".into()),
+};
+
+const HOLD_ALREADY_ORDERED: ConstraintRule = ConstraintRule {
+    name: "orders_hold_key",
+    sqlite_columns: "orders.hold_id",
+    error: || AppError::Conflict("this hold was already checked out".into()),
+};
+
+const SEAT_ALREADY_TICKETED: ConstraintRule = ConstraintRule {
+    name: "tickets_one_valid_per_seat",
+    sqlite_columns: "tickets.event_id, tickets.seat_id",
+    error: || AppError::SoldOut("a seat was sold to someone else".into()),
+};
+
+/// An event that sells now: published, not cancelled, sale started, not over.
+async fn event_on_sale(db: &impl ConnectionTrait, event_id: Uuid, now: DateTime<Utc>) -> AppResult<event::Model> {
+    let event = Event::find_by_id(event_id)
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("event"))?;
+    match event.status {
+        EventStatus::Draft => return Err(AppError::NotFound("event")),
+        EventStatus::Cancelled => return Err(AppError::Conflict("the event is cancelled".into())),
+        EventStatus::OnSale => {}
+    }
+    if event.sale_starts_at > now {
+        return Err(AppError::Conflict(format!(
+            "tickets go on sale at {}",
+            event.sale_starts_at.to_rfc3339()
+        )));
+    }
+    if event.ends_at <= now {
+        return Err(AppError::Conflict("the event is over".into()));
+    }
+    Ok(event)
+}
+
+/// Refuses a request that would take the user past the event's per-user cap (valid tickets already
+/// owned plus this request).
+async fn check_user_cap(
+    db: &impl ConnectionTrait,
+    event: &event::Model,
+    user_id: Uuid,
+    wanted: u32,
+) -> AppResult<()> {
+    let owned = Ticket::find()
+        .filter(ticket::Column::EventId.eq(event.id))
+        .filter(ticket::Column::Status.eq(TicketStatus::Valid))
+        .filter(
+            ticket::Column::OrderId.in_subquery(
+                Query::select()
+                    .column(order::Column::Id)
+                    .from(Order)
+                    .and_where(Expr::col(order::Column::UserId).eq(user_id))
+                    .and_where(Expr::col(order::Column::EventId).eq(event.id))
+                    .to_owned(),
+            ),
+        )
+        .count(db)
+        .await?;
+    if owned + u64::from(wanted) > event.max_tickets_per_user as u64 {
+        return Err(AppError::LimitExceeded(format!(
+            "at most {} tickets per person for this event; you have {owned}",
+            event.max_tickets_per_user
+        )));
+    }
+    Ok(())
+}
+
+/// Expires the user's own active hold on this event if its time is up, so a new hold is not refused
+/// because the sweeper has not come round yet.
+async fn expire_own_stale_hold(db: &DatabaseConnection, user_id: Uuid, event_id: Uuid, now: DateTime<Utc>) -> AppResult<Vec<Uuid>> {
+    let stale = Hold::find()
+        .filter(hold::Column::UserId.eq(user_id))
+        .filter(hold::Column::EventId.eq(event_id))
+        .filter(hold::Column::Status.eq(HoldStatus::Active))
+        .filter(hold::Column::ExpiresAt.lte(now))
+        .one(db)
+        .await?;
+    match stale {
+        Some(stale) => crate::booking::sweeper::expire_holds_by_id(db, &[stale.id], now).await,
+        None => Ok(Vec::new()),
+    }
+}
+
+fn new_hold(user_id: Uuid, event_id: Uuid, tier_id: Option<Uuid>, quantity: i32, policy: &HoldPolicy, now: DateTime<Utc>) -> hold::ActiveModel {
+    hold::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user_id),
+        event_id: Set(event_id),
+        tier_id: Set(tier_id),
+        quantity: Set(quantity),
+        status: Set(HoldStatus::Active),
+        source: Set(HoldSource::Direct),
+        expires_at: Set(now + policy.ttl),
+        max_expires_at: Set(now + policy.max_lifetime.max(policy.ttl)),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+}
+
+/// Holds `quantity` general-admission tickets of a tier: one conditional decrement of the tier, so the
+/// stock can never go below zero however many buyers race.
+pub async fn hold_tickets(
+    db: &DatabaseConnection,
+    policy: &HoldPolicy,
+    user_id: Uuid,
+    tier_id: Uuid,
+    quantity: Quantity,
+) -> AppResult<hold::Model> {
+    let now = Utc::now();
+    let tier = TicketTier::find_by_id(tier_id)
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("tier"))?;
+    if tier.kind != TierKind::GeneralAdmission {
+        return Err(AppError::bad_input(
+            "this tier sells reserved seats: use holdSeats or holdBestAvailable",
+        ));
+    }
+    expire_own_stale_hold(db, user_id, tier.event_id, now).await?;
+    let txn = db.begin().await?;
+    let event = event_on_sale(&txn, tier.event_id, now).await?;
+    check_user_cap(&txn, &event, user_id, quantity.get()).await?;
+    let hold = new_hold(user_id, event.id, Some(tier.id), quantity.as_i32(), policy, now)
+        .insert(&txn)
+        .await
+        .map_err(|err| AppError::on_constraint(err, &[ONE_ACTIVE_HOLD]))?;
+    let taken = TicketTier::update_many()
+        .col_expr(
+            ticket_tier::Column::Available,
+            Expr::col(ticket_tier::Column::Available).sub(quantity.as_i32()),
+        )
+        .col_expr(ticket_tier::Column::UpdatedAt, Expr::value(now))
+        .filter(ticket_tier::Column::Id.eq(tier.id))
+        .filter(ticket_tier::Column::Available.gte(quantity.as_i32()))
+        .exec(&txn)
+        .await
+        .map_err(|err| AppError::on_constraint(err, &[TIER_SOLD_OUT]))?;
+    if taken.rows_affected == 0 {
+        return Err(AppError::SoldOut(format!(
+            "fewer than {} tickets left in {}",
+            quantity.get(),
+            tier.name
+        )));
+    }
+    txn.commit().await?;
+    Ok(hold)
+}
+
+#[derive(Debug, FromQueryResult)]
+struct LockedSeat {
+    seat_id: Uuid,
+    tier_id: Uuid,
+    status: SeatStatus,
+}
+
+/// Holds exactly these seats or none of them. Sold seats make it SOLD_OUT, seats in someone else's
+/// hold CONFLICT; either way the error lists the unavailable seats.
+pub async fn hold_seats(
+    db: &DatabaseConnection,
+    policy: &HoldPolicy,
+    user_id: Uuid,
+    event_id: Uuid,
+    seat_ids: &[Uuid],
+) -> AppResult<hold::Model> {
+    let mut seat_ids = seat_ids.to_vec();
+    seat_ids.sort();
+    seat_ids.dedup();
+    if seat_ids.is_empty() || seat_ids.len() > policy.max_per_request as usize {
+        return Err(AppError::bad_input(format!(
+            "pick 1 to {} seats",
+            policy.max_per_request
+        )));
+    }
+    let now = Utc::now();
+    expire_own_stale_hold(db, user_id, event_id, now).await?;
+    let txn = db.begin().await?;
+    let event = event_on_sale(&txn, event_id, now).await?;
+    check_user_cap(&txn, &event, user_id, seat_ids.len() as u32).await?;
+
+    // Lock the requested seats in seat_id order: the same order everywhere, so no deadlock.
+    let mut select = Query::select();
+    select
+        .columns([
+            event_seat::Column::SeatId,
+            event_seat::Column::TierId,
+            event_seat::Column::Status,
+        ])
+        .from(EventSeat)
+        .and_where(Expr::col(event_seat::Column::EventId).eq(event_id))
+        .and_where(Expr::col(event_seat::Column::SeatId).is_in(seat_ids.iter().copied()))
+        .order_by(event_seat::Column::SeatId, sea_orm::Order::Asc);
+    if is_postgres(&txn) {
+        select.lock(LockType::Update);
+    }
+    let locked = LockedSeat::find_by_statement(txn.get_database_backend().build(&select))
+        .all(&txn)
+        .await?;
+    if locked.len() != seat_ids.len() {
+        return Err(AppError::bad_input("some seats do not exist for this event"));
+    }
+    let sold: Vec<Uuid> = locked
+        .iter()
+        .filter(|s| s.status == SeatStatus::Sold)
+        .map(|s| s.seat_id)
+        .collect();
+    let held: Vec<Uuid> = locked
+        .iter()
+        .filter(|s| s.status == SeatStatus::Held)
+        .map(|s| s.seat_id)
+        .collect();
+    if !sold.is_empty() {
+        return Err(AppError::SeatsSold([sold, held].concat()));
+    }
+    if !held.is_empty() {
+        return Err(AppError::SeatsHeld(held));
+    }
+    let hold = new_hold(user_id, event_id, None, seat_ids.len() as i32, policy, now)
+        .insert(&txn)
+        .await
+        .map_err(|err| AppError::on_constraint(err, &[ONE_ACTIVE_HOLD]))?;
+    take_seats(&txn, event_id, hold.id, &locked.iter().map(|s| (s.seat_id, s.tier_id)).collect::<Vec<_>>(), now).await?;
+    txn.commit().await?;
+    Ok(hold)
+}
+
+/// Marks locked, available seats as held by `hold_id` and moves their tiers' counters.
+async fn take_seats(
+    txn: &DatabaseTransaction,
+    event_id: Uuid,
+    hold_id: Uuid,
+    seats: &[(Uuid, Uuid)],
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    let ids: Vec<Uuid> = seats.iter().map(|(seat, _)| *seat).collect();
+    let updated = EventSeat::update_many()
+        .col_expr(event_seat::Column::Status, Expr::value(SeatStatus::Held.as_str()))
+        .col_expr(event_seat::Column::HoldId, Expr::value(hold_id))
+        .col_expr(event_seat::Column::Version, Expr::col(event_seat::Column::Version).add(1))
+        .col_expr(event_seat::Column::UpdatedAt, Expr::value(now))
+        .filter(event_seat::Column::EventId.eq(event_id))
+        .filter(event_seat::Column::SeatId.is_in(ids))
+        .filter(event_seat::Column::Status.eq(SeatStatus::Available))
+        .exec(txn)
+        .await?;
+    if updated.rows_affected != seats.len() as u64 {
+        // Only possible if a seat changed under us; the transaction rolls back on return.
+        return Err(AppError::Conflict("the seats changed while being held; try again".into()));
+    }
+    let mut per_tier: BTreeMap<Uuid, i32> = BTreeMap::new();
+    for (_, tier_id) in seats {
+        *per_tier.entry(*tier_id).or_default() += 1;
+    }
+    adjust_tiers(txn, &per_tier, -1, now).await
+}
+
+/// Adds `sign * count` to each tier's availability, in tier-id order (the lock order).
+pub(crate) async fn adjust_tiers(
+    db: &impl ConnectionTrait,
+    per_tier: &BTreeMap<Uuid, i32>,
+    sign: i32,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    for (tier_id, count) in per_tier {
+        TicketTier::update_many()
+            .col_expr(
+                ticket_tier::Column::Available,
+                Expr::col(ticket_tier::Column::Available).add(sign * count),
+            )
+            .col_expr(ticket_tier::Column::UpdatedAt, Expr::value(now))
+            .filter(ticket_tier::Column::Id.eq(*tier_id))
+            .exec(db)
+            .await
+            .map_err(|err| AppError::on_constraint(err, &[TIER_SOLD_OUT]))?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, FromQueryResult)]
+struct CandidateRow {
+    seat_id: Uuid,
+    tier_id: Uuid,
+    section_id: Uuid,
+    sort_order: i32,
+    row_index: i32,
+    number: i32,
+}
+
+/// How many free seats one best-available attempt looks at, front to back. A first small window is
+/// enough in a ticket war; the wider one finds adjacent blocks deep in a half-sold venue.
+const CANDIDATE_WINDOWS: [u64; 2] = [200, 5000];
+
+/// Holds the best `quantity` free seats. On PostgreSQL candidate seats are locked with
+/// `FOR UPDATE SKIP LOCKED`: two buyers never wait on, or get, the same seats.
+pub async fn hold_best_available(
+    db: &DatabaseConnection,
+    policy: &HoldPolicy,
+    user_id: Uuid,
+    request: &BestAvailable,
+) -> AppResult<hold::Model> {
+    let now = Utc::now();
+    expire_own_stale_hold(db, user_id, request.event_id, now).await?;
+    let txn = db.begin().await?;
+    let event = event_on_sale(&txn, request.event_id, now).await?;
+    check_user_cap(&txn, &event, user_id, request.quantity.get()).await?;
+    let quantity = request.quantity.get() as usize;
+    let mut chosen: Option<Vec<(Uuid, Uuid)>> = None;
+    for window in CANDIDATE_WINDOWS {
+        let rows = candidate_seats(&txn, request, window).await?;
+        let exhausted = (rows.len() as u64) < window;
+        let candidates: Vec<Candidate> = rows
+            .iter()
+            .map(|row| Candidate {
+                seat_id: row.seat_id,
+                section_rank: row.sort_order,
+                section_id: row.section_id,
+                row_index: row.row_index,
+                number: row.number,
+            })
+            .collect();
+        if let Some(ids) = best_available::choose(&candidates, quantity, request.adjacent) {
+            let tiers: HashMap<Uuid, Uuid> = rows.iter().map(|r| (r.seat_id, r.tier_id)).collect();
+            let mut seats: Vec<(Uuid, Uuid)> = ids.iter().map(|id| (*id, tiers[id])).collect();
+            seats.sort();
+            chosen = Some(seats);
+            break;
+        }
+        if exhausted {
+            break;
+        }
+    }
+    let Some(seats) = chosen else {
+        return Err(AppError::SoldOut(if request.adjacent {
+            format!("no {quantity} adjacent seats are free")
+        } else {
+            format!("fewer than {quantity} seats are free")
+        }));
+    };
+    let hold = new_hold(user_id, event.id, None, seats.len() as i32, policy, now)
+        .insert(&txn)
+        .await
+        .map_err(|err| AppError::on_constraint(err, &[ONE_ACTIVE_HOLD]))?;
+    take_seats(&txn, event.id, hold.id, &seats, now).await?;
+    txn.commit().await?;
+    Ok(hold)
+}
+
+/// Free seats matching the request, front to back, locked (and skipping locked ones) on PostgreSQL.
+async fn candidate_seats(txn: &DatabaseTransaction, request: &BestAvailable, limit: u64) -> AppResult<Vec<CandidateRow>> {
+    let mut select = Query::select();
+    select
+        .column((EventSeat, event_seat::Column::SeatId))
+        .column((EventSeat, event_seat::Column::TierId))
+        .column((EventSeat, event_seat::Column::SectionId))
+        .column((Section, section::Column::SortOrder))
+        .column((Seat, seat::Column::RowIndex))
+        .column((Seat, seat::Column::Number))
+        .from(EventSeat)
+        .inner_join(Seat, Expr::col((Seat, seat::Column::Id)).equals((EventSeat, event_seat::Column::SeatId)))
+        .inner_join(
+            Section,
+            Expr::col((Section, section::Column::Id)).equals((EventSeat, event_seat::Column::SectionId)),
+        )
+        .and_where(Expr::col((EventSeat, event_seat::Column::EventId)).eq(request.event_id))
+        .and_where(Expr::col((EventSeat, event_seat::Column::Status)).eq(SeatStatus::Available.as_str()))
+        .order_by((Section, section::Column::SortOrder), sea_orm::Order::Asc)
+        .order_by((Seat, seat::Column::RowIndex), sea_orm::Order::Asc)
+        .order_by((Seat, seat::Column::Number), sea_orm::Order::Asc)
+        .limit(limit);
+    if let Some(section_id) = request.section_id {
+        select.and_where(Expr::col((EventSeat, event_seat::Column::SectionId)).eq(section_id));
+    }
+    if let Some(tier_id) = request.tier_id {
+        select.and_where(Expr::col((EventSeat, event_seat::Column::TierId)).eq(tier_id));
+    }
+    if is_postgres(txn) {
+        select.lock_with_tables_behavior(LockType::Update, [EventSeat.into_iden()], LockBehavior::SkipLocked);
+    }
+    Ok(CandidateRow::find_by_statement(txn.get_database_backend().build(&select))
+        .all(txn)
+        .await?)
+}
+
+/// Loads the viewer's hold; another user's hold is NOT_FOUND.
+pub async fn find_own_hold(db: &impl ConnectionTrait, user_id: Uuid, hold_id: Uuid) -> AppResult<hold::Model> {
+    Hold::find_by_id(hold_id)
+        .filter(hold::Column::UserId.eq(user_id))
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("hold"))
+}
+
+fn ensure_live(hold: &hold::Model, now: DateTime<Utc>) -> AppResult<()> {
+    match hold.status {
+        HoldStatus::Active if hold.expires_at > now => Ok(()),
+        HoldStatus::Active | HoldStatus::Expired => Err(AppError::HoldExpired),
+        HoldStatus::Released => Err(AppError::Conflict("the hold was released".into())),
+        HoldStatus::Converted => Err(AppError::Conflict("the hold was already checked out".into())),
+    }
+}
+
+/// Extends a live hold by the hold time, up to its maximum lifetime.
+pub async fn extend_hold(db: &DatabaseConnection, policy: &HoldPolicy, user_id: Uuid, hold_id: Uuid) -> AppResult<hold::Model> {
+    let now = Utc::now();
+    let hold = find_own_hold(db, user_id, hold_id).await?;
+    ensure_live(&hold, now)?;
+    let new_expiry = std::cmp::min(now + policy.ttl, hold.max_expires_at);
+    if new_expiry <= hold.expires_at {
+        return Err(AppError::LimitExceeded(
+            "the hold cannot be extended any further".into(),
+        ));
+    }
+    // Conditional on still being active, so it cannot revive a hold the sweeper just expired.
+    let extended = Hold::update_many()
+        .col_expr(hold::Column::ExpiresAt, Expr::value(new_expiry))
+        .col_expr(hold::Column::UpdatedAt, Expr::value(now))
+        .filter(hold::Column::Id.eq(hold.id))
+        .filter(hold::Column::Status.eq(HoldStatus::Active))
+        .exec(db)
+        .await?;
+    if extended.rows_affected == 0 {
+        return Err(AppError::HoldExpired);
+    }
+    find_own_hold(db, user_id, hold_id).await
+}
+
+/// Gives a live hold's stock back.
+pub async fn release_hold(db: &DatabaseConnection, user_id: Uuid, hold_id: Uuid) -> AppResult<hold::Model> {
+    let now = Utc::now();
+    let hold = find_own_hold(db, user_id, hold_id).await?;
+    if hold.status != HoldStatus::Active {
+        return Err(AppError::Conflict("the hold is no longer active".into()));
+    }
+    let released = crate::booking::sweeper::end_holds(db, &[hold.id], HoldStatus::Released, now).await?;
+    if released.is_empty() {
+        return Err(AppError::Conflict("the hold is no longer active".into()));
+    }
+    find_own_hold(db, user_id, hold_id).await
+}
+
+/// What a hold costs, line by line: (tier, quantity, unit price), in tier order.
+async fn hold_lines(db: &impl ConnectionTrait, hold: &hold::Model) -> AppResult<Vec<(ticket_tier::Model, i32)>> {
+    let mut counts: BTreeMap<Uuid, i32> = BTreeMap::new();
+    match hold.tier_id {
+        Some(tier_id) => {
+            counts.insert(tier_id, hold.quantity);
+        }
+        None => {
+            for seat in EventSeat::find()
+                .filter(event_seat::Column::HoldId.eq(hold.id))
+                .all(db)
+                .await?
+            {
+                *counts.entry(seat.tier_id).or_default() += 1;
+            }
+        }
+    }
+    let tiers: HashMap<Uuid, ticket_tier::Model> = TicketTier::find()
+        .filter(ticket_tier::Column::Id.is_in(counts.keys().copied()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t))
+        .collect();
+    counts
+        .into_iter()
+        .map(|(tier_id, count)| {
+            tiers
+                .get(&tier_id)
+                .cloned()
+                .map(|tier| (tier, count))
+                .ok_or(AppError::NotFound("tier"))
+        })
+        .collect()
+}
+
+/// The amount a hold costs, in its currency.
+pub async fn hold_total(db: &impl ConnectionTrait, hold: &hold::Model) -> AppResult<(i64, String)> {
+    let lines = hold_lines(db, hold).await?;
+    let total = lines.iter().map(|(tier, n)| tier.price_cents * i64::from(*n)).sum();
+    let currency = lines
+        .first()
+        .map_or_else(|| "USD".to_owned(), |(tier, _)| tier.currency.clone());
+    Ok((total, currency))
+}
+
+/// Turns a live hold into a paid order with one ticket per seat or unit.
+///
+/// The payment provider is called with no transaction open. Afterwards the hold is locked and, if it is
+/// still active, converted; if the sweeper expired it meanwhile (its seats may already be someone
+/// else's), the charge is refunded and the checkout fails with HOLD_EXPIRED. A declined payment keeps
+/// the hold so the buyer can retry.
+pub async fn checkout(
+    db: &DatabaseConnection,
+    payments: &dyn PaymentProvider,
+    user_id: Uuid,
+    hold_id: Uuid,
+    payment_token: &str,
+) -> AppResult<order::Model> {
+    let hold = find_own_hold(db, user_id, hold_id).await?;
+    ensure_live(&hold, Utc::now())?;
+    let (total, currency) = hold_total(db, &hold).await?;
+    let attempt = Uuid::new_v4();
+    let charge = payments
+        .charge(payment_token, total, &currency, attempt)
+        .await
+        .map_err(AppError::Internal)?;
+    let reference = match charge {
+        ChargeOutcome::Succeeded { reference } => reference,
+        ChargeOutcome::Declined { reason } => {
+            record_payment(db, None, user_id, PaymentKind::Charge, total, &currency, payments.name(), None, PaymentStatus::Declined).await?;
+            return Err(AppError::PaymentDeclined(reason));
+        }
+    };
+    match convert_hold(db, &hold, total, &currency, &reference, payments.name()).await {
+        Ok(order) => Ok(order),
+        Err(err) => {
+            // The stock is gone or the order could not be written: give the money back.
+            if let Err(refund_err) = payments.refund(&reference, total).await {
+                tracing::error!(hold.id = %hold.id, error = %refund_err, "refunding a failed checkout failed");
+            }
+            Err(err)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn record_payment(
+    db: &impl ConnectionTrait,
+    order_id: Option<Uuid>,
+    user_id: Uuid,
+    kind: PaymentKind,
+    amount_cents: i64,
+    currency: &str,
+    provider: &str,
+    reference: Option<String>,
+    status: PaymentStatus,
+) -> AppResult<()> {
+    payment::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        order_id: Set(order_id),
+        user_id: Set(user_id),
+        kind: Set(kind),
+        amount_cents: Set(amount_cents),
+        currency: Set(currency.to_owned()),
+        provider: Set(provider.to_owned()),
+        provider_reference: Set(reference),
+        status: Set(status),
+        created_at: Set(Utc::now()),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+/// A random nonce for a ticket's QR payload.
+pub fn new_ticket_nonce() -> String {
+    let mut bytes = [0u8; 12];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Converts a still-active hold into an order in one transaction, the hold row locked first.
+async fn convert_hold(
+    db: &DatabaseConnection,
+    hold: &hold::Model,
+    total: i64,
+    currency: &str,
+    payment_reference: &str,
+    provider: &str,
+) -> AppResult<order::Model> {
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    let mut query = Hold::find_by_id(hold.id);
+    if is_postgres(&txn) {
+        query = query.lock_exclusive();
+    }
+    let locked = query.one(&txn).await?.ok_or(AppError::NotFound("hold"))?;
+    if locked.status != HoldStatus::Active {
+        return Err(AppError::HoldExpired);
+    }
+    let lines = hold_lines(&txn, &locked).await?;
+    let order = order::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(locked.user_id),
+        event_id: Set(locked.event_id),
+        hold_id: Set(Some(locked.id)),
+        status: Set(OrderStatus::Paid),
+        total_cents: Set(total),
+        refunded_cents: Set(0),
+        currency: Set(currency.to_owned()),
+        payment_reference: Set(Some(payment_reference.to_owned())),
+        created_at: Set(now),
+        updated_at: Set(now),
+        cancelled_at: Set(None),
+    }
+    .insert(&txn)
+    .await
+    .map_err(|err| AppError::on_constraint(err, &[HOLD_ALREADY_ORDERED]))?;
+
+    let seats: Vec<event_seat::Model> = if locked.tier_id.is_none() {
+        EventSeat::find()
+            .filter(event_seat::Column::HoldId.eq(locked.id))
+            .all(&txn)
+            .await?
+    } else {
+        Vec::new()
+    };
+    let mut tickets = Vec::new();
+    for (tier, count) in &lines {
+        let line_id = Uuid::now_v7();
+        order_line::ActiveModel {
+            id: Set(line_id),
+            order_id: Set(order.id),
+            tier_id: Set(tier.id),
+            quantity: Set(*count),
+            unit_price_cents: Set(tier.price_cents),
+        }
+        .insert(&txn)
+        .await?;
+        let seat_ids: Vec<Option<Uuid>> = if locked.tier_id.is_some() {
+            vec![None; *count as usize]
+        } else {
+            seats
+                .iter()
+                .filter(|s| s.tier_id == tier.id)
+                .map(|s| Some(s.seat_id))
+                .collect()
+        };
+        tickets.extend(seat_ids.into_iter().map(|seat_id| ticket::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            order_id: Set(order.id),
+            order_line_id: Set(line_id),
+            event_id: Set(locked.event_id),
+            tier_id: Set(tier.id),
+            seat_id: Set(seat_id),
+            status: Set(TicketStatus::Valid),
+            nonce: Set(new_ticket_nonce()),
+            checked_in_at: Set(None),
+            checked_in_gate: Set(None),
+            checked_in_by: Set(None),
+            created_at: Set(now),
+            cancelled_at: Set(None),
+        }));
+    }
+    for chunk in tickets.chunks(500) {
+        Ticket::insert_many(chunk.to_vec())
+            .exec_without_returning(&txn)
+            .await
+            .map_err(|err| AppError::on_constraint(err, &[SEAT_ALREADY_TICKETED]))?;
+    }
+    if !seats.is_empty() {
+        EventSeat::update_many()
+            .col_expr(event_seat::Column::Status, Expr::value(SeatStatus::Sold.as_str()))
+            .col_expr(event_seat::Column::OrderId, Expr::value(order.id))
+            .col_expr(event_seat::Column::HoldId, Expr::value(Option::<Uuid>::None))
+            .col_expr(event_seat::Column::Version, Expr::col(event_seat::Column::Version).add(1))
+            .col_expr(event_seat::Column::UpdatedAt, Expr::value(now))
+            .filter(event_seat::Column::HoldId.eq(locked.id))
+            .exec(&txn)
+            .await?;
+    }
+    Hold::update_many()
+        .col_expr(hold::Column::Status, Expr::value(HoldStatus::Converted.as_str()))
+        .col_expr(hold::Column::UpdatedAt, Expr::value(now))
+        .filter(hold::Column::Id.eq(locked.id))
+        .exec(&txn)
+        .await?;
+    record_payment(
+        &txn,
+        Some(order.id),
+        locked.user_id,
+        PaymentKind::Charge,
+        total,
+        currency,
+        provider,
+        Some(payment_reference.to_owned()),
+        PaymentStatus::Succeeded,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(order)
+}
+
+/// Holds and pays for general-admission tickets in one call. A declined payment releases the hold at
+/// once, so the tickets go straight back on sale.
+pub async fn book_tickets(
+    db: &DatabaseConnection,
+    payments: &dyn PaymentProvider,
+    policy: &HoldPolicy,
+    user_id: Uuid,
+    tier_id: Uuid,
+    quantity: Quantity,
+    payment_token: &str,
+) -> AppResult<order::Model> {
+    let hold = hold_tickets(db, policy, user_id, tier_id, quantity).await?;
+    match checkout(db, payments, user_id, hold.id, payment_token).await {
+        Ok(order) => Ok(order),
+        Err(err) => {
+            let _ = crate::booking::sweeper::end_holds(db, &[hold.id], HoldStatus::Released, Utc::now()).await;
+            Err(err)
+        }
+    }
+}
+
+/// The viewer's active holds, newest first.
+pub async fn active_holds(db: &impl ConnectionTrait, user_id: Uuid) -> AppResult<Vec<hold::Model>> {
+    use sea_orm::QueryOrder;
+    Ok(Hold::find()
+        .filter(hold::Column::UserId.eq(user_id))
+        .filter(hold::Column::Status.eq(HoldStatus::Active))
+        .order_by_desc(hold::Column::CreatedAt)
+        .all(db)
+        .await?)
+}
+
+/// The seats of a hold, with their labels.
+pub async fn hold_seat_labels(db: &impl ConnectionTrait, hold_id: Uuid) -> AppResult<Vec<(seat::Model, Uuid)>> {
+    let rows = EventSeat::find()
+        .filter(event_seat::Column::HoldId.eq(hold_id))
+        .all(db)
+        .await?;
+    let tiers: HashMap<Uuid, Uuid> = rows.iter().map(|r| (r.seat_id, r.tier_id)).collect();
+    let seats = Seat::find()
+        .filter(seat::Column::Id.is_in(rows.iter().map(|r| r.seat_id)))
+        .all(db)
+        .await?;
+    Ok(seats
+        .into_iter()
+        .map(|s| {
+            let tier = tiers.get(&s.id).copied().unwrap_or_default();
+            (s, tier)
+        })
+        .collect())
+}

@@ -1,0 +1,155 @@
+//! Ending holds (released by the buyer, expired by time) and the background sweeper that expires them.
+//!
+//! Several instances can sweep at once: each takes a batch of due holds with
+//! `FOR UPDATE SKIP LOCKED`, so no hold is released twice and no sweeper waits for another.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entity::enums::{HoldStatus, SeatStatus};
+use entity::prelude::*;
+use entity::{event_seat, hold};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::booking::service::adjust_tiers;
+use crate::db::is_postgres;
+use crate::error::AppResult;
+use crate::live::LiveMessage;
+use crate::state::AppState;
+
+/// Holds expired per transaction.
+const BATCH: u64 = 200;
+
+/// Ends the given holds if they are still active (waiting for their locks); returns the events whose
+/// stock came back.
+pub async fn end_holds(db: &DatabaseConnection, ids: &[Uuid], status: HoldStatus, now: DateTime<Utc>) -> AppResult<Vec<Uuid>> {
+    let txn = db.begin().await?;
+    let mut query = Hold::find()
+        .filter(hold::Column::Id.is_in(ids.iter().copied()))
+        .filter(hold::Column::Status.eq(HoldStatus::Active))
+        .order_by_asc(hold::Column::Id);
+    if is_postgres(&txn) {
+        query = query.lock_exclusive();
+    }
+    let holds = query.all(&txn).await?;
+    let events = end_locked_holds(&txn, &holds, status, now).await?;
+    txn.commit().await?;
+    Ok(events)
+}
+
+/// Expires specific holds (a buyer's own stale hold) if still active.
+pub async fn expire_holds_by_id(db: &DatabaseConnection, ids: &[Uuid], now: DateTime<Utc>) -> AppResult<Vec<Uuid>> {
+    end_holds(db, ids, HoldStatus::Expired, now).await
+}
+
+/// Expires one batch of holds due at `now`; returns the affected events and whether the batch was full.
+pub async fn expire_due(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResult<(Vec<Uuid>, bool)> {
+    let txn = db.begin().await?;
+    let mut query = Hold::find()
+        .filter(hold::Column::Status.eq(HoldStatus::Active))
+        .filter(hold::Column::ExpiresAt.lte(now))
+        .order_by_asc(hold::Column::ExpiresAt)
+        .limit(BATCH);
+    if is_postgres(&txn) {
+        query = query.lock_with_behavior(sea_orm::sea_query::LockType::Update, sea_orm::sea_query::LockBehavior::SkipLocked);
+    }
+    let holds = query.all(&txn).await?;
+    let full = holds.len() as u64 == BATCH;
+    let events = end_locked_holds(&txn, &holds, HoldStatus::Expired, now).await?;
+    txn.commit().await?;
+    Ok((events, full))
+}
+
+/// Returns the stock of locked, active holds and gives them their final status.
+async fn end_locked_holds(
+    txn: &DatabaseTransaction,
+    holds: &[hold::Model],
+    status: HoldStatus,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<Uuid>> {
+    if holds.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = holds.iter().map(|h| h.id).collect();
+    let mut per_tier: BTreeMap<Uuid, i32> = BTreeMap::new();
+    for hold in holds {
+        if let Some(tier_id) = hold.tier_id {
+            *per_tier.entry(tier_id).or_default() += hold.quantity;
+        }
+    }
+    let seats = EventSeat::find()
+        .filter(event_seat::Column::HoldId.is_in(ids.iter().copied()))
+        .order_by_asc(event_seat::Column::SeatId)
+        .all(txn)
+        .await?;
+    for seat in &seats {
+        *per_tier.entry(seat.tier_id).or_default() += 1;
+    }
+    if !seats.is_empty() {
+        EventSeat::update_many()
+            .col_expr(event_seat::Column::Status, Expr::value(SeatStatus::Available.as_str()))
+            .col_expr(event_seat::Column::HoldId, Expr::value(Option::<Uuid>::None))
+            .col_expr(event_seat::Column::Version, Expr::col(event_seat::Column::Version).add(1))
+            .col_expr(event_seat::Column::UpdatedAt, Expr::value(now))
+            .filter(event_seat::Column::HoldId.is_in(ids.iter().copied()))
+            .exec(txn)
+            .await?;
+    }
+    adjust_tiers(txn, &per_tier, 1, now).await?;
+    Hold::update_many()
+        .col_expr(hold::Column::Status, Expr::value(status.as_str()))
+        .col_expr(hold::Column::UpdatedAt, Expr::value(now))
+        .filter(hold::Column::Id.is_in(ids))
+        .filter(hold::Column::Status.eq(HoldStatus::Active))
+        .exec(txn)
+        .await?;
+    let events: BTreeSet<Uuid> = holds.iter().map(|h| h.event_id).collect();
+    Ok(events.into_iter().collect())
+}
+
+/// One pass of the sweeper: expire due holds (batch after batch), refund cancellations whose undo
+/// window closed, forget old idempotency keys. Publishes freed stock after each commit.
+pub async fn sweep_once(state: &AppState, now: DateTime<Utc>) -> AppResult<()> {
+    loop {
+        let (events, full) = expire_due(&state.db, now).await?;
+        for event_id in events {
+            state.bus.publish(LiveMessage::InventoryChanged { event_id }).await;
+        }
+        if !full {
+            break;
+        }
+    }
+    crate::orders::service::refund_closed_cancellations(&state.db, state.payments.as_ref(), now).await?;
+    crate::booking::idempotency::delete_expired(&state.db, now).await?;
+    Ok(())
+}
+
+/// Runs the sweeper every `interval` until the process stops.
+pub fn spawn(state: AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(err) = sweep_once(&state, Utc::now()).await {
+                tracing::warn!(error = %err, "sweeper pass failed; retrying next tick");
+            }
+        }
+    })
+}
+
+/// Whether `db` is reachable; used by tests to wait for the sweeper without sleeping blindly.
+pub async fn active_holds_due(db: &impl ConnectionTrait, now: DateTime<Utc>) -> AppResult<u64> {
+    use sea_orm::PaginatorTrait;
+    Ok(Hold::find()
+        .filter(hold::Column::Status.eq(HoldStatus::Active))
+        .filter(hold::Column::ExpiresAt.lte(now))
+        .count(db)
+        .await?)
+}

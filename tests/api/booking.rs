@@ -1,0 +1,463 @@
+//! Booking under contention, with many real HTTP clients, then the books are checked.
+
+use std::collections::HashSet;
+
+use entity::enums::{HoldStatus, SeatStatus, TicketStatus};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{Options, Shape, TestApp, create_event_shaped, error_code};
+
+const BOOK: &str = "mutation($input: BookTicketsInput!) { bookTickets(input: $input) { id status totalCents tickets { id } } }";
+const HOLD_TICKETS: &str = "mutation($input: HoldTicketsInput!) { holdTickets(input: $input) { id status quantity expiresAt totalCents } }";
+const HOLD_SEATS: &str = "mutation($input: HoldSeatsInput!) { holdSeats(input: $input) { id status quantity seats { id row number } } }";
+const HOLD_BEST: &str = "mutation($input: HoldBestAvailableInput!) { holdBestAvailable(input: $input) { id quantity seats { id row number } } }";
+const CHECKOUT: &str = "mutation($input: CheckoutInput!) { checkout(input: $input) { id status totalCents tickets { id status seat { row number } } } }";
+
+fn key() -> String {
+    Uuid::new_v4().to_string()
+}
+
+struct Tiers {
+    reserved: Uuid,
+    standing: Uuid,
+}
+
+async fn tiers(app: &TestApp, event_id: Uuid) -> Tiers {
+    let data = app
+        .data("query($id: ID!) { event(id: $id) { tiers { id kind } } }", json!({ "id": event_id }))
+        .await;
+    let id_of = |kind: &str| {
+        data["event"]["tiers"]
+            .as_array()
+            .expect("tiers")
+            .iter()
+            .find(|t| t["kind"] == kind)
+            .and_then(|t| t["id"].as_str())
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .expect("tier of that kind")
+    };
+    Tiers {
+        reserved: id_of("RESERVED"),
+        standing: id_of("GENERAL_ADMISSION"),
+    }
+}
+
+/// The books of one event: for every tier, sold + held + available = capacity; no seat is sold or
+/// ticketed twice; seat statuses agree with tickets and holds. Returns tickets sold per tier.
+pub async fn check_books(app: &TestApp, event_id: Uuid) -> Vec<(Uuid, i64)> {
+    let db = &app.state.db;
+    let tiers = entity::prelude::TicketTier::find()
+        .filter(entity::ticket_tier::Column::EventId.eq(event_id))
+        .all(db)
+        .await
+        .expect("tiers");
+    let tickets = entity::prelude::Ticket::find()
+        .filter(entity::ticket::Column::EventId.eq(event_id))
+        .filter(entity::ticket::Column::Status.eq(TicketStatus::Valid))
+        .all(db)
+        .await
+        .expect("tickets");
+    let holds = entity::prelude::Hold::find()
+        .filter(entity::hold::Column::EventId.eq(event_id))
+        .filter(entity::hold::Column::Status.eq(HoldStatus::Active))
+        .all(db)
+        .await
+        .expect("holds");
+    let seats = entity::prelude::EventSeat::find()
+        .filter(entity::event_seat::Column::EventId.eq(event_id))
+        .all(db)
+        .await
+        .expect("seats");
+    let mut sold_per_tier = Vec::new();
+    for tier in &tiers {
+        let sold = tickets.iter().filter(|t| t.tier_id == tier.id).count() as i64;
+        let held = holds
+            .iter()
+            .filter(|h| h.tier_id == Some(tier.id))
+            .map(|h| i64::from(h.quantity))
+            .sum::<i64>()
+            + seats
+                .iter()
+                .filter(|s| s.tier_id == tier.id && s.status == SeatStatus::Held)
+                .count() as i64;
+        assert_eq!(
+            sold + held + i64::from(tier.available),
+            i64::from(tier.capacity),
+            "tier {}: sold {sold} + held {held} + available {} != capacity {}",
+            tier.name,
+            tier.available,
+            tier.capacity
+        );
+        sold_per_tier.push((tier.id, sold));
+    }
+    let mut ticketed = HashSet::new();
+    for ticket in tickets.iter().filter(|t| t.seat_id.is_some()) {
+        assert!(ticketed.insert(ticket.seat_id), "seat {:?} has two valid tickets", ticket.seat_id);
+        let seat = seats
+            .iter()
+            .find(|s| Some(s.seat_id) == ticket.seat_id)
+            .expect("ticketed seat is in the inventory");
+        assert_eq!(seat.status, SeatStatus::Sold, "a ticketed seat is sold");
+        assert_eq!(seat.order_id, Some(ticket.order_id), "and sold to the ticket's order");
+    }
+    let sold_seats = seats.iter().filter(|s| s.status == SeatStatus::Sold).count();
+    assert_eq!(sold_seats, ticketed.len(), "every sold seat has exactly one valid ticket");
+    sold_per_tier
+}
+
+fn count_codes(results: &[Value]) -> std::collections::BTreeMap<String, usize> {
+    let mut codes = std::collections::BTreeMap::new();
+    for body in results {
+        let code = if body.get("errors").is_some() { error_code(body) } else { "OK".to_owned() };
+        *codes.entry(code).or_default() += 1;
+    }
+    codes
+}
+
+#[tokio::test]
+async fn five_hundred_buyers_racing_for_fifty_tickets_buy_exactly_fifty() {
+    let app = TestApp::spawn().await;
+    let event = create_event_shaped(&app, "GA Race", 5, Shape { standing: 50, ..Shape::default() }).await;
+    let tiers = tiers(&app, event.event_id).await;
+    let buyers = app.buyers(500).await;
+    let results = futures::future::join_all(buyers.iter().map(|token| {
+        app.graphql_as(
+            token,
+            BOOK,
+            json!({ "input": { "tierId": tiers.standing, "quantity": 1, "paymentToken": "tok_visa", "idempotencyKey": key() } }),
+        )
+    }))
+    .await;
+    let codes = count_codes(&results);
+    assert_eq!(codes.get("OK"), Some(&50), "{codes:?}");
+    assert_eq!(codes.get("SOLD_OUT"), Some(&450), "{codes:?}");
+    let sold = check_books(&app, event.event_id).await;
+    assert!(sold.contains(&(tiers.standing, 50)));
+    let orders = entity::prelude::Order::find()
+        .filter(entity::order::Column::EventId.eq(event.event_id))
+        .count(&app.state.db)
+        .await
+        .expect("count");
+    assert_eq!(orders, 50, "every confirmation has its order, and nothing else does");
+}
+
+#[tokio::test]
+async fn two_hundred_buyers_racing_for_ten_seats_sell_each_seat_once() {
+    let app = TestApp::spawn().await;
+    let event = create_event_shaped(&app, "Seat Race", 5, Shape { rows: 1, seats_per_row: 10, ..Shape::default() }).await;
+    let map = app
+        .data("query($id: ID!) { seatMap(eventId: $id) { sections { seats { id } } } }", json!({ "id": event.event_id }))
+        .await;
+    let seat_ids: Vec<String> = map["seatMap"]["sections"][0]["seats"]
+        .as_array()
+        .expect("seats")
+        .iter()
+        .filter_map(|s| s["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(seat_ids.len(), 10);
+    let buyers = app.buyers(200).await;
+    let attempts = futures::future::join_all(buyers.iter().enumerate().map(|(n, token)| {
+        let app = &app;
+        let seat = seat_ids[n % 10].clone();
+        let event_id = event.event_id;
+        async move {
+            let hold = app
+                .graphql_as(token, HOLD_SEATS, json!({ "input": { "eventId": event_id, "seatIds": [seat], "idempotencyKey": key() } }))
+                .await;
+            if hold.get("errors").is_some() {
+                return hold;
+            }
+            let hold_id = hold["data"]["holdSeats"]["id"].clone();
+            app.graphql_as(token, CHECKOUT, json!({ "input": { "holdId": hold_id, "paymentToken": "tok_visa", "idempotencyKey": key() } }))
+                .await
+        }
+    }))
+    .await;
+    let codes = count_codes(&attempts);
+    assert_eq!(codes.get("OK"), Some(&10), "{codes:?}");
+    assert!(codes.keys().all(|code| ["OK", "SOLD_OUT", "CONFLICT"].contains(&code.as_str())), "{codes:?}");
+    let sold = check_books(&app, event.event_id).await;
+    let tiers = tiers(&app, event.event_id).await;
+    assert!(sold.contains(&(tiers.reserved, 10)));
+}
+
+#[tokio::test]
+async fn best_available_under_contention_never_double_assigns() {
+    let app = TestApp::spawn().await;
+    let event = create_event_shaped(&app, "Best Race", 5, Shape { rows: 10, seats_per_row: 10, ..Shape::default() }).await;
+    let buyers = app.buyers(80).await;
+    let results = futures::future::join_all(buyers.iter().map(|token| {
+        app.graphql_as(
+            token,
+            HOLD_BEST,
+            json!({ "input": { "eventId": event.event_id, "quantity": 2, "adjacent": true, "idempotencyKey": key() } }),
+        )
+    }))
+    .await;
+    let codes = count_codes(&results);
+    assert!(codes.keys().all(|code| ["OK", "SOLD_OUT"].contains(&code.as_str())), "{codes:?}");
+    let mut seen = HashSet::new();
+    for body in results.iter().filter(|b| b.get("errors").is_none()) {
+        let seats = body["data"]["holdBestAvailable"]["seats"].as_array().expect("seats");
+        assert_eq!(seats.len(), 2);
+        assert_eq!(seats[0]["row"], seats[1]["row"], "adjacent seats share a row");
+        let numbers: Vec<i64> = seats.iter().filter_map(|s| s["number"].as_i64()).collect();
+        assert_eq!((numbers[0] - numbers[1]).abs(), 1, "adjacent seats are side by side");
+        for seat in seats {
+            assert!(seen.insert(seat["id"].as_str().map(str::to_owned)), "a seat was held twice");
+        }
+    }
+    assert_eq!(codes.get("OK"), Some(&50), "100 seats make 50 pairs: {codes:?}");
+    check_books(&app, event.event_id).await;
+}
+
+#[tokio::test]
+async fn retries_with_one_idempotency_key_never_create_a_second_order() {
+    let app = TestApp::spawn().await;
+    let event = create_event_shaped(&app, "Retry", 5, Shape::default()).await;
+    let tiers = tiers(&app, event.event_id).await;
+    let token = app.buyers(1).await.remove(0);
+    let input = json!({ "input": { "tierId": tiers.standing, "quantity": 2, "paymentToken": "tok_visa", "idempotencyKey": "retry-1" } });
+    let results = futures::future::join_all((0..10).map(|_| app.graphql_as(&token, BOOK, input.clone()))).await;
+    let ids: HashSet<String> = results
+        .iter()
+        .map(|body| {
+            assert!(body.get("errors").is_none(), "{body}");
+            body["data"]["bookTickets"]["id"].as_str().expect("id").to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "every retry returns the first order");
+    let again = app.graphql_as(&token, BOOK, input).await;
+    assert_eq!(again["data"]["bookTickets"]["id"].as_str(), ids.iter().next().map(String::as_str));
+    let orders = entity::prelude::Order::find()
+        .filter(entity::order::Column::EventId.eq(event.event_id))
+        .count(&app.state.db)
+        .await
+        .expect("count");
+    assert_eq!(orders, 1);
+    let different = app
+        .graphql_as(
+            &token,
+            BOOK,
+            json!({ "input": { "tierId": tiers.standing, "quantity": 3, "paymentToken": "tok_visa", "idempotencyKey": "retry-1" } }),
+        )
+        .await;
+    assert_eq!(error_code(&different), "CONFLICT");
+    check_books(&app, event.event_id).await;
+}
+
+#[tokio::test]
+async fn a_declined_payment_keeps_the_hold_for_another_try() {
+    let app = TestApp::spawn().await;
+    let event = create_event_shaped(&app, "Declined", 5, Shape::default()).await;
+    let tiers = tiers(&app, event.event_id).await;
+    let token = app.buyers(1).await.remove(0);
+    let hold = app
+        .data_as(&token, HOLD_TICKETS, json!({ "input": { "tierId": tiers.standing, "quantity": 2, "idempotencyKey": key() } }))
+        .await;
+    let hold_id = hold["holdTickets"]["id"].clone();
+    assert_eq!(hold["holdTickets"]["totalCents"], 5000);
+    let declined = app
+        .graphql_as(&token, CHECKOUT, json!({ "input": { "holdId": hold_id, "paymentToken": "tok_decline", "idempotencyKey": key() } }))
+        .await;
+    assert_eq!(error_code(&declined), "PAYMENT_DECLINED");
+    check_books(&app, event.event_id).await;
+    let paid = app
+        .data_as(&token, CHECKOUT, json!({ "input": { "holdId": hold_id, "paymentToken": "tok_visa", "idempotencyKey": key() } }))
+        .await;
+    assert_eq!(paid["checkout"]["status"], "PAID");
+    assert_eq!(paid["checkout"]["tickets"].as_array().map(Vec::len), Some(2));
+    let twice = app
+        .graphql_as(&token, CHECKOUT, json!({ "input": { "holdId": hold_id, "paymentToken": "tok_visa", "idempotencyKey": key() } }))
+        .await;
+    assert_eq!(error_code(&twice), "CONFLICT", "a hold is checked out once");
+    check_books(&app, event.event_id).await;
+}
+
+#[tokio::test]
+async fn hold_rules_are_enforced_with_their_codes() {
+    let app = TestApp::spawn().await;
+    let event = create_event_shaped(&app, "Rules", 5, Shape { max_tickets_per_user: 4, ..Shape::default() }).await;
+    let tiers = tiers(&app, event.event_id).await;
+    let token = app.buyers(1).await.remove(0);
+    let hold = |quantity: i32| {
+        app.graphql_as(&token, HOLD_TICKETS, json!({ "input": { "tierId": tiers.standing, "quantity": quantity, "idempotencyKey": key() } }))
+    };
+    assert_eq!(error_code(&hold(0).await), "BAD_USER_INPUT");
+    assert_eq!(error_code(&hold(11).await), "BAD_USER_INPUT");
+    assert_eq!(error_code(&hold(5).await), "LIMIT_EXCEEDED", "the per-user cap of the event");
+    let first = hold(2).await;
+    assert!(first.get("errors").is_none(), "{first}");
+    assert_eq!(error_code(&hold(1).await), "CONFLICT", "one active hold per event");
+    let reserved_as_ga = app
+        .graphql_as(&token, HOLD_TICKETS, json!({ "input": { "tierId": tiers.reserved, "quantity": 1, "idempotencyKey": key() } }))
+        .await;
+    assert_eq!(error_code(&reserved_as_ga), "BAD_USER_INPUT");
+    let anonymous = app
+        .graphql(HOLD_TICKETS, json!({ "input": { "tierId": tiers.standing, "quantity": 1, "idempotencyKey": key() } }))
+        .await;
+    assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
+
+    let hold_id = first["data"]["holdTickets"]["id"].clone();
+    let released = app
+        .data_as(&token, "mutation($id: ID!) { releaseHold(holdId: $id) { status } }", json!({ "id": hold_id }))
+        .await;
+    assert_eq!(released["releaseHold"]["status"], "RELEASED");
+    check_books(&app, event.event_id).await;
+    let someone_else = app.buyers(1).await.remove(0);
+    let foreign = app
+        .graphql_as(&someone_else, "mutation($id: ID!) { releaseHold(holdId: $id) { status } }", json!({ "id": hold_id }))
+        .await;
+    assert_eq!(error_code(&foreign), "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn the_sweeper_expires_holds_and_checkout_then_fails_cleanly() {
+    let app = TestApp::spawn_with(Options {
+        hold_ttl_seconds: Some(1),
+        sweep_interval_ms: Some(100),
+        ..Options::default()
+    })
+    .await;
+    let event = create_event_shaped(&app, "Expiry", 5, Shape::default()).await;
+    let tiers = tiers(&app, event.event_id).await;
+    let token = app.buyers(1).await.remove(0);
+    let hold = app
+        .data_as(&token, HOLD_TICKETS, json!({ "input": { "tierId": tiers.standing, "quantity": 3, "idempotencyKey": key() } }))
+        .await;
+    let hold_id = Uuid::parse_str(hold["holdTickets"]["id"].as_str().expect("id")).expect("uuid");
+    // Wait, bounded, for the background sweeper to expire it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let current = entity::prelude::Hold::find_by_id(hold_id)
+            .one(&app.state.db)
+            .await
+            .expect("query")
+            .expect("hold");
+        if current.status == HoldStatus::Expired {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the sweeper did not expire the hold");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    check_books(&app, event.event_id).await;
+    let available = app
+        .data("query($id: ID!) { event(id: $id) { tiers { kind available } } }", json!({ "id": event.event_id }))
+        .await;
+    assert!(available["event"]["tiers"].as_array().expect("tiers").iter().any(|t| t["kind"] == "GENERAL_ADMISSION" && t["available"] == 100));
+    let late = app
+        .graphql_as(&token, CHECKOUT, json!({ "input": { "holdId": hold_id, "paymentToken": "tok_visa", "idempotencyKey": key() } }))
+        .await;
+    assert_eq!(error_code(&late), "HOLD_EXPIRED");
+    assert_eq!(
+        entity::prelude::Order::find().count(&app.state.db).await.expect("count"),
+        0,
+        "no order from an expired hold"
+    );
+}
+
+#[tokio::test]
+async fn cancel_undo_reduce_and_expiry_interleaved_keep_the_books_balanced() {
+    let app = TestApp::spawn().await;
+    let event = create_event_shaped(&app, "Interleave", 5, Shape { rows: 2, seats_per_row: 5, standing: 20, max_tickets_per_user: 10 }).await;
+    let tiers = tiers(&app, event.event_id).await;
+    let buyers = app.buyers(3).await;
+    let (alice, bob, carol) = (&buyers[0], &buyers[1], &buyers[2]);
+
+    // Alice buys 4 best seats, Bob 5 GA tickets.
+    let hold = app
+        .data_as(alice, HOLD_BEST, json!({ "input": { "eventId": event.event_id, "quantity": 4, "idempotencyKey": key() } }))
+        .await;
+    let alice_order = app
+        .data_as(alice, CHECKOUT, json!({ "input": { "holdId": hold["holdBestAvailable"]["id"], "paymentToken": "tok_visa", "idempotencyKey": key() } }))
+        .await;
+    let alice_order_id = alice_order["checkout"]["id"].clone();
+    let bob_order = app
+        .data_as(bob, BOOK, json!({ "input": { "tierId": tiers.standing, "quantity": 5, "paymentToken": "tok_visa", "idempotencyKey": key() } }))
+        .await;
+    let bob_order_id = bob_order["bookTickets"]["id"].clone();
+    check_books(&app, event.event_id).await;
+
+    // Bob gives two tickets back: refunded at once, stock returns.
+    let bob_tickets: Vec<Value> = bob_order["bookTickets"]["tickets"].as_array().expect("tickets").iter().map(|t| t["id"].clone()).collect();
+    let reduced = app
+        .data_as(
+            bob,
+            "mutation($o: ID!, $t: [ID!]!) { reduceOrder(orderId: $o, ticketIds: $t) { status refundedCents tickets { status } } }",
+            json!({ "o": bob_order_id, "t": [bob_tickets[0], bob_tickets[1]] }),
+        )
+        .await;
+    assert_eq!(reduced["reduceOrder"]["status"], "PAID");
+    assert_eq!(reduced["reduceOrder"]["refundedCents"], 5000);
+    check_books(&app, event.event_id).await;
+
+    // Alice cancels; Carol holds two of the freed seats; Alice's undo must now fail.
+    let cancelled = app
+        .data_as(alice, "mutation($o: ID!) { cancelOrder(orderId: $o) { status undoableUntil } }", json!({ "o": alice_order_id }))
+        .await;
+    assert_eq!(cancelled["cancelOrder"]["status"], "CANCELLED");
+    assert!(cancelled["cancelOrder"]["undoableUntil"].is_string());
+    check_books(&app, event.event_id).await;
+    let freed: Vec<Value> = alice_order["checkout"]["tickets"].as_array().expect("tickets").iter().map(|t| t["seat"].clone()).collect();
+    assert_eq!(freed.len(), 4);
+    let carol_hold = app
+        .data_as(carol, HOLD_BEST, json!({ "input": { "eventId": event.event_id, "quantity": 2, "idempotencyKey": key() } }))
+        .await;
+    check_books(&app, event.event_id).await;
+    let carol_seats: Vec<Value> = carol_hold["holdBestAvailable"]["seats"].as_array().expect("seats").iter().map(|s| json!({ "row": s["row"], "number": s["number"] })).collect();
+    let overlap = carol_seats.iter().any(|s| freed.contains(s));
+    let undo = app
+        .graphql_as(alice, "mutation($o: ID!) { undoCancellation(orderId: $o) { status } }", json!({ "o": alice_order_id }))
+        .await;
+    if overlap {
+        assert_eq!(error_code(&undo), "CONFLICT", "the seats went to Carol");
+    } else {
+        assert!(undo.get("errors").is_none(), "{undo}");
+    }
+    check_books(&app, event.event_id).await;
+
+    // Carol's hold expires (swept as if its time had come); Alice can then undo.
+    seatstorm::booking::sweeper::expire_due(&app.state.db, chrono::Utc::now() + chrono::Duration::hours(1))
+        .await
+        .expect("sweep");
+    check_books(&app, event.event_id).await;
+    if overlap {
+        let undo = app
+            .data_as(alice, "mutation($o: ID!) { undoCancellation(orderId: $o) { status tickets { status } } }", json!({ "o": alice_order_id }))
+            .await;
+        assert_eq!(undo["undoCancellation"]["status"], "PAID");
+        check_books(&app, event.event_id).await;
+    }
+    let undo_again = app
+        .graphql_as(alice, "mutation($o: ID!) { undoCancellation(orderId: $o) { status } }", json!({ "o": alice_order_id }))
+        .await;
+    assert_eq!(error_code(&undo_again), "CONFLICT", "only a cancelled order can be restored");
+    let sold = check_books(&app, event.event_id).await;
+    assert!(sold.contains(&(tiers.reserved, 4)));
+    assert!(sold.contains(&(tiers.standing, 3)));
+}
+
+#[tokio::test]
+async fn orders_are_listed_for_their_buyer_only() {
+    let app = TestApp::spawn().await;
+    let event = create_event_shaped(&app, "Mine", 5, Shape::default()).await;
+    let tiers = tiers(&app, event.event_id).await;
+    let buyers = app.buyers(2).await;
+    let order = app
+        .data_as(&buyers[0], BOOK, json!({ "input": { "tierId": tiers.standing, "quantity": 1, "paymentToken": "tok_visa", "idempotencyKey": key() } }))
+        .await;
+    let order_id = order["bookTickets"]["id"].clone();
+    let mine = app
+        .data_as(&buyers[0], "{ myOrders(filter: UPCOMING) { edges { node { id event { title } lines { quantity unitPriceCents } } } } }", json!({}))
+        .await;
+    assert_eq!(mine["myOrders"]["edges"][0]["node"]["id"], order_id);
+    assert_eq!(mine["myOrders"]["edges"][0]["node"]["event"]["title"], "Mine");
+    let past = app.data_as(&buyers[0], "{ myOrders(filter: PAST) { edges { cursor } } }", json!({})).await;
+    assert_eq!(past["myOrders"]["edges"], json!([]));
+    let theirs = app.graphql_as(&buyers[1], "query($id: ID!) { order(id: $id) { id } }", json!({ "id": order_id })).await;
+    assert_eq!(error_code(&theirs), "NOT_FOUND");
+    let holds = app.data_as(&buyers[1], "{ myHolds { id } }", json!({})).await;
+    assert_eq!(holds["myHolds"], json!([]));
+}
