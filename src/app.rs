@@ -14,6 +14,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::services::ServeDir;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::avatar::AVATAR_URL_PREFIX;
 use crate::auth::throttle::Throttles;
@@ -28,6 +29,9 @@ use crate::{db, demo, transport};
 /// Largest request body accepted: room for a 2 MB avatar in a multipart request, nothing near what
 /// would let one client tie up memory.
 const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// The longest an HTTP request may take before it is answered 408.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A built server, bound to its port but not yet serving.
 pub struct App {
@@ -129,6 +133,12 @@ fn router(state: HttpState) -> Router {
         .route("/ready", get(ready))
         .nest_service(AVATAR_URL_PREFIX, avatars)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        // No request may tie up a connection and its database work forever; subscriptions are not
+        // affected once the WebSocket upgrade has been answered.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         // A 16,000-seat map is megabytes of JSON; gzip shrinks it about tenfold for clients that accept it.
         .layer(CompressionLayer::new())
         .with_state(state);

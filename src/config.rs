@@ -237,7 +237,8 @@ impl Config {
         if config.hold_ttl_seconds < 1 || config.hold_max_seconds < config.hold_ttl_seconds {
             return Err(ConfigError::Invalid {
                 name: "HOLD_MAX_SECONDS",
-                reason: "holds need HOLD_TTL_SECONDS >= 1 and HOLD_MAX_SECONDS >= HOLD_TTL_SECONDS".into(),
+                reason: "holds need HOLD_TTL_SECONDS >= 1 and HOLD_MAX_SECONDS >= HOLD_TTL_SECONDS"
+                    .into(),
             });
         }
         if let Some(value) = var("SWEEP_INTERVAL_MS") {

@@ -13,12 +13,14 @@ use crate::auth::graphql::{AuthMutation, AuthQuery};
 use crate::auth::throttle::Throttles;
 use crate::booking::graphql::{BookingMutation, BookingQuery};
 use crate::config::Limits;
-use crate::orders::graphql::{OrderMutation, OrderQuery};
-use crate::orders::loaders::{LinesByOrderLoader, TicketsByOrderLoader};
 use crate::events::graphql::EventQuery;
-use crate::events::loaders::{EventByIdLoader, SectionAvailabilityByEventLoader, TiersByEventLoader};
+use crate::events::loaders::{
+    EventByIdLoader, SectionAvailabilityByEventLoader, TiersByEventLoader,
+};
 use crate::events::mutations::EventMutation;
 use crate::guardrails::Guardrails;
+use crate::orders::graphql::{OrderMutation, OrderQuery};
+use crate::orders::loaders::{LinesByOrderLoader, TicketsByOrderLoader};
 use crate::state::AppState;
 use crate::venues::graphql::{VenueMutation, VenueQuery};
 use crate::venues::loaders::{SeatByIdLoader, SectionsByVenueLoader, VenueByIdLoader};
@@ -117,6 +119,12 @@ pub fn request_loaders(
         ))
         .data(DataLoader::new(EventByIdLoader(db.clone()), tokio::spawn))
         .data(DataLoader::new(SeatByIdLoader(db.clone()), tokio::spawn))
-        .data(DataLoader::new(TicketsByOrderLoader(db.clone()), tokio::spawn))
-        .data(DataLoader::new(LinesByOrderLoader(db.clone()), tokio::spawn))
+        .data(DataLoader::new(
+            TicketsByOrderLoader(db.clone()),
+            tokio::spawn,
+        ))
+        .data(DataLoader::new(
+            LinesByOrderLoader(db.clone()),
+            tokio::spawn,
+        ))
 }

@@ -19,15 +19,25 @@ pub struct Candidate {
 /// run of free seats the block is placed so it leaves no single orphan seat beside it where avoidable,
 /// then as close to the middle of the run as possible. Without `adjacent`, a block is still preferred;
 /// failing that, the frontmost seats are taken one by one. `None` when the window has no fit.
-pub fn choose(candidates: &[Candidate], quantity: usize, adjacent: bool) -> Option<Vec<Uuid>> {
+///
+/// `spread` > 1 picks at random among that many best blocks: concurrent buyers then aim at different
+/// seats instead of all colliding on the single best block.
+pub fn choose(
+    candidates: &[Candidate],
+    quantity: usize,
+    adjacent: bool,
+    spread: usize,
+    rng: &mut impl rand::Rng,
+) -> Option<Vec<Uuid>> {
     if quantity == 0 || candidates.len() < quantity {
         return None;
     }
     let mut sorted: Vec<&Candidate> = candidates.iter().collect();
     sorted.sort_by_key(|c| (c.section_rank, c.section_id, c.row_index, c.number));
 
-    let mut best: Option<(BlockScore, Vec<Uuid>)> = None;
-    for run in runs(&sorted) {
+    let mut blocks: Vec<(BlockScore, &[&Candidate])> = Vec::new();
+    let runs = runs(&sorted);
+    for run in &runs {
         if run.len() < quantity {
             continue;
         }
@@ -40,17 +50,25 @@ pub fn choose(candidates: &[Candidate], quantity: usize, adjacent: bool) -> Opti
                 orphans: usize::from(left == 1) + usize::from(right == 1),
                 off_centre: left.abs_diff(right),
             };
-            if best.as_ref().is_none_or(|(current, _)| score < *current) {
-                let seats = run[offset..offset + quantity].iter().map(|c| c.seat_id).collect();
-                best = Some((score, seats));
-            }
+            blocks.push((score, &run[offset..offset + quantity]));
         }
     }
-    match best {
-        Some((_, seats)) => Some(seats),
-        None if adjacent => None,
-        None => Some(sorted.iter().take(quantity).map(|c| c.seat_id).collect()),
+    if blocks.is_empty() {
+        if adjacent {
+            return None;
+        }
+        let pool = (quantity * spread.max(1)).min(sorted.len());
+        let mut picked: Vec<&Candidate> = sorted[..pool].to_vec();
+        if pool > quantity {
+            picked = rand::seq::IndexedRandom::choose_multiple(picked.as_slice(), rng, quantity)
+                .copied()
+                .collect();
+        }
+        return Some(picked.iter().map(|c| c.seat_id).collect());
     }
+    blocks.sort_by_key(|(score, _)| *score);
+    let index = rng.random_range(0..spread.clamp(1, blocks.len()));
+    Some(blocks[index].1.iter().map(|c| c.seat_id).collect())
 }
 
 /// How good a block is; smaller is better, compared field by field.
@@ -91,7 +109,9 @@ mod tests {
         numbers
             .iter()
             .map(|&number| Candidate {
-                seat_id: Uuid::from_u128(((section_rank as u128) << 32) | ((row_index as u128) << 16) | number as u128),
+                seat_id: Uuid::from_u128(
+                    ((section_rank as u128) << 32) | ((row_index as u128) << 16) | number as u128,
+                ),
                 section_rank,
                 section_id,
                 row_index,
@@ -114,7 +134,7 @@ mod tests {
     fn the_front_row_wins_when_it_fits() {
         let mut seats = row(0, 0, &[1, 2, 3, 4, 5]);
         seats.extend(row(0, 1, &[1, 2, 3, 4, 5, 6, 7, 8]));
-        let chosen = choose(&seats, 3, true).expect("a block fits");
+        let chosen = choose(&seats, 3, true, 1, &mut rand::rng()).expect("a block fits");
         assert!(numbers(&seats, &chosen).iter().all(|(row, _)| *row == 0));
     }
 
@@ -122,22 +142,29 @@ mod tests {
     fn blocks_are_adjacent_and_leave_no_single_orphan() {
         // Free: 1 2 3 4 5 (taken beyond). Two seats at 1-2 or 4-5 leave no orphan; 2-3 would orphan 1.
         let seats = row(0, 0, &[1, 2, 3, 4, 5]);
-        let chosen = choose(&seats, 2, true).expect("fits");
+        let chosen = choose(&seats, 2, true, 1, &mut rand::rng()).expect("fits");
         let picked = numbers(&seats, &chosen);
         assert_eq!(picked.len(), 2);
         assert_eq!(picked[1].1 - picked[0].1, 1, "adjacent");
-        assert!(picked == [(0, 1), (0, 2)] || picked == [(0, 4), (0, 5)], "{picked:?}");
+        assert!(
+            picked == [(0, 1), (0, 2)] || picked == [(0, 4), (0, 5)],
+            "{picked:?}"
+        );
         // Three of five: 2-3-4 leaves two orphans, 1-2-3 leaves a pair; the pair is better.
-        let chosen = choose(&seats, 3, true).expect("fits");
+        let chosen = choose(&seats, 3, true, 1, &mut rand::rng()).expect("fits");
         let picked = numbers(&seats, &chosen);
-        assert!(picked == [(0, 1), (0, 2), (0, 3)] || picked == [(0, 3), (0, 4), (0, 5)], "{picked:?}");
+        assert!(
+            picked == [(0, 1), (0, 2), (0, 3)] || picked == [(0, 3), (0, 4), (0, 5)],
+            "{picked:?}"
+        );
     }
 
     #[test]
     fn gaps_break_adjacency() {
         let seats = row(0, 0, &[1, 2, 4, 5, 7]);
-        assert_eq!(choose(&seats, 3, true), None);
-        let scattered = choose(&seats, 3, false).expect("non-adjacent seats are fine");
+        assert_eq!(choose(&seats, 3, true, 1, &mut rand::rng()), None);
+        let scattered =
+            choose(&seats, 3, false, 1, &mut rand::rng()).expect("non-adjacent seats are fine");
         assert_eq!(scattered.len(), 3);
     }
 
@@ -145,13 +172,34 @@ mod tests {
     fn a_nearer_section_beats_a_nearer_row() {
         let mut seats = row(1, 0, &[1, 2, 3]);
         seats.extend(row(0, 9, &[1, 2, 3]));
-        let chosen = choose(&seats, 2, true).expect("fits");
-        assert!(seats.iter().filter(|c| chosen.contains(&c.seat_id)).all(|c| c.section_rank == 0));
+        let chosen = choose(&seats, 2, true, 1, &mut rand::rng()).expect("fits");
+        assert!(
+            seats
+                .iter()
+                .filter(|c| chosen.contains(&c.seat_id))
+                .all(|c| c.section_rank == 0)
+        );
+    }
+
+    #[test]
+    fn a_spread_picks_among_the_best_blocks_only() {
+        let mut seats = row(0, 0, &[1, 2, 3, 4, 5, 6]);
+        seats.extend(row(0, 5, &[1, 2]));
+        for _ in 0..50 {
+            let chosen = choose(&seats, 2, true, 3, &mut rand::rng()).expect("fits");
+            assert!(
+                numbers(&seats, &chosen).iter().all(|(row, _)| *row == 0),
+                "never the back row"
+            );
+        }
     }
 
     #[test]
     fn too_few_candidates_choose_nothing() {
-        assert_eq!(choose(&row(0, 0, &[1]), 2, false), None);
-        assert_eq!(choose(&[], 1, false), None);
+        assert_eq!(
+            choose(&row(0, 0, &[1]), 2, false, 1, &mut rand::rng()),
+            None
+        );
+        assert_eq!(choose(&[], 1, false, 1, &mut rand::rng()), None);
     }
 }

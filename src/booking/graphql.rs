@@ -1,4 +1,7 @@
-use async_graphql::{ComplexObject, Context, Enum, ErrorExtensions, ID, InputObject, Object, Result, ResultExt, SimpleObject};
+use async_graphql::{
+    ComplexObject, Context, Enum, ErrorExtensions, ID, InputObject, Object, Result, ResultExt,
+    SimpleObject,
+};
 use chrono::{DateTime, Utc};
 use entity::hold;
 use serde::Serialize;
@@ -169,7 +172,12 @@ where
 
 async fn hold_result(state: &AppState, user_id: Uuid, hold_id: Uuid) -> AppResult<Hold> {
     let hold = service::find_own_hold(&state.db, user_id, hold_id).await?;
-    state.bus.publish(LiveMessage::InventoryChanged { event_id: hold.event_id }).await;
+    state
+        .bus
+        .publish(LiveMessage::InventoryChanged {
+            event_id: hold.event_id,
+        })
+        .await;
     Ok(hold.into())
 }
 
@@ -179,7 +187,12 @@ async fn order_result(state: &AppState, user_id: Uuid, order_id: Uuid) -> AppRes
         .await?
         .filter(|order| order.user_id == user_id)
         .ok_or(crate::error::AppError::NotFound("order"))?;
-    state.bus.publish(LiveMessage::InventoryChanged { event_id: order.event_id }).await;
+    state
+        .bus
+        .publish(LiveMessage::InventoryChanged {
+            event_id: order.event_id,
+        })
+        .await;
     Ok(order.into())
 }
 
@@ -223,9 +236,20 @@ impl BookingMutation {
             .map(|id| parse_id(id, "seatIds"))
             .collect::<AppResult<Vec<_>>>()
             .extend()?;
-        let hold_id = idempotent(state, viewer.user_id, &input.idempotency_key, "holdSeats", &input, || async {
-            Ok(service::hold_seats(&state.db, &policy, viewer.user_id, event_id, &seats).await?.id)
-        })
+        let hold_id = idempotent(
+            state,
+            viewer.user_id,
+            &input.idempotency_key,
+            "holdSeats",
+            &input,
+            || async {
+                Ok(
+                    service::hold_seats(&state.db, &policy, viewer.user_id, event_id, &seats)
+                        .await?
+                        .id,
+                )
+            },
+        )
         .await
         .extend()?;
         hold_result(state, viewer.user_id, hold_id).await.extend()
@@ -234,20 +258,45 @@ impl BookingMutation {
     /// Holds the best free seats: frontmost first, side by side when `adjacent`, avoiding single
     /// orphan seats. Concurrent buyers never block each other or get the same seats.
     #[graphql(guard = "RoleGuard::SIGNED_IN")]
-    async fn hold_best_available(&self, ctx: &Context<'_>, input: HoldBestAvailableInput) -> Result<Hold> {
+    async fn hold_best_available(
+        &self,
+        ctx: &Context<'_>,
+        input: HoldBestAvailableInput,
+    ) -> Result<Hold> {
         let state = ctx.state().extend()?;
         let viewer = ctx.viewer().extend()?;
         let policy = state.config.hold_policy();
         let request = BestAvailable {
             event_id: parse_id(&input.event_id, "eventId").extend()?,
-            section_id: input.section_id.as_ref().map(|id| parse_id(id, "sectionId")).transpose().extend()?,
-            tier_id: input.tier_id.as_ref().map(|id| parse_id(id, "tierId")).transpose().extend()?,
+            section_id: input
+                .section_id
+                .as_ref()
+                .map(|id| parse_id(id, "sectionId"))
+                .transpose()
+                .extend()?,
+            tier_id: input
+                .tier_id
+                .as_ref()
+                .map(|id| parse_id(id, "tierId"))
+                .transpose()
+                .extend()?,
             quantity: Quantity::parse(input.quantity, &policy).extend()?,
             adjacent: input.adjacent,
         };
-        let hold_id = idempotent(state, viewer.user_id, &input.idempotency_key, "holdBestAvailable", &input, || async {
-            Ok(service::hold_best_available(&state.db, &policy, viewer.user_id, &request).await?.id)
-        })
+        let hold_id = idempotent(
+            state,
+            viewer.user_id,
+            &input.idempotency_key,
+            "holdBestAvailable",
+            &input,
+            || async {
+                Ok(
+                    service::hold_best_available(&state.db, &policy, viewer.user_id, &request)
+                        .await?
+                        .id,
+                )
+            },
+        )
         .await
         .extend()?;
         hold_result(state, viewer.user_id, hold_id).await.extend()
@@ -261,9 +310,20 @@ impl BookingMutation {
         let policy = state.config.hold_policy();
         let tier_id = parse_id(&input.tier_id, "tierId").extend()?;
         let quantity = Quantity::parse(input.quantity, &policy).extend()?;
-        let hold_id = idempotent(state, viewer.user_id, &input.idempotency_key, "holdTickets", &input, || async {
-            Ok(service::hold_tickets(&state.db, &policy, viewer.user_id, tier_id, quantity).await?.id)
-        })
+        let hold_id = idempotent(
+            state,
+            viewer.user_id,
+            &input.idempotency_key,
+            "holdTickets",
+            &input,
+            || async {
+                Ok(
+                    service::hold_tickets(&state.db, &policy, viewer.user_id, tier_id, quantity)
+                        .await?
+                        .id,
+                )
+            },
+        )
         .await
         .extend()?;
         hold_result(state, viewer.user_id, hold_id).await.extend()
@@ -288,8 +348,15 @@ impl BookingMutation {
         let state = ctx.state().extend()?;
         let viewer = ctx.viewer().extend()?;
         let id = parse_id(&hold_id, "holdId").extend()?;
-        let hold = service::release_hold(&state.db, viewer.user_id, id).await.extend()?;
-        state.bus.publish(LiveMessage::InventoryChanged { event_id: hold.event_id }).await;
+        let hold = service::release_hold(&state.db, viewer.user_id, id)
+            .await
+            .extend()?;
+        state
+            .bus
+            .publish(LiveMessage::InventoryChanged {
+                event_id: hold.event_id,
+            })
+            .await;
         Ok(hold.into())
     }
 
@@ -301,11 +368,24 @@ impl BookingMutation {
         let state = ctx.state().extend()?;
         let viewer = ctx.viewer().extend()?;
         let hold_id = parse_id(&input.hold_id, "holdId").extend()?;
-        let order_id = idempotent(state, viewer.user_id, &input.idempotency_key, "checkout", &input, || async {
-            Ok(service::checkout(&state.db, state.payments.as_ref(), viewer.user_id, hold_id, &input.payment_token)
+        let order_id = idempotent(
+            state,
+            viewer.user_id,
+            &input.idempotency_key,
+            "checkout",
+            &input,
+            || async {
+                Ok(service::checkout(
+                    &state.db,
+                    state.payments.as_ref(),
+                    viewer.user_id,
+                    hold_id,
+                    &input.payment_token,
+                )
                 .await?
                 .id)
-        })
+            },
+        )
         .await
         .extend()?;
         order_result(state, viewer.user_id, order_id).await.extend()
@@ -320,19 +400,26 @@ impl BookingMutation {
         let policy = state.config.hold_policy();
         let tier_id = parse_id(&input.tier_id, "tierId").extend()?;
         let quantity = Quantity::parse(input.quantity, &policy).extend()?;
-        let order_id = idempotent(state, viewer.user_id, &input.idempotency_key, "bookTickets", &input, || async {
-            Ok(service::book_tickets(
-                &state.db,
-                state.payments.as_ref(),
-                &policy,
-                viewer.user_id,
-                tier_id,
-                quantity,
-                &input.payment_token,
-            )
-            .await?
-            .id)
-        })
+        let order_id = idempotent(
+            state,
+            viewer.user_id,
+            &input.idempotency_key,
+            "bookTickets",
+            &input,
+            || async {
+                Ok(service::book_tickets(
+                    &state.db,
+                    state.payments.as_ref(),
+                    &policy,
+                    viewer.user_id,
+                    tier_id,
+                    quantity,
+                    &input.payment_token,
+                )
+                .await?
+                .id)
+            },
+        )
         .await
         .extend()?;
         order_result(state, viewer.user_id, order_id).await.extend()

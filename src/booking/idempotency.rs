@@ -34,7 +34,9 @@ impl IdempotencyKey {
     pub fn parse(raw: &str) -> AppResult<Self> {
         let key = raw.trim();
         if key.is_empty() || key.len() > 255 {
-            return Err(AppError::bad_input("idempotencyKey must be 1 to 255 characters"));
+            return Err(AppError::bad_input(
+                "idempotencyKey must be 1 to 255 characters",
+            ));
         }
         Ok(Self(key.to_owned()))
     }
@@ -83,15 +85,20 @@ where
         }
         if existing.expires_at <= now {
             // Stale: forget it and run as new.
-            idempotency_key::Entity::delete_by_id(existing.id).exec(db).await?;
+            idempotency_key::Entity::delete_by_id(existing.id)
+                .exec(db)
+                .await?;
             continue;
         }
         if existing.status == IdempotencyStatus::Completed {
-            let stored = existing
-                .response
-                .ok_or_else(|| AppError::Internal(anyhow::anyhow!("completed idempotency key without a response")))?;
-            return serde_json::from_value(stored)
-                .map_err(|err| AppError::Internal(anyhow::anyhow!("reading a stored response: {err}")));
+            let stored = existing.response.ok_or_else(|| {
+                AppError::Internal(anyhow::anyhow!(
+                    "completed idempotency key without a response"
+                ))
+            })?;
+            return serde_json::from_value(stored).map_err(|err| {
+                AppError::Internal(anyhow::anyhow!("reading a stored response: {err}"))
+            });
         }
         if started.elapsed() > WAIT_FOR_FIRST {
             return Err(AppError::Conflict(
@@ -123,9 +130,12 @@ async fn claim(
     };
     let inserted = idempotency_key::Entity::insert(row)
         .on_conflict(
-            OnConflict::columns([idempotency_key::Column::UserId, idempotency_key::Column::Key])
-                .do_nothing()
-                .to_owned(),
+            OnConflict::columns([
+                idempotency_key::Column::UserId,
+                idempotency_key::Column::Key,
+            ])
+            .do_nothing()
+            .to_owned(),
         )
         .exec_without_returning(db)
         .await;
@@ -137,7 +147,11 @@ async fn claim(
     }
 }
 
-async fn find(db: &impl ConnectionTrait, user_id: Uuid, key: &IdempotencyKey) -> AppResult<Option<idempotency_key::Model>> {
+async fn find(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    key: &IdempotencyKey,
+) -> AppResult<Option<idempotency_key::Model>> {
     Ok(idempotency_key::Entity::find()
         .filter(idempotency_key::Column::UserId.eq(user_id))
         .filter(idempotency_key::Column::Key.eq(key.0.as_str()))
@@ -145,7 +159,12 @@ async fn find(db: &impl ConnectionTrait, user_id: Uuid, key: &IdempotencyKey) ->
         .await?)
 }
 
-async fn run_claimed<T, F, Fut>(db: &DatabaseConnection, user_id: Uuid, key: &IdempotencyKey, work: F) -> AppResult<T>
+async fn run_claimed<T, F, Fut>(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    key: &IdempotencyKey,
+    work: F,
+) -> AppResult<T>
 where
     T: Serialize,
     F: FnOnce() -> Fut,
@@ -166,13 +185,19 @@ where
                     idempotency_key::Column::Status,
                     sea_orm::sea_query::Expr::value(IdempotencyStatus::Completed.as_str()),
                 )
-                .col_expr(idempotency_key::Column::Response, sea_orm::sea_query::Expr::value(response))
+                .col_expr(
+                    idempotency_key::Column::Response,
+                    sea_orm::sea_query::Expr::value(response),
+                )
                 .filter(filter())
                 .exec(db)
                 .await?;
         }
         Err(_) => {
-            idempotency_key::Entity::delete_many().filter(filter()).exec(db).await?;
+            idempotency_key::Entity::delete_many()
+                .filter(filter())
+                .exec(db)
+                .await?;
         }
     }
     outcome

@@ -4,16 +4,18 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use entity::enums::{
-    EventStatus, HoldSource, HoldStatus, OrderStatus, PaymentKind, PaymentStatus, SeatStatus, TicketStatus,
-    TierKind,
+    EventStatus, HoldSource, HoldStatus, OrderStatus, PaymentKind, PaymentStatus, SeatStatus,
+    TicketStatus, TierKind,
 };
 use entity::prelude::*;
-use entity::{event, event_seat, hold, order, order_line, payment, seat, section, ticket, ticket_tier};
+use entity::{
+    event, event_seat, hold, order, order_line, payment, seat, section, ticket, ticket_tier,
+};
 use rand::RngCore;
-use sea_orm::sea_query::{Expr, ExprTrait, IntoIden, LockBehavior, LockType, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    FromQueryResult, PaginatorTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -97,7 +99,11 @@ const SEAT_ALREADY_TICKETED: ConstraintRule = ConstraintRule {
 };
 
 /// An event that sells now: published, not cancelled, sale started, not over.
-async fn event_on_sale(db: &impl ConnectionTrait, event_id: Uuid, now: DateTime<Utc>) -> AppResult<event::Model> {
+async fn event_on_sale(
+    db: &impl ConnectionTrait,
+    event_id: Uuid,
+    now: DateTime<Utc>,
+) -> AppResult<event::Model> {
     let event = Event::find_by_id(event_id)
         .one(db)
         .await?
@@ -153,7 +159,12 @@ async fn check_user_cap(
 
 /// Expires the user's own active hold on this event if its time is up, so a new hold is not refused
 /// because the sweeper has not come round yet.
-async fn expire_own_stale_hold(db: &DatabaseConnection, user_id: Uuid, event_id: Uuid, now: DateTime<Utc>) -> AppResult<Vec<Uuid>> {
+async fn expire_own_stale_hold(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    event_id: Uuid,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<Uuid>> {
     let stale = Hold::find()
         .filter(hold::Column::UserId.eq(user_id))
         .filter(hold::Column::EventId.eq(event_id))
@@ -167,7 +178,14 @@ async fn expire_own_stale_hold(db: &DatabaseConnection, user_id: Uuid, event_id:
     }
 }
 
-fn new_hold(user_id: Uuid, event_id: Uuid, tier_id: Option<Uuid>, quantity: i32, policy: &HoldPolicy, now: DateTime<Utc>) -> hold::ActiveModel {
+fn new_hold(
+    user_id: Uuid,
+    event_id: Uuid,
+    tier_id: Option<Uuid>,
+    quantity: i32,
+    policy: &HoldPolicy,
+    now: DateTime<Utc>,
+) -> hold::ActiveModel {
     hold::ActiveModel {
         id: Set(Uuid::now_v7()),
         user_id: Set(user_id),
@@ -206,10 +224,17 @@ pub async fn hold_tickets(
     let txn = db.begin().await?;
     let event = event_on_sale(&txn, tier.event_id, now).await?;
     check_user_cap(&txn, &event, user_id, quantity.get()).await?;
-    let hold = new_hold(user_id, event.id, Some(tier.id), quantity.as_i32(), policy, now)
-        .insert(&txn)
-        .await
-        .map_err(|err| AppError::on_constraint(err, &[ONE_ACTIVE_HOLD]))?;
+    let hold = new_hold(
+        user_id,
+        event.id,
+        Some(tier.id),
+        quantity.as_i32(),
+        policy,
+        now,
+    )
+    .insert(&txn)
+    .await
+    .map_err(|err| AppError::on_constraint(err, &[ONE_ACTIVE_HOLD]))?;
     let taken = TicketTier::update_many()
         .col_expr(
             ticket_tier::Column::Available,
@@ -282,7 +307,9 @@ pub async fn hold_seats(
         .all(&txn)
         .await?;
     if locked.len() != seat_ids.len() {
-        return Err(AppError::bad_input("some seats do not exist for this event"));
+        return Err(AppError::bad_input(
+            "some seats do not exist for this event",
+        ));
     }
     let sold: Vec<Uuid> = locked
         .iter()
@@ -304,7 +331,17 @@ pub async fn hold_seats(
         .insert(&txn)
         .await
         .map_err(|err| AppError::on_constraint(err, &[ONE_ACTIVE_HOLD]))?;
-    take_seats(&txn, event_id, hold.id, &locked.iter().map(|s| (s.seat_id, s.tier_id)).collect::<Vec<_>>(), now).await?;
+    take_seats(
+        &txn,
+        event_id,
+        hold.id,
+        &locked
+            .iter()
+            .map(|s| (s.seat_id, s.tier_id))
+            .collect::<Vec<_>>(),
+        now,
+    )
+    .await?;
     txn.commit().await?;
     Ok(hold)
 }
@@ -319,9 +356,15 @@ async fn take_seats(
 ) -> AppResult<()> {
     let ids: Vec<Uuid> = seats.iter().map(|(seat, _)| *seat).collect();
     let updated = EventSeat::update_many()
-        .col_expr(event_seat::Column::Status, Expr::value(SeatStatus::Held.as_str()))
+        .col_expr(
+            event_seat::Column::Status,
+            Expr::value(SeatStatus::Held.as_str()),
+        )
         .col_expr(event_seat::Column::HoldId, Expr::value(hold_id))
-        .col_expr(event_seat::Column::Version, Expr::col(event_seat::Column::Version).add(1))
+        .col_expr(
+            event_seat::Column::Version,
+            Expr::col(event_seat::Column::Version).add(1),
+        )
         .col_expr(event_seat::Column::UpdatedAt, Expr::value(now))
         .filter(event_seat::Column::EventId.eq(event_id))
         .filter(event_seat::Column::SeatId.is_in(ids))
@@ -330,7 +373,9 @@ async fn take_seats(
         .await?;
     if updated.rows_affected != seats.len() as u64 {
         // Only possible if a seat changed under us; the transaction rolls back on return.
-        return Err(AppError::Conflict("the seats changed while being held; try again".into()));
+        return Err(AppError::Conflict(
+            "the seats changed while being held; try again".into(),
+        ));
     }
     let mut per_tier: BTreeMap<Uuid, i32> = BTreeMap::new();
     for (_, tier_id) in seats {
@@ -364,19 +409,25 @@ pub(crate) async fn adjust_tiers(
 #[derive(Debug, FromQueryResult)]
 struct CandidateRow {
     seat_id: Uuid,
-    tier_id: Uuid,
     section_id: Uuid,
     sort_order: i32,
     row_index: i32,
     number: i32,
 }
 
-/// How many free seats one best-available attempt looks at, front to back. A first small window is
-/// enough in a ticket war; the wider one finds adjacent blocks deep in a half-sold venue.
-const CANDIDATE_WINDOWS: [u64; 2] = [200, 5000];
+/// How many free seats one best-available attempt looks at, front to back.
+const CANDIDATE_WINDOW: u64 = 2000;
+/// Attempts before a best-available request gives up under contention.
+const BEST_AVAILABLE_ATTEMPTS: u32 = 12;
 
-/// Holds the best `quantity` free seats. On PostgreSQL candidate seats are locked with
-/// `FOR UPDATE SKIP LOCKED`: two buyers never wait on, or get, the same seats.
+/// Holds the best `quantity` free seats.
+///
+/// Candidates are read without locks, the best block is chosen, and exactly those seats are then
+/// locked with `FOR UPDATE SKIP LOCKED` inside a savepoint (PostgreSQL). If another buyer got one of
+/// them first, the savepoint is rolled back (releasing our locks), those seats are avoided and another
+/// block is tried, spreading later attempts over more of the best blocks so concurrent buyers stop
+/// colliding. No buyer waits on another's seats, no seat is held twice, and only seats actually taken
+/// are locked, so nobody is told SOLD_OUT while seats remain.
 pub async fn hold_best_available(
     db: &DatabaseConnection,
     policy: &HoldPolicy,
@@ -389,10 +440,13 @@ pub async fn hold_best_available(
     let event = event_on_sale(&txn, request.event_id, now).await?;
     check_user_cap(&txn, &event, user_id, request.quantity.get()).await?;
     let quantity = request.quantity.get() as usize;
-    let mut chosen: Option<Vec<(Uuid, Uuid)>> = None;
-    for window in CANDIDATE_WINDOWS {
-        let rows = candidate_seats(&txn, request, window).await?;
-        let exhausted = (rows.len() as u64) < window;
+    let hold = new_hold(user_id, event.id, None, quantity as i32, policy, now)
+        .insert(&txn)
+        .await
+        .map_err(|err| AppError::on_constraint(err, &[ONE_ACTIVE_HOLD]))?;
+    let mut contended: Vec<Uuid> = Vec::new();
+    for attempt in 0..BEST_AVAILABLE_ATTEMPTS {
+        let rows = candidate_seats(&txn, request, &contended).await?;
         let candidates: Vec<Candidate> = rows
             .iter()
             .map(|row| Candidate {
@@ -403,71 +457,129 @@ pub async fn hold_best_available(
                 number: row.number,
             })
             .collect();
-        if let Some(ids) = best_available::choose(&candidates, quantity, request.adjacent) {
-            let tiers: HashMap<Uuid, Uuid> = rows.iter().map(|r| (r.seat_id, r.tier_id)).collect();
-            let mut seats: Vec<(Uuid, Uuid)> = ids.iter().map(|id| (*id, tiers[id])).collect();
-            seats.sort();
-            chosen = Some(seats);
+        let spread = 4usize.pow(std::cmp::min(attempt, 6));
+        let Some(mut chosen) = ({
+            let mut rng = rand::rng();
+            best_available::choose(&candidates, quantity, request.adjacent, spread, &mut rng)
+        }) else {
             break;
+        };
+        chosen.sort();
+        let savepoint = txn.begin().await?;
+        let locked = lock_free_seats(&savepoint, event.id, &chosen).await?;
+        if locked.len() == chosen.len() {
+            take_seats(&savepoint, event.id, hold.id, &locked, now).await?;
+            savepoint.commit().await?;
+            txn.commit().await?;
+            return Ok(hold);
         }
-        if exhausted {
-            break;
-        }
+        savepoint.rollback().await?;
+        contended.extend(
+            chosen
+                .iter()
+                .filter(|id| !locked.iter().any(|(seat, _)| seat == *id)),
+        );
     }
-    let Some(seats) = chosen else {
-        return Err(AppError::SoldOut(if request.adjacent {
+    if contended.is_empty() {
+        Err(AppError::SoldOut(if request.adjacent {
             format!("no {quantity} adjacent seats are free")
         } else {
             format!("fewer than {quantity} seats are free")
-        }));
-    };
-    let hold = new_hold(user_id, event.id, None, seats.len() as i32, policy, now)
-        .insert(&txn)
-        .await
-        .map_err(|err| AppError::on_constraint(err, &[ONE_ACTIVE_HOLD]))?;
-    take_seats(&txn, event.id, hold.id, &seats, now).await?;
-    txn.commit().await?;
-    Ok(hold)
+        }))
+    } else {
+        Err(AppError::Conflict(
+            "seats are being taken faster than they can be held; try again".into(),
+        ))
+    }
 }
 
-/// Free seats matching the request, front to back, locked (and skipping locked ones) on PostgreSQL.
-async fn candidate_seats(txn: &DatabaseTransaction, request: &BestAvailable, limit: u64) -> AppResult<Vec<CandidateRow>> {
+/// Locks those of `seat_ids` that are free and not locked by anyone else (PostgreSQL), in seat order.
+/// Returns (seat, tier) for each seat locked.
+async fn lock_free_seats(
+    txn: &DatabaseTransaction,
+    event_id: Uuid,
+    seat_ids: &[Uuid],
+) -> AppResult<Vec<(Uuid, Uuid)>> {
+    let mut select = Query::select();
+    select
+        .columns([
+            event_seat::Column::SeatId,
+            event_seat::Column::TierId,
+            event_seat::Column::Status,
+        ])
+        .from(EventSeat)
+        .and_where(Expr::col(event_seat::Column::EventId).eq(event_id))
+        .and_where(Expr::col(event_seat::Column::SeatId).is_in(seat_ids.iter().copied()))
+        .and_where(Expr::col(event_seat::Column::Status).eq(SeatStatus::Available.as_str()))
+        .order_by(event_seat::Column::SeatId, sea_orm::Order::Asc);
+    if is_postgres(txn) {
+        select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
+    Ok(
+        LockedSeat::find_by_statement(txn.get_database_backend().build(&select))
+            .all(txn)
+            .await?
+            .into_iter()
+            .map(|seat| (seat.seat_id, seat.tier_id))
+            .collect(),
+    )
+}
+
+/// Free seats matching the request, front to back, read without locking.
+async fn candidate_seats(
+    txn: &DatabaseTransaction,
+    request: &BestAvailable,
+    exclude: &[Uuid],
+) -> AppResult<Vec<CandidateRow>> {
     let mut select = Query::select();
     select
         .column((EventSeat, event_seat::Column::SeatId))
-        .column((EventSeat, event_seat::Column::TierId))
         .column((EventSeat, event_seat::Column::SectionId))
         .column((Section, section::Column::SortOrder))
         .column((Seat, seat::Column::RowIndex))
         .column((Seat, seat::Column::Number))
         .from(EventSeat)
-        .inner_join(Seat, Expr::col((Seat, seat::Column::Id)).equals((EventSeat, event_seat::Column::SeatId)))
+        .inner_join(
+            Seat,
+            Expr::col((Seat, seat::Column::Id)).equals((EventSeat, event_seat::Column::SeatId)),
+        )
         .inner_join(
             Section,
-            Expr::col((Section, section::Column::Id)).equals((EventSeat, event_seat::Column::SectionId)),
+            Expr::col((Section, section::Column::Id))
+                .equals((EventSeat, event_seat::Column::SectionId)),
         )
         .and_where(Expr::col((EventSeat, event_seat::Column::EventId)).eq(request.event_id))
-        .and_where(Expr::col((EventSeat, event_seat::Column::Status)).eq(SeatStatus::Available.as_str()))
+        .and_where(
+            Expr::col((EventSeat, event_seat::Column::Status)).eq(SeatStatus::Available.as_str()),
+        )
         .order_by((Section, section::Column::SortOrder), sea_orm::Order::Asc)
         .order_by((Seat, seat::Column::RowIndex), sea_orm::Order::Asc)
         .order_by((Seat, seat::Column::Number), sea_orm::Order::Asc)
-        .limit(limit);
+        .limit(CANDIDATE_WINDOW);
+    if !exclude.is_empty() {
+        select.and_where(
+            Expr::col((EventSeat, event_seat::Column::SeatId)).is_not_in(exclude.iter().copied()),
+        );
+    }
     if let Some(section_id) = request.section_id {
         select.and_where(Expr::col((EventSeat, event_seat::Column::SectionId)).eq(section_id));
     }
     if let Some(tier_id) = request.tier_id {
         select.and_where(Expr::col((EventSeat, event_seat::Column::TierId)).eq(tier_id));
     }
-    if is_postgres(txn) {
-        select.lock_with_tables_behavior(LockType::Update, [EventSeat.into_iden()], LockBehavior::SkipLocked);
-    }
-    Ok(CandidateRow::find_by_statement(txn.get_database_backend().build(&select))
-        .all(txn)
-        .await?)
+    Ok(
+        CandidateRow::find_by_statement(txn.get_database_backend().build(&select))
+            .all(txn)
+            .await?,
+    )
 }
 
 /// Loads the viewer's hold; another user's hold is NOT_FOUND.
-pub async fn find_own_hold(db: &impl ConnectionTrait, user_id: Uuid, hold_id: Uuid) -> AppResult<hold::Model> {
+pub async fn find_own_hold(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    hold_id: Uuid,
+) -> AppResult<hold::Model> {
     Hold::find_by_id(hold_id)
         .filter(hold::Column::UserId.eq(user_id))
         .one(db)
@@ -480,12 +592,19 @@ fn ensure_live(hold: &hold::Model, now: DateTime<Utc>) -> AppResult<()> {
         HoldStatus::Active if hold.expires_at > now => Ok(()),
         HoldStatus::Active | HoldStatus::Expired => Err(AppError::HoldExpired),
         HoldStatus::Released => Err(AppError::Conflict("the hold was released".into())),
-        HoldStatus::Converted => Err(AppError::Conflict("the hold was already checked out".into())),
+        HoldStatus::Converted => Err(AppError::Conflict(
+            "the hold was already checked out".into(),
+        )),
     }
 }
 
 /// Extends a live hold by the hold time, up to its maximum lifetime.
-pub async fn extend_hold(db: &DatabaseConnection, policy: &HoldPolicy, user_id: Uuid, hold_id: Uuid) -> AppResult<hold::Model> {
+pub async fn extend_hold(
+    db: &DatabaseConnection,
+    policy: &HoldPolicy,
+    user_id: Uuid,
+    hold_id: Uuid,
+) -> AppResult<hold::Model> {
     let now = Utc::now();
     let hold = find_own_hold(db, user_id, hold_id).await?;
     ensure_live(&hold, now)?;
@@ -510,13 +629,18 @@ pub async fn extend_hold(db: &DatabaseConnection, policy: &HoldPolicy, user_id: 
 }
 
 /// Gives a live hold's stock back.
-pub async fn release_hold(db: &DatabaseConnection, user_id: Uuid, hold_id: Uuid) -> AppResult<hold::Model> {
+pub async fn release_hold(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    hold_id: Uuid,
+) -> AppResult<hold::Model> {
     let now = Utc::now();
     let hold = find_own_hold(db, user_id, hold_id).await?;
     if hold.status != HoldStatus::Active {
         return Err(AppError::Conflict("the hold is no longer active".into()));
     }
-    let released = crate::booking::sweeper::end_holds(db, &[hold.id], HoldStatus::Released, now).await?;
+    let released =
+        crate::booking::sweeper::end_holds(db, &[hold.id], HoldStatus::Released, now).await?;
     if released.is_empty() {
         return Err(AppError::Conflict("the hold is no longer active".into()));
     }
@@ -524,7 +648,10 @@ pub async fn release_hold(db: &DatabaseConnection, user_id: Uuid, hold_id: Uuid)
 }
 
 /// What a hold costs, line by line: (tier, quantity, unit price), in tier order.
-async fn hold_lines(db: &impl ConnectionTrait, hold: &hold::Model) -> AppResult<Vec<(ticket_tier::Model, i32)>> {
+async fn hold_lines(
+    db: &impl ConnectionTrait,
+    hold: &hold::Model,
+) -> AppResult<Vec<(ticket_tier::Model, i32)>> {
     let mut counts: BTreeMap<Uuid, i32> = BTreeMap::new();
     match hold.tier_id {
         Some(tier_id) => {
@@ -562,7 +689,10 @@ async fn hold_lines(db: &impl ConnectionTrait, hold: &hold::Model) -> AppResult<
 /// The amount a hold costs, in its currency.
 pub async fn hold_total(db: &impl ConnectionTrait, hold: &hold::Model) -> AppResult<(i64, String)> {
     let lines = hold_lines(db, hold).await?;
-    let total = lines.iter().map(|(tier, n)| tier.price_cents * i64::from(*n)).sum();
+    let total = lines
+        .iter()
+        .map(|(tier, n)| tier.price_cents * i64::from(*n))
+        .sum();
     let currency = lines
         .first()
         .map_or_else(|| "USD".to_owned(), |(tier, _)| tier.currency.clone());
@@ -593,7 +723,18 @@ pub async fn checkout(
     let reference = match charge {
         ChargeOutcome::Succeeded { reference } => reference,
         ChargeOutcome::Declined { reason } => {
-            record_payment(db, None, user_id, PaymentKind::Charge, total, &currency, payments.name(), None, PaymentStatus::Declined).await?;
+            record_payment(
+                db,
+                None,
+                user_id,
+                PaymentKind::Charge,
+                total,
+                &currency,
+                payments.name(),
+                None,
+                PaymentStatus::Declined,
+            )
+            .await?;
             return Err(AppError::PaymentDeclined(reason));
         }
     };
@@ -736,17 +877,29 @@ async fn convert_hold(
     }
     if !seats.is_empty() {
         EventSeat::update_many()
-            .col_expr(event_seat::Column::Status, Expr::value(SeatStatus::Sold.as_str()))
+            .col_expr(
+                event_seat::Column::Status,
+                Expr::value(SeatStatus::Sold.as_str()),
+            )
             .col_expr(event_seat::Column::OrderId, Expr::value(order.id))
-            .col_expr(event_seat::Column::HoldId, Expr::value(Option::<Uuid>::None))
-            .col_expr(event_seat::Column::Version, Expr::col(event_seat::Column::Version).add(1))
+            .col_expr(
+                event_seat::Column::HoldId,
+                Expr::value(Option::<Uuid>::None),
+            )
+            .col_expr(
+                event_seat::Column::Version,
+                Expr::col(event_seat::Column::Version).add(1),
+            )
             .col_expr(event_seat::Column::UpdatedAt, Expr::value(now))
             .filter(event_seat::Column::HoldId.eq(locked.id))
             .exec(&txn)
             .await?;
     }
     Hold::update_many()
-        .col_expr(hold::Column::Status, Expr::value(HoldStatus::Converted.as_str()))
+        .col_expr(
+            hold::Column::Status,
+            Expr::value(HoldStatus::Converted.as_str()),
+        )
         .col_expr(hold::Column::UpdatedAt, Expr::value(now))
         .filter(hold::Column::Id.eq(locked.id))
         .exec(&txn)
@@ -782,7 +935,13 @@ pub async fn book_tickets(
     match checkout(db, payments, user_id, hold.id, payment_token).await {
         Ok(order) => Ok(order),
         Err(err) => {
-            let _ = crate::booking::sweeper::end_holds(db, &[hold.id], HoldStatus::Released, Utc::now()).await;
+            let _ = crate::booking::sweeper::end_holds(
+                db,
+                &[hold.id],
+                HoldStatus::Released,
+                Utc::now(),
+            )
+            .await;
             Err(err)
         }
     }
@@ -800,7 +959,10 @@ pub async fn active_holds(db: &impl ConnectionTrait, user_id: Uuid) -> AppResult
 }
 
 /// The seats of a hold, with their labels.
-pub async fn hold_seat_labels(db: &impl ConnectionTrait, hold_id: Uuid) -> AppResult<Vec<(seat::Model, Uuid)>> {
+pub async fn hold_seat_labels(
+    db: &impl ConnectionTrait,
+    hold_id: Uuid,
+) -> AppResult<Vec<(seat::Model, Uuid)>> {
     let rows = EventSeat::find()
         .filter(event_seat::Column::HoldId.eq(hold_id))
         .all(db)

@@ -12,7 +12,7 @@ use entity::prelude::*;
 use entity::{event_seat, hold};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
@@ -28,7 +28,12 @@ const BATCH: u64 = 200;
 
 /// Ends the given holds if they are still active (waiting for their locks); returns the events whose
 /// stock came back.
-pub async fn end_holds(db: &DatabaseConnection, ids: &[Uuid], status: HoldStatus, now: DateTime<Utc>) -> AppResult<Vec<Uuid>> {
+pub async fn end_holds(
+    db: &DatabaseConnection,
+    ids: &[Uuid],
+    status: HoldStatus,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<Uuid>> {
     let txn = db.begin().await?;
     let mut query = Hold::find()
         .filter(hold::Column::Id.is_in(ids.iter().copied()))
@@ -44,12 +49,19 @@ pub async fn end_holds(db: &DatabaseConnection, ids: &[Uuid], status: HoldStatus
 }
 
 /// Expires specific holds (a buyer's own stale hold) if still active.
-pub async fn expire_holds_by_id(db: &DatabaseConnection, ids: &[Uuid], now: DateTime<Utc>) -> AppResult<Vec<Uuid>> {
+pub async fn expire_holds_by_id(
+    db: &DatabaseConnection,
+    ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> AppResult<Vec<Uuid>> {
     end_holds(db, ids, HoldStatus::Expired, now).await
 }
 
 /// Expires one batch of holds due at `now`; returns the affected events and whether the batch was full.
-pub async fn expire_due(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResult<(Vec<Uuid>, bool)> {
+pub async fn expire_due(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+) -> AppResult<(Vec<Uuid>, bool)> {
     let txn = db.begin().await?;
     let mut query = Hold::find()
         .filter(hold::Column::Status.eq(HoldStatus::Active))
@@ -57,7 +69,10 @@ pub async fn expire_due(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResul
         .order_by_asc(hold::Column::ExpiresAt)
         .limit(BATCH);
     if is_postgres(&txn) {
-        query = query.lock_with_behavior(sea_orm::sea_query::LockType::Update, sea_orm::sea_query::LockBehavior::SkipLocked);
+        query = query.lock_with_behavior(
+            sea_orm::sea_query::LockType::Update,
+            sea_orm::sea_query::LockBehavior::SkipLocked,
+        );
     }
     let holds = query.all(&txn).await?;
     let full = holds.len() as u64 == BATCH;
@@ -93,9 +108,18 @@ async fn end_locked_holds(
     }
     if !seats.is_empty() {
         EventSeat::update_many()
-            .col_expr(event_seat::Column::Status, Expr::value(SeatStatus::Available.as_str()))
-            .col_expr(event_seat::Column::HoldId, Expr::value(Option::<Uuid>::None))
-            .col_expr(event_seat::Column::Version, Expr::col(event_seat::Column::Version).add(1))
+            .col_expr(
+                event_seat::Column::Status,
+                Expr::value(SeatStatus::Available.as_str()),
+            )
+            .col_expr(
+                event_seat::Column::HoldId,
+                Expr::value(Option::<Uuid>::None),
+            )
+            .col_expr(
+                event_seat::Column::Version,
+                Expr::col(event_seat::Column::Version).add(1),
+            )
             .col_expr(event_seat::Column::UpdatedAt, Expr::value(now))
             .filter(event_seat::Column::HoldId.is_in(ids.iter().copied()))
             .exec(txn)
@@ -119,13 +143,17 @@ pub async fn sweep_once(state: &AppState, now: DateTime<Utc>) -> AppResult<()> {
     loop {
         let (events, full) = expire_due(&state.db, now).await?;
         for event_id in events {
-            state.bus.publish(LiveMessage::InventoryChanged { event_id }).await;
+            state
+                .bus
+                .publish(LiveMessage::InventoryChanged { event_id })
+                .await;
         }
         if !full {
             break;
         }
     }
-    crate::orders::service::refund_closed_cancellations(&state.db, state.payments.as_ref(), now).await?;
+    crate::orders::service::refund_closed_cancellations(&state.db, state.payments.as_ref(), now)
+        .await?;
     crate::booking::idempotency::delete_expired(&state.db, now).await?;
     Ok(())
 }
@@ -142,14 +170,4 @@ pub fn spawn(state: AppState, interval: Duration) -> tokio::task::JoinHandle<()>
             }
         }
     })
-}
-
-/// Whether `db` is reachable; used by tests to wait for the sweeper without sleeping blindly.
-pub async fn active_holds_due(db: &impl ConnectionTrait, now: DateTime<Utc>) -> AppResult<u64> {
-    use sea_orm::PaginatorTrait;
-    Ok(Hold::find()
-        .filter(hold::Column::Status.eq(HoldStatus::Active))
-        .filter(hold::Column::ExpiresAt.lte(now))
-        .count(db)
-        .await?)
 }

@@ -1,5 +1,7 @@
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::{ComplexObject, Context, Enum, ErrorExtensions, ID, Object, Result, ResultExt, SimpleObject};
+use async_graphql::{
+    ComplexObject, Context, Enum, ErrorExtensions, ID, Object, Result, ResultExt, SimpleObject,
+};
 use chrono::{DateTime, Utc};
 use entity::{order, order_line, ticket};
 use uuid::Uuid;
@@ -223,16 +225,24 @@ impl OrderQuery {
             OrderFilterInput::Past => OrderFilter::Past,
             OrderFilterInput::Cancelled => OrderFilter::Cancelled,
         });
-        let mut rows = service::list_orders(&state.db, viewer.user_id, filter, after.as_ref(), limit + 1, Utc::now())
-            .await
-            .extend()?;
+        let mut rows = service::list_orders(
+            &state.db,
+            viewer.user_id,
+            filter,
+            after.as_ref(),
+            limit + 1,
+            Utc::now(),
+        )
+        .await
+        .extend()?;
         let has_next_page = rows.len() > limit;
         rows.truncate(limit);
         let mut connection = Connection::new(after.is_some(), has_next_page);
-        connection.edges.extend(
-            rows.into_iter()
-                .map(|order| Edge::new(service::order_cursor(&order).encode(), Order::from(order))),
-        );
+        connection
+            .edges
+            .extend(rows.into_iter().map(|order| {
+                Edge::new(service::order_cursor(&order).encode(), Order::from(order))
+            }));
         Ok(connection)
     }
 
@@ -242,7 +252,10 @@ impl OrderQuery {
         let state = ctx.state().extend()?;
         let viewer = ctx.viewer().extend()?;
         let id = parse_id(&id, "id").extend()?;
-        Ok(service::find_order(&state.db, viewer, id).await.extend()?.into())
+        Ok(service::find_order(&state.db, viewer, id)
+            .await
+            .extend()?
+            .into())
     }
 }
 
@@ -258,14 +271,26 @@ impl OrderMutation {
         let state = ctx.state().extend()?;
         let viewer = ctx.viewer().extend()?;
         let id = parse_id(&order_id, "orderId").extend()?;
-        let order = service::cancel_order(&state.db, viewer, id).await.extend()?;
-        state.bus.publish(LiveMessage::InventoryChanged { event_id: order.event_id }).await;
+        let order = service::cancel_order(&state.db, viewer, id)
+            .await
+            .extend()?;
+        state
+            .bus
+            .publish(LiveMessage::InventoryChanged {
+                event_id: order.event_id,
+            })
+            .await;
         Ok(order.into())
     }
 
     /// Cancels some tickets of an order and refunds them at once (not undoable).
     #[graphql(guard = "RoleGuard::SIGNED_IN")]
-    async fn reduce_order(&self, ctx: &Context<'_>, order_id: ID, ticket_ids: Vec<ID>) -> Result<Order> {
+    async fn reduce_order(
+        &self,
+        ctx: &Context<'_>,
+        order_id: ID,
+        ticket_ids: Vec<ID>,
+    ) -> Result<Order> {
         let state = ctx.state().extend()?;
         let viewer = ctx.viewer().extend()?;
         let id = parse_id(&order_id, "orderId").extend()?;
@@ -277,7 +302,12 @@ impl OrderMutation {
         let order = service::reduce_order(&state.db, state.payments.as_ref(), viewer, id, &tickets)
             .await
             .extend()?;
-        state.bus.publish(LiveMessage::InventoryChanged { event_id: order.event_id }).await;
+        state
+            .bus
+            .publish(LiveMessage::InventoryChanged {
+                event_id: order.event_id,
+            })
+            .await;
         Ok(order.into())
     }
 
@@ -287,8 +317,15 @@ impl OrderMutation {
         let state = ctx.state().extend()?;
         let viewer = ctx.viewer().extend()?;
         let id = parse_id(&order_id, "orderId").extend()?;
-        let order = service::undo_cancellation(&state.db, viewer, id).await.extend()?;
-        state.bus.publish(LiveMessage::InventoryChanged { event_id: order.event_id }).await;
+        let order = service::undo_cancellation(&state.db, viewer, id)
+            .await
+            .extend()?;
+        state
+            .bus
+            .publish(LiveMessage::InventoryChanged {
+                event_id: order.event_id,
+            })
+            .await;
         Ok(order.into())
     }
 }

@@ -6,8 +6,8 @@ use entity::prelude::*;
 use entity::{event, event_seat, order, order_line, ticket};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -33,7 +33,11 @@ pub enum OrderFilter {
 }
 
 /// An order the viewer may see: their own, or any for an admin. Others are NOT_FOUND.
-pub async fn find_order(db: &impl ConnectionTrait, viewer: &Viewer, id: Uuid) -> AppResult<order::Model> {
+pub async fn find_order(
+    db: &impl ConnectionTrait,
+    viewer: &Viewer,
+    id: Uuid,
+) -> AppResult<order::Model> {
     let order = Order::find_by_id(id)
         .one(db)
         .await?
@@ -59,7 +63,9 @@ pub async fn list_orders(
         .order_by_desc(order::Column::Id)
         .limit(limit as u64);
     match filter {
-        Some(OrderFilter::Cancelled) => query = query.filter(order::Column::Status.eq(OrderStatus::Cancelled)),
+        Some(OrderFilter::Cancelled) => {
+            query = query.filter(order::Column::Status.eq(OrderStatus::Cancelled))
+        }
         Some(kind @ (OrderFilter::Upcoming | OrderFilter::Past)) => {
             let ends = if kind == OrderFilter::Upcoming {
                 Expr::col(event::Column::EndsAt).gt(now)
@@ -85,11 +91,13 @@ pub async fn list_orders(
             .map_err(|_| AppError::bad_input("after is not a valid cursor"))?
             .with_timezone(&Utc);
         query = query.filter(
-            Condition::any().add(order::Column::CreatedAt.lt(created_at)).add(
-                Condition::all()
-                    .add(order::Column::CreatedAt.eq(created_at))
-                    .add(order::Column::Id.lt(cursor.id)),
-            ),
+            Condition::any()
+                .add(order::Column::CreatedAt.lt(created_at))
+                .add(
+                    Condition::all()
+                        .add(order::Column::CreatedAt.eq(created_at))
+                        .add(order::Column::Id.lt(cursor.id)),
+                ),
         );
     }
     Ok(query.all(db).await?)
@@ -100,7 +108,11 @@ pub fn order_cursor(order: &order::Model) -> Cursor {
 }
 
 /// Locks an order the viewer may change (PostgreSQL row lock; SQLite serialises writers).
-async fn lock_order(txn: &DatabaseTransaction, viewer: &Viewer, id: Uuid) -> AppResult<order::Model> {
+async fn lock_order(
+    txn: &DatabaseTransaction,
+    viewer: &Viewer,
+    id: Uuid,
+) -> AppResult<order::Model> {
     let mut query = Order::find_by_id(id);
     if is_postgres(txn) {
         query = query.lock_exclusive();
@@ -120,10 +132,17 @@ async fn event_of(txn: &DatabaseTransaction, order: &order::Model) -> AppResult<
 }
 
 /// Cancels `tickets` (valid tickets of one order) and returns their stock, in the caller's transaction.
-async fn cancel_tickets(txn: &DatabaseTransaction, tickets: &[ticket::Model], now: DateTime<Utc>) -> AppResult<()> {
+async fn cancel_tickets(
+    txn: &DatabaseTransaction,
+    tickets: &[ticket::Model],
+    now: DateTime<Utc>,
+) -> AppResult<()> {
     let ids: Vec<Uuid> = tickets.iter().map(|t| t.id).collect();
     Ticket::update_many()
-        .col_expr(ticket::Column::Status, Expr::value(TicketStatus::Cancelled.as_str()))
+        .col_expr(
+            ticket::Column::Status,
+            Expr::value(TicketStatus::Cancelled.as_str()),
+        )
         .col_expr(ticket::Column::CancelledAt, Expr::value(now))
         .filter(ticket::Column::Id.is_in(ids))
         .exec(txn)
@@ -133,9 +152,18 @@ async fn cancel_tickets(txn: &DatabaseTransaction, tickets: &[ticket::Model], no
     if let Some(first) = tickets.first() {
         if !seat_ids.is_empty() {
             EventSeat::update_many()
-                .col_expr(event_seat::Column::Status, Expr::value(SeatStatus::Available.as_str()))
-                .col_expr(event_seat::Column::OrderId, Expr::value(Option::<Uuid>::None))
-                .col_expr(event_seat::Column::Version, Expr::col(event_seat::Column::Version).add(1))
+                .col_expr(
+                    event_seat::Column::Status,
+                    Expr::value(SeatStatus::Available.as_str()),
+                )
+                .col_expr(
+                    event_seat::Column::OrderId,
+                    Expr::value(Option::<Uuid>::None),
+                )
+                .col_expr(
+                    event_seat::Column::Version,
+                    Expr::col(event_seat::Column::Version).add(1),
+                )
                 .col_expr(event_seat::Column::UpdatedAt, Expr::value(now))
                 .filter(event_seat::Column::EventId.eq(first.event_id))
                 .filter(event_seat::Column::SeatId.is_in(seat_ids))
@@ -151,21 +179,34 @@ async fn cancel_tickets(txn: &DatabaseTransaction, tickets: &[ticket::Model], no
     adjust_tiers(txn, &per_tier, 1, now).await
 }
 
-fn ensure_cancellable(order: &order::Model, event: &event::Model, tickets: &[ticket::Model], now: DateTime<Utc>) -> AppResult<()> {
+fn ensure_cancellable(
+    order: &order::Model,
+    event: &event::Model,
+    tickets: &[ticket::Model],
+    now: DateTime<Utc>,
+) -> AppResult<()> {
     if order.status != OrderStatus::Paid {
         return Err(AppError::Conflict("the order is already cancelled".into()));
     }
     if event.starts_at <= now {
-        return Err(AppError::Conflict("the event has started; orders can no longer be cancelled".into()));
+        return Err(AppError::Conflict(
+            "the event has started; orders can no longer be cancelled".into(),
+        ));
     }
     if tickets.iter().any(|t| t.checked_in_at.is_some()) {
-        return Err(AppError::Conflict("a checked-in ticket cannot be cancelled".into()));
+        return Err(AppError::Conflict(
+            "a checked-in ticket cannot be cancelled".into(),
+        ));
     }
     Ok(())
 }
 
 /// Cancels a whole order. Undoable for a few minutes; refunded when that window closes.
-pub async fn cancel_order(db: &DatabaseConnection, viewer: &Viewer, id: Uuid) -> AppResult<order::Model> {
+pub async fn cancel_order(
+    db: &DatabaseConnection,
+    viewer: &Viewer,
+    id: Uuid,
+) -> AppResult<order::Model> {
     let now = Utc::now();
     let txn = db.begin().await?;
     let order = lock_order(&txn, viewer, id).await?;
@@ -174,13 +215,19 @@ pub async fn cancel_order(db: &DatabaseConnection, viewer: &Viewer, id: Uuid) ->
     ensure_cancellable(&order, &event, &tickets, now)?;
     cancel_tickets(&txn, &tickets, now).await?;
     Order::update_many()
-        .col_expr(order::Column::Status, Expr::value(OrderStatus::Cancelled.as_str()))
+        .col_expr(
+            order::Column::Status,
+            Expr::value(OrderStatus::Cancelled.as_str()),
+        )
         .col_expr(order::Column::CancelledAt, Expr::value(now))
         .col_expr(order::Column::UpdatedAt, Expr::value(now))
         .filter(order::Column::Id.eq(order.id))
         .exec(&txn)
         .await?;
-    let cancelled = Order::find_by_id(order.id).one(&txn).await?.ok_or(AppError::NotFound("order"))?;
+    let cancelled = Order::find_by_id(order.id)
+        .one(&txn)
+        .await?
+        .ok_or(AppError::NotFound("order"))?;
     txn.commit().await?;
     Ok(cancelled)
 }
@@ -212,12 +259,18 @@ pub async fn reduce_order(
     let event = event_of(&txn, &order).await?;
     let valid = valid_tickets(&txn, order.id).await?;
     ensure_cancellable(&order, &event, &valid, now)?;
-    let chosen: Vec<ticket::Model> = valid.iter().filter(|t| ticket_ids.contains(&t.id)).cloned().collect();
+    let chosen: Vec<ticket::Model> = valid
+        .iter()
+        .filter(|t| ticket_ids.contains(&t.id))
+        .cloned()
+        .collect();
     let mut wanted = ticket_ids.to_vec();
     wanted.sort();
     wanted.dedup();
     if chosen.len() != wanted.len() {
-        return Err(AppError::bad_input("ticketIds must be valid tickets of this order"));
+        return Err(AppError::bad_input(
+            "ticketIds must be valid tickets of this order",
+        ));
     }
     if chosen.len() == valid.len() {
         txn.rollback().await?;
@@ -237,7 +290,10 @@ pub async fn reduce_order(
     cancel_tickets(&txn, &chosen, now).await?;
     // The refund is claimed in the same transaction as the reduction, so it is paid exactly once.
     Order::update_many()
-        .col_expr(order::Column::RefundedCents, Expr::col(order::Column::RefundedCents).add(refund))
+        .col_expr(
+            order::Column::RefundedCents,
+            Expr::col(order::Column::RefundedCents).add(refund),
+        )
         .col_expr(order::Column::UpdatedAt, Expr::value(now))
         .filter(order::Column::Id.eq(order.id))
         .exec(&txn)
@@ -246,16 +302,26 @@ pub async fn reduce_order(
     if refund > 0 {
         pay_out_claimed_refund(db, payments, &order, refund).await?;
     }
-    Order::find_by_id(order.id).one(db).await?.ok_or(AppError::NotFound("order"))
+    Order::find_by_id(order.id)
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("order"))
 }
 
 /// Restores an order cancelled less than [`UNDO_WINDOW_MINUTES`] ago, if all its seats (or GA stock)
 /// are still free. The restored tickets get new nonces, so QR codes issued before stay void.
-pub async fn undo_cancellation(db: &DatabaseConnection, viewer: &Viewer, id: Uuid) -> AppResult<order::Model> {
+pub async fn undo_cancellation(
+    db: &DatabaseConnection,
+    viewer: &Viewer,
+    id: Uuid,
+) -> AppResult<order::Model> {
     let now = Utc::now();
     let txn = db.begin().await?;
     let order = lock_order(&txn, viewer, id).await?;
-    let Some(cancelled_at) = order.cancelled_at.filter(|_| order.status == OrderStatus::Cancelled) else {
+    let Some(cancelled_at) = order
+        .cancelled_at
+        .filter(|_| order.status == OrderStatus::Cancelled)
+    else {
         return Err(AppError::Conflict("the order is not cancelled".into()));
     };
     if now - cancelled_at > Duration::minutes(UNDO_WINDOW_MINUTES) {
@@ -283,9 +349,15 @@ pub async fn undo_cancellation(db: &DatabaseConnection, viewer: &Viewer, id: Uui
     seat_ids.sort();
     if !seat_ids.is_empty() {
         let retaken = EventSeat::update_many()
-            .col_expr(event_seat::Column::Status, Expr::value(SeatStatus::Sold.as_str()))
+            .col_expr(
+                event_seat::Column::Status,
+                Expr::value(SeatStatus::Sold.as_str()),
+            )
             .col_expr(event_seat::Column::OrderId, Expr::value(order.id))
-            .col_expr(event_seat::Column::Version, Expr::col(event_seat::Column::Version).add(1))
+            .col_expr(
+                event_seat::Column::Version,
+                Expr::col(event_seat::Column::Version).add(1),
+            )
             .col_expr(event_seat::Column::UpdatedAt, Expr::value(now))
             .filter(event_seat::Column::EventId.eq(order.event_id))
             .filter(event_seat::Column::SeatId.is_in(seat_ids.clone()))
@@ -313,26 +385,43 @@ pub async fn undo_cancellation(db: &DatabaseConnection, viewer: &Viewer, id: Uui
             .exec(&txn)
             .await?;
         if taken.rows_affected == 0 {
-            return Err(AppError::SoldOut("the tickets were sold to someone else since the cancellation".into()));
+            return Err(AppError::SoldOut(
+                "the tickets were sold to someone else since the cancellation".into(),
+            ));
         }
     }
     for ticket in &tickets {
         Ticket::update_many()
-            .col_expr(ticket::Column::Status, Expr::value(TicketStatus::Valid.as_str()))
-            .col_expr(ticket::Column::CancelledAt, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(
+                ticket::Column::Status,
+                Expr::value(TicketStatus::Valid.as_str()),
+            )
+            .col_expr(
+                ticket::Column::CancelledAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
             .col_expr(ticket::Column::Nonce, Expr::value(new_ticket_nonce()))
             .filter(ticket::Column::Id.eq(ticket.id))
             .exec(&txn)
             .await?;
     }
     Order::update_many()
-        .col_expr(order::Column::Status, Expr::value(OrderStatus::Paid.as_str()))
-        .col_expr(order::Column::CancelledAt, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(
+            order::Column::Status,
+            Expr::value(OrderStatus::Paid.as_str()),
+        )
+        .col_expr(
+            order::Column::CancelledAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .col_expr(order::Column::UpdatedAt, Expr::value(now))
         .filter(order::Column::Id.eq(order.id))
         .exec(&txn)
         .await?;
-    let restored = Order::find_by_id(order.id).one(&txn).await?.ok_or(AppError::NotFound("order"))?;
+    let restored = Order::find_by_id(order.id)
+        .one(&txn)
+        .await?
+        .ok_or(AppError::NotFound("order"))?;
     txn.commit().await?;
     Ok(restored)
 }
@@ -354,7 +443,10 @@ pub async fn refund_closed_cancellations(
 }
 
 /// Tickets of the given orders.
-pub async fn tickets_of_orders(db: &impl ConnectionTrait, order_ids: &[Uuid]) -> AppResult<Vec<ticket::Model>> {
+pub async fn tickets_of_orders(
+    db: &impl ConnectionTrait,
+    order_ids: &[Uuid],
+) -> AppResult<Vec<ticket::Model>> {
     Ok(Ticket::find()
         .filter(ticket::Column::OrderId.is_in(order_ids.iter().copied()))
         .order_by_asc(ticket::Column::Id)
@@ -363,7 +455,10 @@ pub async fn tickets_of_orders(db: &impl ConnectionTrait, order_ids: &[Uuid]) ->
 }
 
 /// Lines of the given orders.
-pub async fn lines_of_orders(db: &impl ConnectionTrait, order_ids: &[Uuid]) -> AppResult<Vec<order_line::Model>> {
+pub async fn lines_of_orders(
+    db: &impl ConnectionTrait,
+    order_ids: &[Uuid],
+) -> AppResult<Vec<order_line::Model>> {
     Ok(OrderLine::find()
         .filter(order_line::Column::OrderId.is_in(order_ids.iter().copied()))
         .all(db)

@@ -14,7 +14,11 @@ use crate::error::AppResult;
 use crate::payments::{PaymentProvider, RefundOutcome};
 
 /// Claims and pays out what is left to refund of each order.
-pub async fn refund_orders(db: &DatabaseConnection, provider: &dyn PaymentProvider, orders: &[order::Model]) -> AppResult<()> {
+pub async fn refund_orders(
+    db: &DatabaseConnection,
+    provider: &dyn PaymentProvider,
+    orders: &[order::Model],
+) -> AppResult<()> {
     for order in orders {
         let Some(current) = Order::find_by_id(order.id).one(db).await? else {
             continue;
@@ -24,7 +28,10 @@ pub async fn refund_orders(db: &DatabaseConnection, provider: &dyn PaymentProvid
             continue;
         }
         let claimed = Order::update_many()
-            .col_expr(order::Column::RefundedCents, Expr::col(order::Column::TotalCents))
+            .col_expr(
+                order::Column::RefundedCents,
+                Expr::col(order::Column::TotalCents),
+            )
             .filter(order::Column::Id.eq(current.id))
             .filter(order::Column::RefundedCents.eq(current.refunded_cents))
             .exec(db)

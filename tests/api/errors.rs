@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::helpers::{TestApp, error_code};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_id_is_bad_user_input() {
     let app = TestApp::spawn().await;
     let body = app
@@ -14,7 +14,7 @@ async fn a_malformed_id_is_bad_user_input() {
     assert_eq!(body["data"], serde_json::Value::Null);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_cursor_is_bad_user_input() {
     let app = TestApp::spawn().await;
     let body = app
@@ -26,7 +26,7 @@ async fn a_forged_cursor_is_bad_user_input() {
     assert_eq!(error_code(&body), "BAD_USER_INPUT");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_size_out_of_bounds_is_bad_user_input() {
     let app = TestApp::spawn().await;
     for first in [0, -1, 101] {
@@ -40,7 +40,7 @@ async fn a_page_size_out_of_bounds_is_bad_user_input() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inverted_date_range_is_bad_user_input() {
     let app = TestApp::spawn().await;
     let body = app
@@ -52,7 +52,7 @@ async fn an_inverted_date_range_is_bad_user_input() {
     assert_eq!(error_code(&body), "BAD_USER_INPUT");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_event_and_its_seat_map_are_not_found() {
     let app = TestApp::spawn().await;
     let id = uuid::Uuid::now_v7();

@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, create_draft_event, create_small_event};
+use crate::helpers::{Options, TestApp, create_draft_event, create_small_event};
 
 fn titles(data: &Value) -> Vec<String> {
     data["events"]["edges"]
@@ -11,7 +11,7 @@ fn titles(data: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_listed_by_start_time_and_page_with_cursors() {
     let app = TestApp::spawn().await;
     create_small_event(&app, "Third", 30).await;
@@ -29,7 +29,7 @@ async fn events_are_listed_by_start_time_and_page_with_cursors() {
     assert_eq!(next["events"]["pageInfo"]["hasNextPage"], false);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_filter_by_text_category_date_and_venue() {
     let app = TestApp::spawn().await;
     let near = create_small_event(&app, "Jazz Night", 5).await;
@@ -74,7 +74,7 @@ async fn events_filter_by_text_category_date_and_venue() {
     assert_eq!(titles(&by_venue), ["Jazz Night"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drafts_are_invisible_to_the_public() {
     let app = TestApp::spawn().await;
     let draft_id = create_draft_event(&app).await;
@@ -94,7 +94,7 @@ async fn drafts_are_invisible_to_the_public() {
     assert_eq!(crate::helpers::error_code(&body), "NOT_FOUND");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_shows_its_tiers_and_live_availability() {
     let app = TestApp::spawn().await;
     let small = create_small_event(&app, "Detail", 3).await;
@@ -128,7 +128,7 @@ async fn an_event_shows_its_tiers_and_live_availability() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seat_map_has_every_seat_with_position_and_status() {
     let app = TestApp::spawn().await;
     let small = create_small_event(&app, "Map", 3).await;
@@ -161,9 +161,14 @@ async fn the_seat_map_has_every_seat_with_position_and_status() {
 }
 
 /// Nested events -> venue/tiers/sections: the statements issued must not grow with the page size.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_event_queries_issue_a_bounded_number_of_statements() {
-    let app = TestApp::spawn().await;
+    // The sweeper shares the statement counter: let it run only its start-up pass.
+    let app = TestApp::spawn_with(Options {
+        sweep_interval_ms: Some(3_600_000),
+        ..Options::default()
+    })
+    .await;
     for n in 0..12 {
         create_small_event(&app, &format!("Show {n:02}"), 3 + n).await;
     }

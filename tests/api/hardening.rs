@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::helpers::{Options, TestApp, error_code};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_deep_queries_are_refused_with_a_clear_code() {
     let app = TestApp::spawn_with(Options {
         max_query_depth: Some(4),
@@ -26,7 +26,7 @@ async fn over_deep_queries_are_refused_with_a_clear_code() {
     assert_eq!(error_code(&deep), "QUERY_TOO_DEEP");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_complex_queries_are_refused_with_a_clear_code() {
     let app = TestApp::spawn_with(Options {
         max_query_complexity: Some(10),
@@ -43,7 +43,7 @@ async fn over_complex_queries_are_refused_with_a_clear_code() {
     assert_eq!(error_code(&complex), "QUERY_TOO_COMPLEX");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_invalid_documents_have_codes() {
     let app = TestApp::spawn().await;
     let unparsable = app.graphql("{ events { ", json!({})).await;
@@ -54,7 +54,7 @@ async fn malformed_and_invalid_documents_have_codes() {
     assert_eq!(error_code(&unknown_field), "GRAPHQL_VALIDATION_FAILED");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutations_are_rate_limited_per_user() {
     let app = TestApp::spawn_with(Options {
         mutations_per_minute: Some(3),
@@ -77,7 +77,7 @@ async fn mutations_are_rate_limited_per_user() {
     app.data_as(&other.access_token, rename, json!({})).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn introspection_can_be_switched_off() {
     let app = TestApp::spawn_with(Options {
         introspection: Some(false),
@@ -95,7 +95,7 @@ async fn introspection_can_be_switched_off() {
     assert_eq!(allowed["__schema"]["queryType"]["name"], "QueryRoot");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_allows_only_configured_origins() {
     let app = TestApp::spawn_with(Options {
         cors_origins: Some(CorsOrigins::List(vec!["https://tickets.example".into()])),

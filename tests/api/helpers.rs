@@ -102,7 +102,11 @@ impl TestApp {
         Self {
             address,
             state,
-            client: reqwest::Client::new(),
+            // A hung request fails its test instead of hanging the suite.
+            client: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(60))
+                .build()
+                .expect("an HTTP client"),
             database,
         }
     }
@@ -336,7 +340,10 @@ impl Drop for TestApp {
             }
             Some(TestDatabase::Postgres { admin_url, name }) => {
                 let (admin_url, name) = (admin_url.clone(), name.clone());
-                // Drop runs inside the test's runtime, which cannot block on async work: use a thread.
+                // Drop runs inside the test's runtime, which cannot await: the database is dropped from
+                // a thread of its own, and `block_in_place` lets the runtime keep serving the app's
+                // connections meanwhile (DROP DATABASE waits for every backend, including one still
+                // authenticating a connection the app's pool just opened).
                 let dropped = std::thread::spawn(move || {
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
@@ -353,7 +360,7 @@ impl Drop for TestApp {
                         }
                     });
                 });
-                let _ = dropped.join();
+                let _ = tokio::task::block_in_place(|| dropped.join());
             }
         }
     }
@@ -390,7 +397,12 @@ pub async fn create_small_event(app: &TestApp, title: &str, days_from_now: i64) 
     create_event_shaped(app, title, days_from_now, Shape::default()).await
 }
 
-pub async fn create_event_shaped(app: &TestApp, title: &str, days_from_now: i64, shape: Shape) -> SmallEvent {
+pub async fn create_event_shaped(
+    app: &TestApp,
+    title: &str,
+    days_from_now: i64,
+    shape: Shape,
+) -> SmallEvent {
     let now = Utc::now();
     let db = &app.state.db;
     let txn = db.begin().await.expect("transaction");

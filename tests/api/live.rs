@@ -13,7 +13,7 @@ async fn receive(receiver: &mut tokio::sync::broadcast::Receiver<LiveMessage>) -
         .expect("the channel is open")
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_published_message_reaches_subscribers_of_every_instance() {
     let a = TestApp::spawn().await;
     let event_id = Uuid::now_v7();
@@ -44,7 +44,7 @@ async fn a_published_message_reaches_subscribers_of_every_instance() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_reports_the_bus() {
     let app = TestApp::spawn().await;
     let body: serde_json::Value = reqwest::get(app.url("/ready"))

@@ -94,7 +94,7 @@ async fn publish(app: &TestApp, token: &str, id: &str) -> Value {
     .await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_organizer_builds_a_venue_and_puts_an_event_on_sale() {
     let app = TestApp::spawn().await;
     let setup = organizer_with_venue(&app).await;
@@ -145,7 +145,7 @@ async fn an_organizer_builds_a_venue_and_puts_an_event_on_sale() {
     assert_eq!(error_code(&republish), "CONFLICT");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customers_and_anonymous_callers_cannot_manage_events() {
     let app = TestApp::spawn().await;
     let customer = app.customer().await;
@@ -171,7 +171,7 @@ async fn customers_and_anonymous_callers_cannot_manage_events() {
     assert_eq!(error_code(&my_events), "FORBIDDEN");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_organizer_cannot_touch_another_organizers_event() {
     let app = TestApp::spawn().await;
     let setup = organizer_with_venue(&app).await;
@@ -224,7 +224,7 @@ async fn an_organizer_cannot_touch_another_organizers_event() {
     assert_eq!(renamed["updateEvent"]["title"], "Admin edit");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_venues_and_events_are_bad_user_input_and_write_nothing() {
     let app = TestApp::spawn().await;
     let setup = organizer_with_venue(&app).await;
@@ -295,7 +295,7 @@ async fn take_stock(app: &TestApp, tier_id: &str, count: i32) {
         .expect("stock taken");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tier_capacity_can_grow_but_never_drop_below_what_is_taken() {
     let app = TestApp::spawn().await;
     let setup = organizer_with_venue(&app).await;
@@ -344,7 +344,7 @@ async fn tier_capacity_can_grow_but_never_drop_below_what_is_taken() {
     assert_eq!(error_code(&reserved_resize), "BAD_USER_INPUT");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tier_added_to_a_published_event_goes_on_sale_at_once() {
     let app = TestApp::spawn().await;
     let setup = organizer_with_venue(&app).await;
@@ -415,7 +415,7 @@ async fn insert_paid_order(app: &TestApp, event_id: &str, buyer: Uuid) -> Uuid {
     id
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_an_event_cancels_and_refunds_orders_and_notifies_buyers() {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     let app = TestApp::spawn().await;
@@ -478,7 +478,7 @@ async fn cancelling_an_event_cancels_and_refunds_orders_and_notifies_buyers() {
     assert_eq!(error_code(&again), "CONFLICT");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsold_event_can_be_deleted() {
     let app = TestApp::spawn().await;
     let setup = organizer_with_venue(&app).await;
@@ -507,7 +507,7 @@ async fn an_unsold_event_can_be_deleted() {
     assert_eq!(error_code(&gone), "NOT_FOUND");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_admins_change_roles() {
     let app = TestApp::spawn().await;
     let customer = app.customer().await;

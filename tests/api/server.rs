@@ -1,6 +1,6 @@
 use crate::helpers::{Options, TestApp};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_answers_ok() {
     let app = TestApp::spawn().await;
     let response = reqwest::get(app.url("/health")).await.expect("request");
@@ -9,7 +9,7 @@ async fn health_answers_ok() {
     assert_eq!(body["status"], "ok");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_reports_the_database_reachable() {
     let app = TestApp::spawn().await;
     let response = reqwest::get(app.url("/ready")).await.expect("request");
@@ -18,7 +18,7 @@ async fn ready_reports_the_database_reachable() {
     assert_eq!(body["status"], "ready");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_fails_with_503_once_the_database_is_gone() {
     let app = TestApp::spawn().await;
     app.state.db.clone().close().await.expect("the pool closes");
@@ -26,7 +26,7 @@ async fn ready_fails_with_503_once_the_database_is_gone() {
     assert_eq!(response.status(), 503);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphiql_is_served_on_get_and_the_root_leads_there() {
     let app = TestApp::spawn().await;
     let page = reqwest::get(app.url("/graphql")).await.expect("request");
@@ -43,23 +43,41 @@ async fn graphiql_is_served_on_get_and_the_root_leads_there() {
     assert_eq!(root.headers()["location"], "/graphql");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_request_bodies_are_refused_before_parsing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = TestApp::spawn().await;
-    let huge = "x".repeat(4 * 1024 * 1024);
-    let response = reqwest::Client::new()
-        .post(app.url("/graphql"))
-        .header("content-type", "application/json")
-        .body(format!(
-            r#"{{"query":"{{ __typename }}","variables":{{"pad":"{huge}"}}}}"#
-        ))
-        .send()
+    // Announce a 4 MiB body and send only its start: the server must answer 413 from the headers alone
+    // rather than read (or buffer) the body.
+    let mut stream = tokio::net::TcpStream::connect(&app.address)
         .await
-        .expect("request");
-    assert_eq!(response.status(), 413);
+        .expect("connect");
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        app.address,
+        4 * 1024 * 1024
+    );
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .expect("write headers");
+    stream
+        .write_all(b"{\"query\":\"")
+        .await
+        .expect("write a little body");
+    let mut response = vec![0u8; 64];
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read(&mut response),
+    )
+    .await
+    .expect("an answer without the body")
+    .expect("read");
+    let status_line = String::from_utf8_lossy(&response[..read]);
+    assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_database_is_seeded_with_the_demo() {
     let app = TestApp::spawn_with(Options {
         seed_demo: true,

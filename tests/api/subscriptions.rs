@@ -57,7 +57,7 @@ pub async fn next_message(socket: &mut Socket) -> Value {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphql_transport_ws_clients_receive_subscription_data() {
     let app = TestApp::spawn().await;
     let mut socket = connect(&app, "graphql-transport-ws", json!({})).await;
@@ -77,7 +77,7 @@ async fn graphql_transport_ws_clients_receive_subscription_data() {
     send(&mut socket, json!({ "id": "1", "type": "complete" })).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_graphql_ws_clients_receive_subscription_data() {
     let app = TestApp::spawn().await;
     let mut socket = connect(&app, "graphql-ws", json!({})).await;

@@ -2,7 +2,7 @@ use serde_json::json;
 
 use crate::helpers::{TestApp, create_small_event, error_code};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_venue_shows_its_sections_and_capacity() {
     let app = TestApp::spawn().await;
     let small = create_small_event(&app, "Venue Test", 3).await;
@@ -24,7 +24,7 @@ async fn a_venue_shows_its_sections_and_capacity() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn venues_page_through_by_name() {
     let app = TestApp::spawn().await;
     for title in ["Alpha", "Bravo", "Charlie"] {
@@ -48,7 +48,7 @@ async fn venues_page_through_by_name() {
     assert_eq!(second["venues"]["pageInfo"]["hasPreviousPage"], true);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_venue_is_not_found() {
     let app = TestApp::spawn().await;
     let body = app
