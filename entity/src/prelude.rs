@@ -3,6 +3,7 @@
 pub use crate::event::Entity as Event;
 pub use crate::event_seat::Entity as EventSeat;
 pub use crate::event_section::Entity as EventSection;
+pub use crate::event_sequence::Entity as EventSequence;
 pub use crate::hold::Entity as Hold;
 pub use crate::idempotency_key::Entity as IdempotencyKey;
 pub use crate::notification::Entity as Notification;
@@ -12,6 +13,7 @@ pub use crate::payment::Entity as Payment;
 pub use crate::queue_entry::Entity as QueueEntry;
 pub use crate::refresh_token::Entity as RefreshToken;
 pub use crate::seat::Entity as Seat;
+pub use crate::seat_change::Entity as SeatChange;
 pub use crate::section::Entity as Section;
 pub use crate::ticket::Entity as Ticket;
 pub use crate::ticket_tier::Entity as TicketTier;

@@ -23,6 +23,7 @@ use uuid::Uuid;
 use crate::booking::best_available::{self, Candidate};
 use crate::db::is_postgres;
 use crate::error::{AppError, AppResult, ConstraintRule};
+use crate::events::changelog;
 use crate::payments::{ChargeOutcome, PaymentProvider};
 
 /// Hold timing and size limits, from Config.
@@ -253,6 +254,7 @@ pub async fn hold_tickets(
             tier.name
         )));
     }
+    changelog::record(&txn, event.id, &[], now).await?;
     txn.commit().await?;
     Ok(hold)
 }
@@ -381,7 +383,13 @@ async fn take_seats(
     for (_, tier_id) in seats {
         *per_tier.entry(*tier_id).or_default() += 1;
     }
-    adjust_tiers(txn, &per_tier, -1, now).await
+    adjust_tiers(txn, &per_tier, -1, now).await?;
+    let changed: Vec<(Uuid, SeatStatus, Uuid)> = seats
+        .iter()
+        .map(|(seat, tier)| (*seat, SeatStatus::Held, *tier))
+        .collect();
+    changelog::record(txn, event_id, &changed, now).await?;
+    Ok(())
 }
 
 /// Adds `sign * count` to each tier's availability, in tier-id order (the lock order).
@@ -895,6 +903,11 @@ async fn convert_hold(
             .exec(&txn)
             .await?;
     }
+    let sold: Vec<(Uuid, SeatStatus, Uuid)> = seats
+        .iter()
+        .map(|seat| (seat.seat_id, SeatStatus::Sold, seat.tier_id))
+        .collect();
+    changelog::record(&txn, locked.event_id, &sold, now).await?;
     Hold::update_many()
         .col_expr(
             hold::Column::Status,

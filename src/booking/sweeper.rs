@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::booking::service::adjust_tiers;
 use crate::db::is_postgres;
 use crate::error::AppResult;
+use crate::events::changelog;
 use crate::live::LiveMessage;
 use crate::state::AppState;
 
@@ -126,6 +127,15 @@ async fn end_locked_holds(
             .await?;
     }
     adjust_tiers(txn, &per_tier, 1, now).await?;
+    let events: BTreeSet<Uuid> = holds.iter().map(|h| h.event_id).collect();
+    for event_id in &events {
+        let freed: Vec<(Uuid, SeatStatus, Uuid)> = seats
+            .iter()
+            .filter(|seat| seat.event_id == *event_id)
+            .map(|seat| (seat.seat_id, SeatStatus::Available, seat.tier_id))
+            .collect();
+        changelog::record(txn, *event_id, &freed, now).await?;
+    }
     Hold::update_many()
         .col_expr(hold::Column::Status, Expr::value(status.as_str()))
         .col_expr(hold::Column::UpdatedAt, Expr::value(now))
@@ -133,7 +143,6 @@ async fn end_locked_holds(
         .filter(hold::Column::Status.eq(HoldStatus::Active))
         .exec(txn)
         .await?;
-    let events: BTreeSet<Uuid> = holds.iter().map(|h| h.event_id).collect();
     Ok(events.into_iter().collect())
 }
 

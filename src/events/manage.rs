@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::auth::Viewer;
 use crate::error::{AppError, AppResult, ConstraintRule};
+use crate::events::changelog;
 use crate::notifications;
 
 /// An event to create as a draft, with its tiers.
@@ -300,6 +301,7 @@ pub async fn create_event(
     }
     .insert(db)
     .await?;
+    changelog::start(db, event.id).await?;
     for (sort_order, tier) in new.tiers.into_iter().enumerate() {
         insert_tier(db, event.id, tier, sort_order as i32, now).await?;
     }
@@ -353,9 +355,9 @@ async fn create_tier_inventory(
     db: &impl ConnectionTrait,
     tier: ticket_tier::Model,
     now: DateTime<Utc>,
-) -> AppResult<()> {
+) -> AppResult<Vec<(Uuid, SeatStatus, Uuid)>> {
     if tier.kind != TierKind::Reserved {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let section_ids: Vec<Uuid> = EventSection::find()
         .filter(event_section::Column::TierId.eq(tier.id))
@@ -388,6 +390,10 @@ async fn create_tier_inventory(
             .exec_without_returning(db)
             .await?;
     }
+    let created: Vec<(Uuid, SeatStatus, Uuid)> = seats
+        .iter()
+        .map(|seat| (seat.id, SeatStatus::Available, tier.id))
+        .collect();
     let seat_count =
         i32::try_from(rows.len()).map_err(|_| AppError::bad_input("a tier has too many seats"))?;
     let mut active: ticket_tier::ActiveModel = tier.into();
@@ -395,7 +401,7 @@ async fn create_tier_inventory(
     active.available = Set(seat_count);
     active.updated_at = Set(now);
     active.update(db).await?;
-    Ok(())
+    Ok(created)
 }
 
 /// Puts a draft on sale: creates its seat inventory and flips the status in the caller's transaction.
@@ -421,6 +427,8 @@ pub async fn publish_event(
     for tier in tiers {
         create_tier_inventory(db, tier, now).await?;
     }
+    // The public had no map before: subscribers start from a snapshot, so only the number moves.
+    changelog::record(db, event.id, &[], now).await?;
     let mut active: event::ActiveModel = event.into();
     active.status = Set(EventStatus::OnSale);
     active.published_at = Set(Some(now));
@@ -571,6 +579,14 @@ pub async fn cancel_event(
         .exec(&txn)
         .await?;
     // Nothing can be bought any more, but the books still balance: all stock returns to available.
+    let freed: Vec<(Uuid, SeatStatus, Uuid)> = EventSeat::find()
+        .filter(event_seat::Column::EventId.eq(event.id))
+        .filter(event_seat::Column::Status.ne(SeatStatus::Available))
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|seat| (seat.seat_id, SeatStatus::Available, seat.tier_id))
+        .collect();
     EventSeat::update_many()
         .col_expr(
             event_seat::Column::Status,
@@ -602,6 +618,7 @@ pub async fn cancel_event(
         .filter(ticket_tier::Column::EventId.eq(event.id))
         .exec(&txn)
         .await?;
+    changelog::record(&txn, event.id, &freed, now).await?;
 
     let buyers: HashSet<Uuid> = cancelled_orders.iter().map(|o| o.user_id).collect();
     let body = match reason.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
@@ -693,7 +710,8 @@ pub async fn create_tier(
     let created = insert_tier(&txn, event.id, tier, sort_order, now).await?;
     let created = if event.status == EventStatus::OnSale {
         let id = created.id;
-        create_tier_inventory(&txn, created, now).await?;
+        let seats = create_tier_inventory(&txn, created, now).await?;
+        changelog::record(&txn, event.id, &seats, now).await?;
         TicketTier::find_by_id(id)
             .one(&txn)
             .await?
@@ -764,6 +782,7 @@ pub async fn update_tier(
         if resized.rows_affected == 0 {
             return Err((CAPACITY_BELOW_SOLD.error)());
         }
+        changelog::record(&txn, event.id, &[], now).await?;
     }
     let tier = TicketTier::find_by_id(tier.id)
         .one(&txn)

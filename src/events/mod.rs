@@ -4,6 +4,7 @@
 //! `0 <= available <= capacity` is enforced by a CHECK; publishing creates one `event_seats` row per seat
 //! of every reserved section the event sells, in the same transaction that flips the status.
 
+pub mod changelog;
 pub mod graphql;
 pub mod loaders;
 pub mod manage;

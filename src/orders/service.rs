@@ -15,6 +15,7 @@ use crate::auth::Viewer;
 use crate::booking::service::{adjust_tiers, new_ticket_nonce};
 use crate::db::is_postgres;
 use crate::error::{AppError, AppResult};
+use crate::events::changelog;
 use crate::gql::Cursor;
 use crate::payments::PaymentProvider;
 use crate::payments::service::{pay_out_claimed_refund, refund_orders};
@@ -176,7 +177,18 @@ async fn cancel_tickets(
     for ticket in tickets {
         *per_tier.entry(ticket.tier_id).or_default() += 1;
     }
-    adjust_tiers(txn, &per_tier, 1, now).await
+    adjust_tiers(txn, &per_tier, 1, now).await?;
+    if let Some(first) = tickets.first() {
+        let freed: Vec<(Uuid, SeatStatus, Uuid)> = tickets
+            .iter()
+            .filter_map(|t| {
+                t.seat_id
+                    .map(|seat| (seat, SeatStatus::Available, t.tier_id))
+            })
+            .collect();
+        changelog::record(txn, first.event_id, &freed, now).await?;
+    }
+    Ok(())
 }
 
 fn ensure_cancellable(
@@ -390,6 +402,11 @@ pub async fn undo_cancellation(
             ));
         }
     }
+    let resold: Vec<(Uuid, SeatStatus, Uuid)> = tickets
+        .iter()
+        .filter_map(|t| t.seat_id.map(|seat| (seat, SeatStatus::Sold, t.tier_id)))
+        .collect();
+    changelog::record(&txn, order.event_id, &resold, now).await?;
     for ticket in &tickets {
         Ticket::update_many()
             .col_expr(
