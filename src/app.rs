@@ -20,6 +20,7 @@ use crate::auth::avatar::AVATAR_URL_PREFIX;
 use crate::auth::throttle::Throttles;
 use crate::auth::tokens::TokenKeys;
 use crate::config::{Config, CorsOrigins};
+use crate::events::live_feed::SeatFeeds;
 use crate::live::Bus;
 use crate::payments::SimulatedProvider;
 use crate::schema::{AppSchema, build_schema};
@@ -67,6 +68,11 @@ impl App {
             chrono::Duration::minutes(config.access_token_ttl_minutes),
         );
         let throttles = Arc::new(Throttles::new(config.mutations_per_minute));
+        let feeds = SeatFeeds::start(
+            db.clone(),
+            &bus,
+            std::time::Duration::from_millis(config.live_coalesce_ms),
+        );
         let state = AppState {
             config: Arc::new(config),
             db,
@@ -75,6 +81,7 @@ impl App {
             tokens,
             throttles,
             payments: Arc::new(SimulatedProvider),
+            feeds,
         };
         crate::booking::sweeper::spawn(
             state.clone(),

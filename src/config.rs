@@ -15,6 +15,7 @@
 //! | `HOLD_TTL_SECONDS` | `600` | how long a hold lasts |
 //! | `HOLD_MAX_SECONDS` | `1800` | the longest a hold may live, extensions included |
 //! | `SWEEP_INTERVAL_MS` | `1000` | how often expired holds are released |
+//! | `LIVE_COALESCE_MS` | `75` | how long live seat-map changes are gathered into one message |
 //! | `SEED_DEMO` | `true` | seed demo venues, events and accounts into an empty database |
 //! | `DB_MAX_CONNECTIONS` | `32` (PostgreSQL), SQLite always uses one | connection pool size |
 //! | `MAX_QUERY_DEPTH` | `12` | deepest GraphQL selection accepted |
@@ -49,6 +50,7 @@ pub struct Config {
     pub hold_ttl_seconds: i64,
     pub hold_max_seconds: i64,
     pub sweep_interval_ms: u64,
+    pub live_coalesce_ms: u64,
     pub seed_demo: bool,
     pub db_max_connections: u32,
     pub limits: Limits,
@@ -166,6 +168,7 @@ impl Config {
             hold_ttl_seconds: 600,
             hold_max_seconds: 1800,
             sweep_interval_ms: 1000,
+            live_coalesce_ms: 75,
             seed_demo: true,
             db_max_connections: 32,
             limits: Limits::default(),
@@ -249,6 +252,9 @@ impl Config {
                     reason: "must be at least 1".into(),
                 });
             }
+        }
+        if let Some(value) = var("LIVE_COALESCE_MS") {
+            config.live_coalesce_ms = parse("LIVE_COALESCE_MS", &value)?;
         }
         if let Some(value) = var("SEED_DEMO") {
             config.seed_demo = parse_bool("SEED_DEMO", &value)?;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{MergedObject, Schema, SchemaBuilder, Subscription};
+use async_graphql::{MergedObject, MergedSubscription, Schema, SchemaBuilder, Subscription};
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use sea_orm::DatabaseConnection;
@@ -18,6 +18,7 @@ use crate::events::loaders::{
     EventByIdLoader, SectionAvailabilityByEventLoader, TiersByEventLoader,
 };
 use crate::events::mutations::EventMutation;
+use crate::events::subscriptions::EventSubscription;
 use crate::guardrails::Guardrails;
 use crate::orders::graphql::{OrderMutation, OrderQuery};
 use crate::orders::loaders::{LinesByOrderLoader, TicketsByOrderLoader};
@@ -37,14 +38,18 @@ pub struct MutationRoot(
     OrderMutation,
 );
 
+/// Transport-level subscriptions.
 #[derive(Default)]
-pub struct SubscriptionRoot;
+pub struct ServerSubscription;
+
+#[derive(MergedSubscription, Default)]
+pub struct SubscriptionRoot(ServerSubscription, EventSubscription);
 
 /// Slowest and fastest heartbeat a client may ask for.
 const HEARTBEAT_SECONDS: std::ops::RangeInclusive<u64> = 1..=60;
 
 #[Subscription]
-impl SubscriptionRoot {
+impl ServerSubscription {
     /// The server's clock every `intervalSeconds` (1 to 60, default 5): a liveness check for the
     /// subscription transport.
     async fn heartbeat(&self, interval_seconds: Option<i32>) -> impl Stream<Item = DateTime<Utc>> {
@@ -70,7 +75,7 @@ fn builder(
     let builder = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        SubscriptionRoot,
+        SubscriptionRoot::default(),
     )
     .extension(Guardrails::new(throttles))
     .limit_depth(limits.max_query_depth)

@@ -8,6 +8,7 @@ use crate::auth::throttle::Throttles;
 use crate::auth::tokens::TokenKeys;
 use crate::config::Config;
 use crate::db::StatementCounter;
+use crate::events::live_feed::SeatFeeds;
 use crate::live::Bus;
 use crate::payments::Payments;
 
@@ -28,4 +29,6 @@ pub struct AppState {
     pub throttles: Arc<Throttles>,
     /// The payment provider (the simulated one unless a real one is wired in).
     pub payments: Payments,
+    /// Live seat-map feeds of the events this instance has subscribers for.
+    pub feeds: SeatFeeds,
 }

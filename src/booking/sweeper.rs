@@ -24,6 +24,9 @@ use crate::events::changelog;
 use crate::live::LiveMessage;
 use crate::state::AppState;
 
+/// How long the live change log keeps entries: clients resuming from older ones get a snapshot.
+const CHANGELOG_HOURS: i64 = 24;
+
 /// Holds expired per transaction.
 const BATCH: u64 = 200;
 
@@ -164,6 +167,7 @@ pub async fn sweep_once(state: &AppState, now: DateTime<Utc>) -> AppResult<()> {
     crate::orders::service::refund_closed_cancellations(&state.db, state.payments.as_ref(), now)
         .await?;
     crate::booking::idempotency::delete_expired(&state.db, now).await?;
+    changelog::prune(&state.db, now - chrono::Duration::hours(CHANGELOG_HOURS)).await?;
     Ok(())
 }
 

@@ -166,27 +166,7 @@ impl Event {
             .await
             .map_err(|err| err.extend())?
             .unwrap_or_default();
-        let mut sections: Vec<SectionAvailability> = Vec::new();
-        for row in rows {
-            let index = match sections
-                .iter()
-                .position(|s| s.section_uuid == row.section_id)
-            {
-                Some(index) => index,
-                None => {
-                    sections.push(SectionAvailability::empty(row.section_id));
-                    sections.len() - 1
-                }
-            };
-            let entry = &mut sections[index];
-            let seats = i32::try_from(row.seats).unwrap_or(i32::MAX);
-            match row.status {
-                entity::enums::SeatStatus::Available => entry.available += seats,
-                entity::enums::SeatStatus::Held => entry.held += seats,
-                entity::enums::SeatStatus::Sold => entry.sold += seats,
-            }
-        }
-        Ok(sections)
+        Ok(section_availability_of(&rows))
     }
 }
 
@@ -243,6 +223,31 @@ pub struct SectionAvailability {
     pub sold: i32,
     #[graphql(skip)]
     section_uuid: Uuid,
+}
+
+/// Folds (section, status, count) rows into one entry per section.
+pub fn section_availability_of(rows: &[service::SectionAvailability]) -> Vec<SectionAvailability> {
+    let mut sections: Vec<SectionAvailability> = Vec::new();
+    for row in rows {
+        let index = match sections
+            .iter()
+            .position(|s| s.section_uuid == row.section_id)
+        {
+            Some(index) => index,
+            None => {
+                sections.push(SectionAvailability::empty(row.section_id));
+                sections.len() - 1
+            }
+        };
+        let entry = &mut sections[index];
+        let seats = i32::try_from(row.seats).unwrap_or(i32::MAX);
+        match row.status {
+            entity::enums::SeatStatus::Available => entry.available += seats,
+            entity::enums::SeatStatus::Held => entry.held += seats,
+            entity::enums::SeatStatus::Sold => entry.sold += seats,
+        }
+    }
+    sections
 }
 
 impl SectionAvailability {

@@ -6,8 +6,10 @@
 
 pub mod changelog;
 pub mod graphql;
+pub mod live_feed;
 pub mod loaders;
 pub mod manage;
 pub mod mutations;
 pub mod seat_map;
 pub mod service;
+pub mod subscriptions;

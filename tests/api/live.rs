@@ -55,3 +55,350 @@ async fn ready_reports_the_bus() {
         .expect("json");
     assert_eq!(body["bus"], "ok");
 }
+
+mod seat_map {
+    use std::collections::HashMap;
+
+    use serde_json::{Value, json};
+    use uuid::Uuid;
+
+    use crate::helpers::{Shape, TestApp, create_event_shaped};
+    use crate::subscriptions::{Socket, connect, next_message, send};
+
+    const SEAT_MAP_CHANGED: &str =
+        "subscription($id: ID!, $since: Int) { seatMapChanged(eventId: $id, sinceSeq: $since) {
+        kind seq previousSeq seats { seatId status seq } } }";
+    const HOLD_SEATS: &str =
+        "mutation($input: HoldSeatsInput!) { holdSeats(input: $input) { id } }";
+
+    /// Starts a subscription on a socket that completed `connection_init`.
+    async fn subscribe(socket: &mut Socket, protocol: &str, query: &str, variables: Value) {
+        let kind = if protocol == "graphql-ws" {
+            "start"
+        } else {
+            "subscribe"
+        };
+        send(socket, json!({ "id": "1", "type": kind, "payload": { "query": query, "variables": variables } })).await;
+    }
+
+    /// The data of the next subscription message.
+    async fn next_data(socket: &mut Socket) -> Value {
+        let message = next_message(socket).await;
+        assert!(
+            message["type"] == "next" || message["type"] == "data",
+            "{message}"
+        );
+        assert!(message["payload"].get("errors").is_none(), "{message}");
+        message["payload"]["data"].clone()
+    }
+
+    async fn seat_ids(app: &TestApp, event_id: Uuid) -> Vec<String> {
+        let map = app
+            .data(
+                "query($id: ID!) { seatMap(eventId: $id) { sections { seats { id status } } } }",
+                json!({ "id": event_id }),
+            )
+            .await;
+        map["seatMap"]["sections"]
+            .as_array()
+            .expect("sections")
+            .iter()
+            .flat_map(|s| s["seats"].as_array().cloned().unwrap_or_default())
+            .filter_map(|seat| seat["id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    async fn hold(app: &TestApp, token: &str, event_id: Uuid, seats: &[String]) {
+        app.data_as(
+            token,
+            HOLD_SEATS,
+            json!({ "input": { "eventId": event_id, "seatIds": seats, "idempotencyKey": Uuid::new_v4().to_string() } }),
+        )
+        .await;
+    }
+
+    async fn snapshot_then_a_delta_with_the_next_number(protocol: &str) {
+        let app = TestApp::spawn().await;
+        let event = create_event_shaped(&app, "Live", 5, Shape::default()).await;
+        let seats = seat_ids(&app, event.event_id).await;
+        let mut socket = connect(&app, protocol, json!({})).await;
+        subscribe(
+            &mut socket,
+            protocol,
+            SEAT_MAP_CHANGED,
+            json!({ "id": event.event_id }),
+        )
+        .await;
+        let first = next_data(&mut socket).await;
+        let snapshot = &first["seatMapChanged"];
+        assert_eq!(snapshot["kind"], "SNAPSHOT");
+        assert_eq!(snapshot["seats"].as_array().map(Vec::len), Some(12));
+        let seq = snapshot["seq"].as_i64().expect("seq");
+
+        let buyer = app.buyers(1).await.remove(0);
+        hold(&app, &buyer, event.event_id, &seats[..2]).await;
+        let next = next_data(&mut socket).await;
+        let delta = &next["seatMapChanged"];
+        assert_eq!(delta["kind"], "DELTA");
+        assert_eq!(delta["previousSeq"], seq);
+        assert_eq!(delta["seq"], seq + 1, "one transaction, one number");
+        let changed: Vec<(&str, &str)> = delta["seats"]
+            .as_array()
+            .expect("seats")
+            .iter()
+            .map(|s| {
+                (
+                    s["seatId"].as_str().unwrap_or(""),
+                    s["status"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(changed.len(), 2);
+        assert!(
+            changed
+                .iter()
+                .all(|(id, status)| seats[..2].contains(&id.to_string()) && *status == "HELD")
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn graphql_transport_ws_gets_a_snapshot_then_numbered_deltas() {
+        snapshot_then_a_delta_with_the_next_number("graphql-transport-ws").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn legacy_graphql_ws_gets_a_snapshot_then_numbered_deltas() {
+        snapshot_then_a_delta_with_the_next_number("graphql-ws").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_booking_through_one_instance_reaches_a_subscriber_on_another() {
+        let a = TestApp::spawn().await;
+        if !a.uses_redis() {
+            // Two instances need a shared bus; the embedded mode has one instance by design.
+            return;
+        }
+        let b = a.spawn_sibling().await;
+        let event = create_event_shaped(&a, "Two Instances", 5, Shape::default()).await;
+        let seats = seat_ids(&a, event.event_id).await;
+        let mut socket = connect(&b, "graphql-transport-ws", json!({})).await;
+        subscribe(
+            &mut socket,
+            "graphql-transport-ws",
+            SEAT_MAP_CHANGED,
+            json!({ "id": event.event_id }),
+        )
+        .await;
+        let seq = next_data(&mut socket).await["seatMapChanged"]["seq"]
+            .as_i64()
+            .expect("seq");
+        let buyers = a.buyers(2).await;
+        hold(&a, &buyers[0], event.event_id, &seats[..1]).await;
+        hold(&a, &buyers[1], event.event_id, &seats[1..3]).await;
+        let mut seen = Vec::new();
+        let mut last = seq;
+        while last < seq + 2 {
+            let delta = next_data(&mut socket).await["seatMapChanged"].clone();
+            assert_eq!(
+                delta["previousSeq"], last,
+                "messages follow each other without gaps"
+            );
+            last = delta["seq"].as_i64().expect("seq");
+            seen.extend(delta["seats"].as_array().cloned().unwrap_or_default());
+        }
+        assert_eq!(last, seq + 2);
+        assert_eq!(
+            seen.len(),
+            3,
+            "all three held seats arrive on instance B: {seen:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_resuming_from_its_last_number_gets_exactly_what_it_missed() {
+        let app = TestApp::spawn().await;
+        let event = create_event_shaped(&app, "Resume", 5, Shape::default()).await;
+        let seats = seat_ids(&app, event.event_id).await;
+        let mut socket = connect(&app, "graphql-transport-ws", json!({})).await;
+        subscribe(
+            &mut socket,
+            "graphql-transport-ws",
+            SEAT_MAP_CHANGED,
+            json!({ "id": event.event_id }),
+        )
+        .await;
+        let seq = next_data(&mut socket).await["seatMapChanged"]["seq"]
+            .as_i64()
+            .expect("seq");
+        drop(socket);
+
+        let buyers = app.buyers(3).await;
+        for (n, token) in buyers.iter().enumerate() {
+            hold(&app, token, event.event_id, &seats[n..n + 1]).await;
+        }
+        let mut socket = connect(&app, "graphql-transport-ws", json!({})).await;
+        subscribe(
+            &mut socket,
+            "graphql-transport-ws",
+            SEAT_MAP_CHANGED,
+            json!({ "id": event.event_id, "since": seq }),
+        )
+        .await;
+        let resumed = next_data(&mut socket).await["seatMapChanged"].clone();
+        assert_eq!(resumed["kind"], "DELTA");
+        assert_eq!(resumed["previousSeq"], seq);
+        assert_eq!(resumed["seq"], seq + 3);
+        let mut missed: Vec<String> = resumed["seats"]
+            .as_array()
+            .expect("seats")
+            .iter()
+            .filter_map(|s| s["seatId"].as_str().map(str::to_owned))
+            .collect();
+        missed.sort();
+        let mut expected = seats[..3].to_vec();
+        expected.sort();
+        assert_eq!(missed, expected);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_a_thousand_changes_arrives_coalesced_and_complete() {
+        let app = TestApp::spawn().await;
+        let event = create_event_shaped(
+            &app,
+            "Burst",
+            5,
+            Shape {
+                rows: 40,
+                seats_per_row: 25,
+                max_tickets_per_user: 10,
+                ..Shape::default()
+            },
+        )
+        .await;
+        let mut socket = connect(&app, "graphql-transport-ws", json!({})).await;
+        subscribe(
+            &mut socket,
+            "graphql-transport-ws",
+            SEAT_MAP_CHANGED,
+            json!({ "id": event.event_id }),
+        )
+        .await;
+        let snapshot = next_data(&mut socket).await["seatMapChanged"].clone();
+        let mut replayed: HashMap<String, String> = snapshot["seats"]
+            .as_array()
+            .expect("seats")
+            .iter()
+            .map(|s| {
+                (
+                    s["seatId"].as_str().unwrap_or("").to_owned(),
+                    s["status"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(replayed.len(), 1000);
+        let mut last = snapshot["seq"].as_i64().expect("seq");
+
+        let buyers = app.buyers(100).await;
+        let results = futures::future::join_all(buyers.iter().map(|token| {
+            app.graphql_as(
+                token,
+                "mutation($input: HoldBestAvailableInput!) { holdBestAvailable(input: $input) { id } }",
+                json!({ "input": { "eventId": event.event_id, "quantity": 10, "adjacent": false, "idempotencyKey": Uuid::new_v4().to_string() } }),
+            )
+        }))
+        .await;
+        let held = results.iter().filter(|b| b.get("errors").is_none()).count();
+        assert!(held >= 90, "most holds succeed: {held}");
+        let final_seq = seatstorm::events::changelog::current_seq(&app.state.db, event.event_id)
+            .await
+            .expect("seq");
+        let mut messages = 0;
+        while last < final_seq {
+            let delta = next_data(&mut socket).await["seatMapChanged"].clone();
+            assert_eq!(delta["previousSeq"], last, "no gap between messages");
+            last = delta["seq"].as_i64().expect("seq");
+            for seat in delta["seats"].as_array().cloned().unwrap_or_default() {
+                replayed.insert(
+                    seat["seatId"].as_str().unwrap_or("").to_owned(),
+                    seat["status"].as_str().unwrap_or("").to_owned(),
+                );
+            }
+            messages += 1;
+        }
+        assert!(
+            messages < held,
+            "{held} transactions arrived in {messages} coalesced messages"
+        );
+        let map = app
+            .data(
+                "query($id: ID!) { seatMap(eventId: $id) { sections { seats { id status } } } }",
+                json!({ "id": event.event_id }),
+            )
+            .await;
+        let actual: HashMap<String, String> = map["seatMap"]["sections"]
+            .as_array()
+            .expect("sections")
+            .iter()
+            .flat_map(|s| s["seats"].as_array().cloned().unwrap_or_default())
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap_or("").to_owned(),
+                    s["status"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            replayed, actual,
+            "the client's replayed map equals the seat map"
+        );
+        assert_eq!(actual.values().filter(|s| *s == "HELD").count(), held * 10);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn availability_follows_bookings() {
+        let app = TestApp::spawn().await;
+        let event = create_event_shaped(&app, "Counts", 5, Shape::default()).await;
+        let mut socket = connect(&app, "graphql-transport-ws", json!({})).await;
+        subscribe(
+            &mut socket,
+            "graphql-transport-ws",
+            "subscription($id: ID!) { availabilityChanged(eventId: $id) { seq tiers { tierId capacity available } sections { available held sold } } }",
+            json!({ "id": event.event_id }),
+        )
+        .await;
+        let first = next_data(&mut socket).await["availabilityChanged"].clone();
+        let standing = first["tiers"]
+            .as_array()
+            .expect("tiers")
+            .iter()
+            .find(|t| t["capacity"] == 100)
+            .expect("the standing tier")
+            .clone();
+        assert_eq!(standing["available"], 100);
+        let buyer = app.buyers(1).await.remove(0);
+        app.data_as(
+            &buyer,
+            "mutation($input: BookTicketsInput!) { bookTickets(input: $input) { id } }",
+            json!({ "input": { "tierId": standing["tierId"], "quantity": 3, "paymentToken": "tok_visa", "idempotencyKey": Uuid::new_v4().to_string() } }),
+        )
+        .await;
+        // A hold and its checkout may arrive as one message or two; wait for the settled count.
+        loop {
+            let update = next_data(&mut socket).await["availabilityChanged"].clone();
+            let tier = update["tiers"]
+                .as_array()
+                .expect("tiers")
+                .iter()
+                .find(|t| t["tierId"] == standing["tierId"])
+                .expect("tier")
+                .clone();
+            if tier["available"] == 97 {
+                break;
+            }
+            assert_eq!(
+                tier["available"], 97,
+                "only the booked three leave: {update}"
+            );
+        }
+    }
+}

@@ -8,7 +8,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 use crate::helpers::TestApp;
 
-type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens a socket on `/graphql` speaking `protocol` and completes `connection_init`.
 pub async fn connect(app: &TestApp, protocol: &str, init_payload: Value) -> Socket {

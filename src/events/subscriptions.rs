@@ -1,0 +1,257 @@
+//! Live subscriptions on an event: seat-map deltas with sequence numbers, and availability counts.
+
+use async_graphql::{Context, Enum, ID, Result, ResultExt, SimpleObject, Subscription};
+use entity::event_seat;
+use entity::prelude::*;
+use futures::Stream;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use crate::error::AppResult;
+use crate::events::changelog::{self, SeatState};
+use crate::events::graphql::{SeatStatus, SectionAvailability};
+use crate::events::live_feed::{self, Availability};
+use crate::events::service;
+use crate::gql::{ContextExt, parse_id};
+
+/// What a seat-map message carries.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum SeatMapUpdateKind {
+    /// Every seat's status at `seq`: replace what you have (sent first, and again after a client fell
+    /// behind).
+    Snapshot,
+    /// The seats that changed after the previous message, up to `seq`.
+    Delta,
+}
+
+/// One message of `seatMapChanged`.
+#[derive(SimpleObject)]
+pub struct SeatMapUpdate {
+    pub event_id: ID,
+    pub kind: SeatMapUpdateKind,
+    /// The event's sequence number this message brings the client to. Only grows; pass the last one you
+    /// applied as `sinceSeq` to resume after a disconnect.
+    pub seq: i64,
+    /// Sequence number the previous message ended at (for a delta), so a client can check continuity.
+    pub previous_seq: Option<i64>,
+    pub seats: Vec<SeatStatusChange>,
+}
+
+/// A seat's status as of `seq`.
+#[derive(SimpleObject, Clone)]
+pub struct SeatStatusChange {
+    pub seat_id: ID,
+    pub status: SeatStatus,
+    pub tier_id: ID,
+    pub seq: i64,
+}
+
+impl From<&SeatState> for SeatStatusChange {
+    fn from(state: &SeatState) -> Self {
+        Self {
+            seat_id: ID(state.seat_id.to_string()),
+            status: state.status.into(),
+            tier_id: ID(state.tier_id.to_string()),
+            seq: state.seq,
+        }
+    }
+}
+
+/// Stock counts of an event, pushed whenever they change.
+#[derive(SimpleObject)]
+pub struct AvailabilityUpdate {
+    pub event_id: ID,
+    pub seq: i64,
+    pub tiers: Vec<TierAvailability>,
+    pub sections: Vec<SectionAvailability>,
+}
+
+#[derive(SimpleObject)]
+pub struct TierAvailability {
+    pub tier_id: ID,
+    pub capacity: i32,
+    pub available: i32,
+}
+
+fn availability_update(event_id: Uuid, availability: &Availability) -> AvailabilityUpdate {
+    AvailabilityUpdate {
+        event_id: ID(event_id.to_string()),
+        seq: availability.seq,
+        tiers: availability
+            .tiers
+            .iter()
+            .map(|(tier, capacity, available)| TierAvailability {
+                tier_id: ID(tier.to_string()),
+                capacity: *capacity,
+                available: *available,
+            })
+            .collect(),
+        sections: crate::events::graphql::section_availability_of(&availability.sections),
+    }
+}
+
+async fn snapshot(db: &DatabaseConnection, event_id: Uuid) -> AppResult<SeatMapUpdate> {
+    // The number first: a change committed between the two reads shows in the seats and again in the
+    // next delta, which is harmless because a delta states a seat's status, not a transition.
+    let seq = changelog::current_seq(db, event_id).await?;
+    let seats = EventSeat::find()
+        .filter(event_seat::Column::EventId.eq(event_id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|seat| SeatStatusChange {
+            seat_id: ID(seat.seat_id.to_string()),
+            status: seat.status.into(),
+            tier_id: ID(seat.tier_id.to_string()),
+            seq,
+        })
+        .collect();
+    Ok(SeatMapUpdate {
+        event_id: ID(event_id.to_string()),
+        kind: SeatMapUpdateKind::Snapshot,
+        seq,
+        previous_seq: None,
+        seats,
+    })
+}
+
+fn delta(
+    event_id: Uuid,
+    previous_seq: i64,
+    seq: i64,
+    seats: Vec<SeatStatusChange>,
+) -> SeatMapUpdate {
+    SeatMapUpdate {
+        event_id: ID(event_id.to_string()),
+        kind: SeatMapUpdateKind::Delta,
+        seq,
+        previous_seq: Some(previous_seq),
+        seats,
+    }
+}
+
+/// The first message: the changes after `since_seq` when the log still has them all, else a snapshot.
+async fn first_update(
+    db: &DatabaseConnection,
+    event_id: Uuid,
+    since_seq: Option<i64>,
+) -> AppResult<SeatMapUpdate> {
+    let current = changelog::current_seq(db, event_id).await?;
+    if let Some(since) = since_seq.filter(|since| (0..=current).contains(since)) {
+        let oldest = changelog::oldest_seq(db, event_id).await?;
+        let complete = oldest.is_none_or(|oldest| oldest <= since + 1);
+        if complete {
+            let seats = changelog::changes_between(db, event_id, since, current)
+                .await?
+                .iter()
+                .map(SeatStatusChange::from)
+                .collect();
+            return Ok(delta(event_id, since, current, seats));
+        }
+    }
+    snapshot(db, event_id).await
+}
+
+#[derive(Default)]
+pub struct EventSubscription;
+
+#[Subscription]
+impl EventSubscription {
+    /// Live seat statuses of an event. The first message is a SNAPSHOT, or, when `sinceSeq` is given and
+    /// still in the log, a DELTA with exactly the changes after it. Then DELTAs, coalesced per short
+    /// window, whose `seq` only grows. A client that falls behind gets a fresh SNAPSHOT instead of an
+    /// ever-growing backlog.
+    async fn seat_map_changed(
+        &self,
+        ctx: &Context<'_>,
+        event_id: ID,
+        since_seq: Option<i64>,
+    ) -> Result<impl Stream<Item = SeatMapUpdate> + use<>> {
+        let state = ctx.state().extend()?;
+        let event_id = parse_id(&event_id, "eventId").extend()?;
+        service::find_visible_event(&state.db, ctx.viewer_opt(), event_id)
+            .await
+            .extend()?;
+        let feed = state.feeds.feed(event_id).await.extend()?;
+        // Subscribe before reading the first message, so nothing committed in between is lost.
+        let mut batches = feed.subscribe();
+        let db = state.db.clone();
+        let first = first_update(&db, event_id, since_seq).await.extend()?;
+        Ok(async_stream::stream! {
+            let _feed = feed;
+            let mut sent = first.seq;
+            yield first;
+            loop {
+                match batches.recv().await {
+                    Ok(batch) => {
+                        if batch.to_seq <= sent {
+                            continue;
+                        }
+                        let mut seats: Vec<SeatStatusChange> = Vec::new();
+                        if batch.from_seq > sent {
+                            // Never expected (the feed started at or before our first message), but a
+                            // gap is filled from the log rather than skipped.
+                            match changelog::changes_between(&db, event_id, sent, batch.from_seq).await {
+                                Ok(missing) => seats.extend(missing.iter().map(SeatStatusChange::from)),
+                                Err(_) => break,
+                            }
+                        }
+                        seats.extend(batch.seats.iter().filter(|s| s.seq > sent).map(SeatStatusChange::from));
+                        let update = delta(event_id, sent, batch.to_seq, seats);
+                        sent = batch.to_seq;
+                        yield update;
+                    }
+                    Err(RecvError::Lagged(_)) => match snapshot(&db, event_id).await {
+                        Ok(update) => {
+                            sent = update.seq;
+                            yield update;
+                        }
+                        Err(_) => break,
+                    },
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        })
+    }
+
+    /// Live stock counts of an event per tier and per reserved section: the current counts first, then
+    /// one message per coalesced batch of changes.
+    async fn availability_changed(
+        &self,
+        ctx: &Context<'_>,
+        event_id: ID,
+    ) -> Result<impl Stream<Item = AvailabilityUpdate> + use<>> {
+        let state = ctx.state().extend()?;
+        let event_id = parse_id(&event_id, "eventId").extend()?;
+        service::find_visible_event(&state.db, ctx.viewer_opt(), event_id)
+            .await
+            .extend()?;
+        let feed = state.feeds.feed(event_id).await.extend()?;
+        let mut batches = feed.subscribe();
+        let db = state.db.clone();
+        let first = live_feed::availability(&db, event_id).await.extend()?;
+        Ok(async_stream::stream! {
+            let _feed = feed;
+            let mut sent = first.seq;
+            yield availability_update(event_id, &first);
+            loop {
+                match batches.recv().await {
+                    Ok(batch) if batch.to_seq > sent => {
+                        sent = batch.to_seq;
+                        yield availability_update(event_id, &batch.availability);
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => match live_feed::availability(&db, event_id).await {
+                        Ok(current) => {
+                            sent = current.seq;
+                            yield availability_update(event_id, &current);
+                        }
+                        Err(_) => break,
+                    },
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        })
+    }
+}
