@@ -20,6 +20,9 @@ use crate::events::loaders::{
 use crate::events::mutations::EventMutation;
 use crate::events::subscriptions::EventSubscription;
 use crate::guardrails::Guardrails;
+use crate::notifications::graphql::{
+    NotificationMutation, NotificationQuery, NotificationSubscription,
+};
 use crate::orders::graphql::{OrderMutation, OrderQuery};
 use crate::orders::loaders::{LinesByOrderLoader, TicketsByOrderLoader};
 use crate::state::AppState;
@@ -27,7 +30,14 @@ use crate::venues::graphql::{VenueMutation, VenueQuery};
 use crate::venues::loaders::{SeatByIdLoader, SectionsByVenueLoader, VenueByIdLoader};
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(EventQuery, VenueQuery, AuthQuery, BookingQuery, OrderQuery);
+pub struct QueryRoot(
+    EventQuery,
+    VenueQuery,
+    AuthQuery,
+    BookingQuery,
+    OrderQuery,
+    NotificationQuery,
+);
 
 #[derive(MergedObject, Default)]
 pub struct MutationRoot(
@@ -36,6 +46,7 @@ pub struct MutationRoot(
     EventMutation,
     BookingMutation,
     OrderMutation,
+    NotificationMutation,
 );
 
 /// Transport-level subscriptions.
@@ -43,7 +54,11 @@ pub struct MutationRoot(
 pub struct ServerSubscription;
 
 #[derive(MergedSubscription, Default)]
-pub struct SubscriptionRoot(ServerSubscription, EventSubscription);
+pub struct SubscriptionRoot(
+    ServerSubscription,
+    EventSubscription,
+    NotificationSubscription,
+);
 
 /// Slowest and fastest heartbeat a client may ask for.
 const HEARTBEAT_SECONDS: std::ops::RangeInclusive<u64> = 1..=60;

@@ -105,6 +105,7 @@ impl SeatFeeds {
                     Ok(LiveMessage::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
                         dispatcher.wake(None)
                     }
+                    Ok(LiveMessage::NotificationsChanged { .. }) => {}
                     Err(broadcast::error::RecvError::Closed) => break,
                 }
             }

@@ -201,6 +201,17 @@ impl EventMutation {
                 event_id: cancellation.event.id,
             })
             .await;
+        let buyers: std::collections::BTreeSet<uuid::Uuid> = cancellation
+            .cancelled_orders
+            .iter()
+            .map(|o| o.user_id)
+            .collect();
+        for user_id in buyers {
+            state
+                .bus
+                .publish(LiveMessage::NotificationsChanged { user_id })
+                .await;
+        }
         refund_orders(
             &state.db,
             state.payments.as_ref(),

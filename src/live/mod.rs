@@ -18,6 +18,9 @@ use uuid::Uuid;
 
 use self::redis_transport::RedisTransport;
 
+/// The longest a publisher waits for Redis.
+const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// How many messages a slow subscriber may fall behind before it is told to resync.
 const CHANNEL_CAPACITY: usize = 4096;
 
@@ -27,6 +30,8 @@ const CHANNEL_CAPACITY: usize = 4096;
 pub enum LiveMessage {
     /// Inventory of an event changed.
     InventoryChanged { event_id: Uuid },
+    /// A user has new notifications.
+    NotificationsChanged { user_id: Uuid },
     /// Messages may have been lost (the Redis subscription was re-established): reload from a snapshot.
     Resync,
 }
@@ -72,8 +77,13 @@ impl Bus {
                 let _ = self.local.send(message);
             }
             Some(redis) => {
-                if let Err(err) = redis.publish(&message).await {
-                    tracing::warn!(error = %err, "publishing to Redis failed; delivering locally only");
+                // A request must not wait on a Redis that is down: the change is committed already and
+                // other instances catch up from the database when the bus returns.
+                let outcome = tokio::time::timeout(PUBLISH_TIMEOUT, redis.publish(&message)).await;
+                if !matches!(outcome, Ok(Ok(()))) {
+                    tracing::warn!(
+                        "publishing to Redis failed or timed out; delivering locally only"
+                    );
                     let _ = self.local.send(message);
                 }
             }

@@ -39,6 +39,8 @@ pub struct Options {
     pub cors_origins: Option<CorsOrigins>,
     pub hold_ttl_seconds: Option<i64>,
     pub sweep_interval_ms: Option<u64>,
+    /// A Redis of the test's own instead of TEST_REDIS_URL.
+    pub redis_url: Option<String>,
 }
 
 impl TestApp {
@@ -50,9 +52,11 @@ impl TestApp {
         let (database_url, database) = fresh_database().await;
         let mut config = Config::embedded();
         config.database_url = database_url;
-        config.redis_url = std::env::var("TEST_REDIS_URL")
-            .ok()
-            .filter(|url| !url.is_empty());
+        config.redis_url = options.redis_url.clone().or_else(|| {
+            std::env::var("TEST_REDIS_URL")
+                .ok()
+                .filter(|url| !url.is_empty())
+        });
         // A channel of its own, so concurrent tests never see each other's messages.
         config.redis_channel = format!("seatstorm-test:{}", Uuid::new_v4().simple());
         config.bind_addr = "127.0.0.1:0".parse().expect("valid address");

@@ -402,3 +402,166 @@ mod seat_map {
         }
     }
 }
+
+mod redis_outage {
+    use std::collections::HashMap;
+    use std::process::{Child, Command, Stdio};
+
+    use serde_json::{Value, json};
+    use uuid::Uuid;
+
+    use crate::helpers::{Options, Shape, TestApp, create_event_shaped};
+    use crate::subscriptions::{connect, next_message, send};
+
+    /// A Redis server of this test's own, so stopping it disturbs no other test.
+    struct OwnRedis {
+        port: u16,
+        child: Option<Child>,
+    }
+
+    impl OwnRedis {
+        fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+
+        async fn start(&mut self) {
+            let child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &self.port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server runs (it is installed wherever TEST_REDIS_URL is set)");
+            self.child = Some(child);
+            let client = redis::Client::open(self.url()).expect("url");
+            for _ in 0..100 {
+                if let Ok(mut connection) = client.get_multiplexed_async_connection().await {
+                    if redis::cmd("PING")
+                        .query_async::<String>(&mut connection)
+                        .await
+                        .is_ok()
+                    {
+                        return;
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("redis-server did not start");
+        }
+
+        fn stop(&mut self) {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    impl Drop for OwnRedis {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .expect("a free port")
+    }
+
+    fn apply(map: &mut HashMap<String, String>, update: &Value) {
+        for seat in update["seats"].as_array().cloned().unwrap_or_default() {
+            map.insert(
+                seat["seatId"].as_str().unwrap_or("").to_owned(),
+                seat["status"].as_str().unwrap_or("").to_owned(),
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn restarting_redis_loses_no_booking_and_subscribers_catch_up() {
+        if std::env::var("TEST_REDIS_URL").map_or(true, |url| url.is_empty()) {
+            // Only the PostgreSQL + Redis run has a redis-server to restart.
+            return;
+        }
+        let mut redis = OwnRedis {
+            port: free_port(),
+            child: None,
+        };
+        redis.start().await;
+        let a = TestApp::spawn_with(Options {
+            redis_url: Some(redis.url()),
+            ..Options::default()
+        })
+        .await;
+        let b = a.spawn_sibling().await;
+        let event = create_event_shaped(
+            &a,
+            "Outage",
+            5,
+            Shape {
+                rows: 2,
+                seats_per_row: 5,
+                ..Shape::default()
+            },
+        )
+        .await;
+        let mut socket = connect(&b, "graphql-transport-ws", json!({})).await;
+        send(
+            &mut socket,
+            json!({ "id": "1", "type": "subscribe", "payload": { "query":
+                "subscription($id: ID!) { seatMapChanged(eventId: $id) { kind seq seats { seatId status } } }",
+                "variables": { "id": event.event_id } } }),
+        )
+        .await;
+        let snapshot = next_message(&mut socket).await["payload"]["data"]["seatMapChanged"].clone();
+        let mut replayed = HashMap::new();
+        apply(&mut replayed, &snapshot);
+
+        redis.stop();
+        let buyers = a.buyers(4).await;
+        let hold =
+            "mutation($input: HoldBestAvailableInput!) { holdBestAvailable(input: $input) { id } }";
+        for token in &buyers[..3] {
+            a.data_as(token, hold, json!({ "input": { "eventId": event.event_id, "quantity": 2, "idempotencyKey": Uuid::new_v4().to_string() } }))
+                .await;
+        }
+        redis.start().await;
+        a.data_as(&buyers[3], hold, json!({ "input": { "eventId": event.event_id, "quantity": 2, "idempotencyKey": Uuid::new_v4().to_string() } }))
+            .await;
+
+        let final_seq = seatstorm::events::changelog::current_seq(&a.state.db, event.event_id)
+            .await
+            .expect("seq");
+        let mut seq = snapshot["seq"].as_i64().expect("seq");
+        while seq < final_seq {
+            let update =
+                next_message(&mut socket).await["payload"]["data"]["seatMapChanged"].clone();
+            if update["kind"] == "SNAPSHOT" {
+                replayed.clear();
+            }
+            apply(&mut replayed, &update);
+            seq = update["seq"].as_i64().expect("seq");
+        }
+        let held = replayed.values().filter(|status| *status == "HELD").count();
+        assert_eq!(
+            held, 8,
+            "all four bookings, made with Redis down and after, reached instance B"
+        );
+        let holds = entity::prelude::Hold::find()
+            .count(&a.state.db)
+            .await
+            .expect("count");
+        assert_eq!(holds, 4, "no booking was lost while Redis was down");
+    }
+
+    use sea_orm::{EntityTrait, PaginatorTrait};
+}

@@ -8,6 +8,7 @@ mod events;
 mod hardening;
 mod helpers;
 mod live;
+mod notifications;
 mod organizer;
 mod schema;
 mod server;
