@@ -1,6 +1,5 @@
 use async_graphql::{
-    ComplexObject, Context, Enum, ErrorExtensions, ID, InputObject, Object, Result, ResultExt,
-    SimpleObject,
+    ComplexObject, Context, Enum, ID, InputObject, Object, Result, ResultExt, SimpleObject,
 };
 use chrono::{DateTime, Utc};
 use entity::hold;
@@ -11,8 +10,7 @@ use crate::auth::guards::RoleGuard;
 use crate::booking::idempotency::{self, IdempotencyKey};
 use crate::booking::service::{self, BestAvailable, Quantity};
 use crate::error::AppResult;
-use crate::events::graphql::Event;
-use crate::events::loaders::EventByIdLoader;
+use crate::events::graphql::{Event, load_event};
 use crate::gql::{ContextExt, parse_id};
 use crate::live::LiveMessage;
 use crate::orders::graphql::{Order, SeatLabel};
@@ -70,13 +68,7 @@ impl From<hold::Model> for Hold {
 #[ComplexObject]
 impl Hold {
     async fn event(&self, ctx: &Context<'_>) -> Result<Event> {
-        ctx.loader::<EventByIdLoader>()
-            .extend()?
-            .load_one(self.event_uuid)
-            .await
-            .map_err(|err| err.extend())?
-            .map(Event::from)
-            .ok_or_else(|| crate::error::AppError::NotFound("event").extend())
+        load_event(ctx, self.event_uuid).await
     }
 
     /// The seats, for a reserved-seat hold (empty once the hold has ended).

@@ -392,6 +392,37 @@ async fn take_seats(
     Ok(())
 }
 
+/// Returns the seats matching `condition` to `available`, clearing their hold or order and bumping
+/// their version, in the caller's transaction.
+pub(crate) async fn free_seats(
+    db: &impl ConnectionTrait,
+    condition: sea_orm::Condition,
+    now: DateTime<Utc>,
+) -> AppResult<u64> {
+    Ok(EventSeat::update_many()
+        .col_expr(
+            event_seat::Column::Status,
+            Expr::value(SeatStatus::Available.as_str()),
+        )
+        .col_expr(
+            event_seat::Column::HoldId,
+            Expr::value(Option::<Uuid>::None),
+        )
+        .col_expr(
+            event_seat::Column::OrderId,
+            Expr::value(Option::<Uuid>::None),
+        )
+        .col_expr(
+            event_seat::Column::Version,
+            Expr::col(event_seat::Column::Version).add(1),
+        )
+        .col_expr(event_seat::Column::UpdatedAt, Expr::value(now))
+        .filter(condition)
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
 /// Adds `sign * count` to each tier's availability, in tier-id order (the lock order).
 pub(crate) async fn adjust_tiers(
     db: &impl ConnectionTrait,

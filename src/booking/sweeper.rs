@@ -10,14 +10,14 @@ use chrono::{DateTime, Utc};
 use entity::enums::{HoldStatus, SeatStatus};
 use entity::prelude::*;
 use entity::{event_seat, hold};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
 
-use crate::booking::service::adjust_tiers;
+use crate::booking::service::{adjust_tiers, free_seats};
 use crate::db::is_postgres;
 use crate::error::AppResult;
 use crate::events::changelog;
@@ -111,23 +111,12 @@ async fn end_locked_holds(
         *per_tier.entry(seat.tier_id).or_default() += 1;
     }
     if !seats.is_empty() {
-        EventSeat::update_many()
-            .col_expr(
-                event_seat::Column::Status,
-                Expr::value(SeatStatus::Available.as_str()),
-            )
-            .col_expr(
-                event_seat::Column::HoldId,
-                Expr::value(Option::<Uuid>::None),
-            )
-            .col_expr(
-                event_seat::Column::Version,
-                Expr::col(event_seat::Column::Version).add(1),
-            )
-            .col_expr(event_seat::Column::UpdatedAt, Expr::value(now))
-            .filter(event_seat::Column::HoldId.is_in(ids.iter().copied()))
-            .exec(txn)
-            .await?;
+        free_seats(
+            txn,
+            Condition::all().add(event_seat::Column::HoldId.is_in(ids.iter().copied())),
+            now,
+        )
+        .await?;
     }
     adjust_tiers(txn, &per_tier, 1, now).await?;
     let events: BTreeSet<Uuid> = holds.iter().map(|h| h.event_id).collect();

@@ -8,7 +8,9 @@ use entity::{event, ticket_tier};
 use uuid::Uuid;
 
 use crate::auth::guards::RoleGuard;
-use crate::events::loaders::{SectionAvailabilityByEventLoader, TiersByEventLoader};
+use crate::events::loaders::{
+    EventByIdLoader, SectionAvailabilityByEventLoader, TiersByEventLoader,
+};
 use crate::events::seat_map::{self, MapSeat, MapSection};
 use crate::events::service::{self, EventFilter};
 use crate::gql::{ContextExt, Cursor, page_size, parse_id};
@@ -372,6 +374,17 @@ impl From<MapSeat> for SeatMapSeat {
             accessible: seat.accessible,
         }
     }
+}
+
+/// Loads an event through the per-request loader, for fields that point at one.
+pub async fn load_event(ctx: &Context<'_>, id: Uuid) -> Result<Event> {
+    ctx.loader::<EventByIdLoader>()
+        .extend()?
+        .load_one(id)
+        .await
+        .map_err(|err| err.extend())?
+        .map(Event::from)
+        .ok_or_else(|| crate::error::AppError::NotFound("event").extend())
 }
 
 /// A page of events; `rows` holds up to `limit + 1` rows, the extra one only telling that more follow.

@@ -14,12 +14,13 @@ use entity::prelude::*;
 use entity::{event, event_seat, event_section, hold, order, seat, section, ticket, ticket_tier};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
     PaginatorTrait, QueryFilter, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
 use crate::auth::Viewer;
+use crate::booking::service::free_seats;
 use crate::error::{AppError, AppResult, ConstraintRule};
 use crate::events::changelog;
 use crate::notifications;
@@ -587,28 +588,14 @@ pub async fn cancel_event(
         .into_iter()
         .map(|seat| (seat.seat_id, SeatStatus::Available, seat.tier_id))
         .collect();
-    EventSeat::update_many()
-        .col_expr(
-            event_seat::Column::Status,
-            Expr::value(SeatStatus::Available.as_str()),
-        )
-        .col_expr(
-            event_seat::Column::HoldId,
-            Expr::value(Option::<Uuid>::None),
-        )
-        .col_expr(
-            event_seat::Column::OrderId,
-            Expr::value(Option::<Uuid>::None),
-        )
-        .col_expr(
-            event_seat::Column::Version,
-            Expr::col(event_seat::Column::Version).add(1),
-        )
-        .col_expr(event_seat::Column::UpdatedAt, Expr::value(now))
-        .filter(event_seat::Column::EventId.eq(event.id))
-        .filter(event_seat::Column::Status.ne(SeatStatus::Available))
-        .exec(&txn)
-        .await?;
+    free_seats(
+        &txn,
+        Condition::all()
+            .add(event_seat::Column::EventId.eq(event.id))
+            .add(event_seat::Column::Status.ne(SeatStatus::Available)),
+        now,
+    )
+    .await?;
     TicketTier::update_many()
         .col_expr(
             ticket_tier::Column::Available,

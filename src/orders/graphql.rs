@@ -7,8 +7,7 @@ use entity::{order, order_line, ticket};
 use uuid::Uuid;
 
 use crate::auth::guards::RoleGuard;
-use crate::events::graphql::Event;
-use crate::events::loaders::EventByIdLoader;
+use crate::events::graphql::{Event, load_event};
 use crate::gql::{ContextExt, Cursor, page_size, parse_id};
 use crate::live::LiveMessage;
 use crate::orders::loaders::{LinesByOrderLoader, TicketsByOrderLoader};
@@ -79,13 +78,7 @@ impl From<order::Model> for Order {
 #[ComplexObject]
 impl Order {
     async fn event(&self, ctx: &Context<'_>) -> Result<Event> {
-        ctx.loader::<EventByIdLoader>()
-            .extend()?
-            .load_one(self.event_uuid)
-            .await
-            .map_err(|err| err.extend())?
-            .map(Event::from)
-            .ok_or_else(|| crate::error::AppError::NotFound("event").extend())
+        load_event(ctx, self.event_uuid).await
     }
 
     async fn lines(&self, ctx: &Context<'_>) -> Result<Vec<OrderLine>> {

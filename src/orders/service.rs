@@ -12,7 +12,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::auth::Viewer;
-use crate::booking::service::{adjust_tiers, new_ticket_nonce};
+use crate::booking::service::{adjust_tiers, free_seats, new_ticket_nonce};
 use crate::db::is_postgres;
 use crate::error::{AppError, AppResult};
 use crate::events::changelog;
@@ -152,25 +152,15 @@ async fn cancel_tickets(
     seat_ids.sort();
     if let Some(first) = tickets.first() {
         if !seat_ids.is_empty() {
-            EventSeat::update_many()
-                .col_expr(
-                    event_seat::Column::Status,
-                    Expr::value(SeatStatus::Available.as_str()),
-                )
-                .col_expr(
-                    event_seat::Column::OrderId,
-                    Expr::value(Option::<Uuid>::None),
-                )
-                .col_expr(
-                    event_seat::Column::Version,
-                    Expr::col(event_seat::Column::Version).add(1),
-                )
-                .col_expr(event_seat::Column::UpdatedAt, Expr::value(now))
-                .filter(event_seat::Column::EventId.eq(first.event_id))
-                .filter(event_seat::Column::SeatId.is_in(seat_ids))
-                .filter(event_seat::Column::OrderId.eq(first.order_id))
-                .exec(txn)
-                .await?;
+            free_seats(
+                txn,
+                Condition::all()
+                    .add(event_seat::Column::EventId.eq(first.event_id))
+                    .add(event_seat::Column::SeatId.is_in(seat_ids))
+                    .add(event_seat::Column::OrderId.eq(first.order_id)),
+                now,
+            )
+            .await?;
         }
     }
     let mut per_tier: BTreeMap<Uuid, i32> = BTreeMap::new();
