@@ -25,6 +25,7 @@ use crate::live::Bus;
 use crate::payments::SimulatedProvider;
 use crate::schema::{AppSchema, build_schema};
 use crate::state::AppState;
+use crate::websocket::ConnectionRegistry;
 use crate::{db, demo, transport};
 
 /// Largest request body accepted: room for a 2 MB avatar in a multipart request, nothing near what
@@ -82,6 +83,7 @@ impl App {
             throttles,
             payments: Arc::new(SimulatedProvider),
             feeds,
+            ws_connections: ConnectionRegistry::default(),
         };
         crate::booking::sweeper::spawn(
             state.clone(),

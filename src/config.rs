@@ -21,6 +21,10 @@
 //! | `MAX_QUERY_DEPTH` | `12` | deepest GraphQL selection accepted |
 //! | `MAX_QUERY_COMPLEXITY` | `2000` | largest GraphQL query complexity accepted |
 //! | `MAX_TICKETS_PER_REQUEST` | `10` | most tickets or seats in one hold or booking |
+//! | `WS_INIT_TIMEOUT_SECONDS` | `10` | time a WebSocket client has to send `connection_init` (then 4408) |
+//! | `WS_KEEPALIVE_SECONDS` | `15` | interval of the server's WebSocket keep-alive pings |
+//! | `WS_MAX_SUBSCRIPTIONS` | `50` | subscriptions per WebSocket connection |
+//! | `WS_MAX_CONNECTIONS_PER_USER` | `20` | WebSocket connections per signed-in user, per instance (then 4429) |
 //! | `INTROSPECTION` | `true` | whether the schema answers introspection queries |
 //! | `LOG_FORMAT` | `text` | `text` or `json` |
 //!
@@ -64,6 +68,12 @@ pub struct Limits {
     pub max_query_depth: usize,
     pub max_query_complexity: usize,
     pub max_tickets_per_request: u32,
+    /// Seconds a WebSocket client has to send `connection_init`.
+    pub ws_init_timeout_seconds: u64,
+    /// Seconds between the server's keep-alive pings on a WebSocket.
+    pub ws_keepalive_seconds: u64,
+    pub ws_max_subscriptions: usize,
+    pub ws_max_connections_per_user: usize,
 }
 
 impl Default for Limits {
@@ -72,6 +82,10 @@ impl Default for Limits {
             max_query_depth: 12,
             max_query_complexity: 2000,
             max_tickets_per_request: 10,
+            ws_init_timeout_seconds: 10,
+            ws_keepalive_seconds: 15,
+            ws_max_subscriptions: 50,
+            ws_max_connections_per_user: 20,
         }
     }
 }
@@ -271,6 +285,25 @@ impl Config {
         if let Some(value) = var("MAX_TICKETS_PER_REQUEST") {
             config.limits.max_tickets_per_request = parse("MAX_TICKETS_PER_REQUEST", &value)?;
         }
+        if let Some(value) = var("WS_INIT_TIMEOUT_SECONDS") {
+            config.limits.ws_init_timeout_seconds = parse("WS_INIT_TIMEOUT_SECONDS", &value)?;
+        }
+        if let Some(value) = var("WS_KEEPALIVE_SECONDS") {
+            config.limits.ws_keepalive_seconds = parse("WS_KEEPALIVE_SECONDS", &value)?;
+        }
+        if let Some(value) = var("WS_MAX_SUBSCRIPTIONS") {
+            config.limits.ws_max_subscriptions = parse("WS_MAX_SUBSCRIPTIONS", &value)?;
+        }
+        if let Some(value) = var("WS_MAX_CONNECTIONS_PER_USER") {
+            config.limits.ws_max_connections_per_user =
+                parse("WS_MAX_CONNECTIONS_PER_USER", &value)?;
+        }
+        if config.limits.ws_init_timeout_seconds == 0 || config.limits.ws_keepalive_seconds == 0 {
+            return Err(ConfigError::Invalid {
+                name: "WS_KEEPALIVE_SECONDS",
+                reason: "WebSocket timeouts must be at least one second".into(),
+            });
+        }
         if let Some(value) = var("INTROSPECTION") {
             config.introspection = parse_bool("INTROSPECTION", &value)?;
         }
@@ -287,6 +320,16 @@ impl Config {
             };
         }
         Ok(config)
+    }
+
+    /// WebSocket limits for the transport.
+    pub fn ws_limits(&self) -> crate::websocket::WsLimits {
+        crate::websocket::WsLimits {
+            init_timeout: std::time::Duration::from_secs(self.limits.ws_init_timeout_seconds),
+            keepalive: std::time::Duration::from_secs(self.limits.ws_keepalive_seconds),
+            max_subscriptions: self.limits.ws_max_subscriptions,
+            max_connections_per_user: self.limits.ws_max_connections_per_user,
+        }
     }
 
     /// Hold timing and size limits for the booking service.

@@ -36,3 +36,5 @@ pub mod state;
 pub mod transport;
 /// Venues, sections and seats.
 pub mod venues;
+/// One WebSocket connection: authentication and limits around async-graphql's protocol handling.
+pub mod websocket;

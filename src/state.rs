@@ -11,6 +11,7 @@ use crate::db::StatementCounter;
 use crate::events::live_feed::SeatFeeds;
 use crate::live::Bus;
 use crate::payments::Payments;
+use crate::websocket::ConnectionRegistry;
 
 /// Cheap to clone: every field is a handle.
 #[derive(Clone)]
@@ -31,4 +32,6 @@ pub struct AppState {
     pub payments: Payments,
     /// Live seat-map feeds of the events this instance has subscribers for.
     pub feeds: SeatFeeds,
+    /// Open WebSocket connections per user on this instance.
+    pub ws_connections: ConnectionRegistry,
 }

@@ -2,17 +2,13 @@
 //! graphql-ws), both authenticated with the same access token.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
-use async_graphql::{Data, ErrorExtensions, Pos};
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::extract::ws::{CloseFrame, Message};
+use async_graphql::{ErrorExtensions, Pos};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse};
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
 use axum::response::{Html, IntoResponse, Response};
-use futures::{SinkExt, StreamExt};
 
 use crate::app::HttpState;
 use crate::auth::Viewer;
@@ -21,11 +17,6 @@ use crate::config::Config;
 use crate::error::AppError;
 use crate::gql::ClientAddress;
 use crate::schema::request_loaders;
-
-/// The close code graphql-transport-ws prescribes for a refused `connection_init`.
-const CLOSE_FORBIDDEN: u16 = 4403;
-/// What async-graphql closes a refused init with; rewritten to [`CLOSE_FORBIDDEN`].
-const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 
 pub(crate) async fn graphql(
     State(state): State<HttpState>,
@@ -54,7 +45,7 @@ fn refuse(err: AppError) -> GraphQLResponse {
 
 /// Reads `Authorization: Bearer <token>`. No header is anonymous; anything else that does not verify is
 /// UNAUTHENTICATED.
-fn authenticate(
+pub(crate) fn authenticate(
     tokens: &TokenKeys,
     authorization: Option<&str>,
 ) -> Result<Option<Viewer>, AppError> {
@@ -73,29 +64,6 @@ fn authenticate(
         user_id: claims.sub,
         role: claims.role,
     }))
-}
-
-/// The WebSocket `connection_init` payload may carry the same token as `Authorization`
-/// (`"Bearer <token>"`), `authorization`, or `token`.
-fn authenticate_payload(
-    tokens: &TokenKeys,
-    payload: &serde_json::Value,
-) -> Result<Option<Viewer>, AppError> {
-    let field = ["Authorization", "authorization"]
-        .iter()
-        .find_map(|key| {
-            payload
-                .get(*key)
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        })
-        .or_else(|| {
-            payload
-                .get("token")
-                .and_then(|v| v.as_str())
-                .map(|token| format!("Bearer {token}"))
-        });
-    authenticate(tokens, field.as_deref())
 }
 
 fn client_address(config: &Config, headers: &HeaderMap, peer: SocketAddr) -> ClientAddress {
@@ -140,45 +108,23 @@ pub(crate) async fn graphiql_or_websocket(
     };
     let schema = state.schema.clone();
     let tokens = state.app.tokens.clone();
+    let limits = state.app.config.ws_limits();
+    // async-graphql picks the first protocol of the header it speaks; so does this.
+    let legacy = parts
+        .headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            value
+                .split(',')
+                .map(str::trim)
+                .find(|p| *p == "graphql-transport-ws" || *p == "graphql-ws")
+        })
+        .is_some_and(|p| p == "graphql-ws");
+    let registry = state.app.ws_connections.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| async move {
-            let refused = Arc::new(AtomicBool::new(false));
-            let refused_in_init = Arc::clone(&refused);
-            let (sink, stream) = socket.split();
-            let sink = sink.with(move |message: Message| {
-                futures::future::ready(Ok::<_, axum::Error>(forbidden_close(message, &refused)))
-            });
-            GraphQLWebSocket::new_with_pair(sink, stream, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let mut data = Data::default();
-                    match authenticate_payload(&tokens, &payload) {
-                        Ok(Some(viewer)) => data.insert(viewer),
-                        Ok(None) => {}
-                        Err(err) => {
-                            refused_in_init.store(true, Ordering::Relaxed);
-                            return Err(err.extend());
-                        }
-                    }
-                    Ok(data)
-                })
-                .serve()
-                .await
+        .on_upgrade(move |socket| {
+            crate::websocket::serve(socket, protocol, legacy, schema, tokens, limits, registry)
         })
-}
-
-/// async-graphql closes a refused `connection_init` with 1002; the protocol says 4403 Forbidden, which
-/// clients such as `graphql-ws` understand as "do not retry with these credentials".
-fn forbidden_close(message: Message, refused: &AtomicBool) -> Message {
-    match message {
-        Message::Close(Some(frame))
-            if frame.code == CLOSE_PROTOCOL_ERROR && refused.load(Ordering::Relaxed) =>
-        {
-            Message::Close(Some(CloseFrame {
-                code: CLOSE_FORBIDDEN,
-                reason: frame.reason,
-            }))
-        }
-        other => other,
-    }
 }

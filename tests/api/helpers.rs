@@ -41,6 +41,8 @@ pub struct Options {
     pub sweep_interval_ms: Option<u64>,
     /// A Redis of the test's own instead of TEST_REDIS_URL.
     pub redis_url: Option<String>,
+    /// WebSocket limits: (init timeout s, keep-alive s, subscriptions per connection, connections per user).
+    pub ws_limits: Option<(u64, u64, usize, usize)>,
 }
 
 impl TestApp {
@@ -67,6 +69,12 @@ impl TestApp {
         if let Some(seconds) = options.hold_ttl_seconds {
             config.hold_ttl_seconds = seconds;
             config.hold_max_seconds = seconds.max(config.hold_max_seconds.min(seconds * 3));
+        }
+        if let Some((init, keepalive, subscriptions, connections)) = options.ws_limits {
+            config.limits.ws_init_timeout_seconds = init;
+            config.limits.ws_keepalive_seconds = keepalive;
+            config.limits.ws_max_subscriptions = subscriptions;
+            config.limits.ws_max_connections_per_user = connections;
         }
         if let Some(ms) = options.sweep_interval_ms {
             config.sweep_interval_ms = ms;

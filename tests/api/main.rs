@@ -14,3 +14,4 @@ mod schema;
 mod server;
 mod subscriptions;
 mod venues;
+mod ws_limits;

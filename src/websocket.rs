@@ -1,0 +1,324 @@
+//! One GraphQL WebSocket connection: authentication in `connection_init`, and the limits around it.
+//!
+//! async-graphql speaks the protocol; this module sits between it and the socket. Outgoing messages
+//! go through one writer task, so this module can add its own (keep-alive pings, the init timeout's
+//! close, refusals of subscriptions over the cap) and rewrite close codes to what the protocol
+//! prescribes: 4403 for a refused token, 4429 for too many connections, 4408 for an init that never
+//! came.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_graphql::{Data, ErrorExtensions};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::auth::Viewer;
+use crate::auth::tokens::TokenKeys;
+use crate::error::AppError;
+use crate::schema::AppSchema;
+
+const CLOSE_FORBIDDEN: u16 = 4403;
+const CLOSE_INIT_TIMEOUT: u16 = 4408;
+const CLOSE_TOO_MANY: u16 = 4429;
+/// What async-graphql closes a refused init with; rewritten to the specific code.
+const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+
+/// Limits of one connection and of one user's connections.
+#[derive(Debug, Clone, Copy)]
+pub struct WsLimits {
+    pub init_timeout: Duration,
+    pub keepalive: Duration,
+    pub max_subscriptions: usize,
+    pub max_connections_per_user: usize,
+}
+
+/// Open connections per signed-in user on this instance.
+#[derive(Clone, Default)]
+pub struct ConnectionRegistry(Arc<Mutex<HashMap<Uuid, usize>>>);
+
+/// Holds one of a user's connection slots until dropped.
+struct ConnectionSlot {
+    registry: ConnectionRegistry,
+    user_id: Uuid,
+}
+
+impl ConnectionRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, usize>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn try_open(&self, user_id: Uuid, max: usize) -> Option<ConnectionSlot> {
+        let mut open = self.lock();
+        let count = open.entry(user_id).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(ConnectionSlot {
+            registry: self.clone(),
+            user_id,
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut open = self.registry.lock();
+        if let Some(count) = open.get_mut(&self.user_id) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.user_id);
+            }
+        }
+    }
+}
+
+/// Why the init was refused (0: it was not), to pick the close code.
+const REFUSED_TOKEN: u8 = 1;
+const REFUSED_TOO_MANY: u8 = 2;
+
+#[derive(Default)]
+struct Session {
+    initialized: AtomicBool,
+    refusal: AtomicU8,
+    active: Mutex<HashSet<String>>,
+    slot: Mutex<Option<ConnectionSlot>>,
+}
+
+impl Session {
+    fn active(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.active
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.to_owned().into(),
+    }))
+}
+
+/// Serves one upgraded socket until either side closes it. `legacy` is the graphql-ws protocol (the
+/// old subscriptions-transport-ws), which pings with `ka` and has no close codes of its own.
+pub async fn serve(
+    socket: WebSocket,
+    protocol: GraphQLProtocol,
+    legacy: bool,
+    schema: AppSchema,
+    tokens: TokenKeys,
+    limits: WsLimits,
+    registry: ConnectionRegistry,
+) {
+    let session = Arc::new(Session::default());
+    let (mut socket_sink, socket_stream) = socket.split();
+    let (mut out, mut outgoing) = futures::channel::mpsc::channel::<Message>(64);
+
+    let writer = tokio::spawn(async move {
+        while let Some(message) = outgoing.next().await {
+            let closing = matches!(message, Message::Close(_));
+            if socket_sink.send(message).await.is_err() || closing {
+                break;
+            }
+        }
+        let _ = socket_sink.close().await;
+    });
+
+    let init_timer = {
+        let mut out = out.clone();
+        let session = Arc::clone(&session);
+        tokio::spawn(async move {
+            tokio::time::sleep(limits.init_timeout).await;
+            if !session.initialized.load(Ordering::Relaxed) {
+                let _ = out
+                    .send(close(
+                        CLOSE_INIT_TIMEOUT,
+                        "Connection initialisation timeout",
+                    ))
+                    .await;
+            }
+        })
+    };
+    let keepalive = {
+        let mut out = out.clone();
+        tokio::spawn(async move {
+            let ping = if legacy {
+                r#"{"type":"ka"}"#
+            } else {
+                r#"{"type":"ping"}"#
+            };
+            let mut ticker = tokio::time::interval(limits.keepalive);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                if out.send(Message::Text(ping.into())).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+
+    let incoming = {
+        let session = Arc::clone(&session);
+        let out = out.clone();
+        socket_stream.filter_map(move |frame| {
+            let session = Arc::clone(&session);
+            let mut out = out.clone();
+            async move {
+                let Ok(Message::Text(text)) = &frame else {
+                    return Some(frame);
+                };
+                let Ok(message) = serde_json::from_str::<Value>(text) else {
+                    return Some(frame);
+                };
+                let id = message["id"].as_str().unwrap_or_default().to_owned();
+                match message["type"].as_str() {
+                    Some("subscribe" | "start") => {
+                        let admitted = {
+                            let mut active = session.active();
+                            let admitted =
+                                active.len() < limits.max_subscriptions || active.contains(&id);
+                            if admitted {
+                                active.insert(id.clone());
+                            }
+                            admitted
+                        };
+                        if !admitted {
+                            let _ = out
+                                .send(too_many_subscriptions(
+                                    &id,
+                                    legacy,
+                                    limits.max_subscriptions,
+                                ))
+                                .await;
+                            return None;
+                        }
+                    }
+                    Some("complete" | "stop") => {
+                        session.active().remove(&id);
+                    }
+                    _ => {}
+                }
+                Some(frame)
+            }
+        })
+    };
+
+    let sink = {
+        let session = Arc::clone(&session);
+        out.clone().with(move |message: Message| {
+            futures::future::ready(Ok::<_, futures::channel::mpsc::SendError>(
+                outgoing_message(message, &session),
+            ))
+        })
+    };
+
+    let init_session = Arc::clone(&session);
+    GraphQLWebSocket::new_with_pair(sink, incoming, schema, protocol)
+        .on_connection_init(move |payload| async move {
+            init_session.initialized.store(true, Ordering::Relaxed);
+            let mut data = Data::default();
+            match authenticate_payload(&tokens, &payload) {
+                Ok(Some(viewer)) => {
+                    let Some(slot) =
+                        registry.try_open(viewer.user_id, limits.max_connections_per_user)
+                    else {
+                        init_session
+                            .refusal
+                            .store(REFUSED_TOO_MANY, Ordering::Relaxed);
+                        return Err(AppError::TooManyRequests(format!(
+                            "at most {} open connections per user",
+                            limits.max_connections_per_user
+                        ))
+                        .extend());
+                    };
+                    *init_session.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(slot);
+                    data.insert(viewer);
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    init_session.refusal.store(REFUSED_TOKEN, Ordering::Relaxed);
+                    return Err(err.extend());
+                }
+            }
+            Ok(data)
+        })
+        .serve()
+        .await;
+
+    init_timer.abort();
+    keepalive.abort();
+    out.close_channel();
+    let _ = writer.await;
+}
+
+/// Notes subscriptions the server completed, and gives a refused init its protocol close code.
+fn outgoing_message(message: Message, session: &Session) -> Message {
+    match message {
+        Message::Text(ref text) => {
+            if let Ok(parsed) = serde_json::from_str::<Value>(text) {
+                if parsed["type"] == "complete" {
+                    if let Some(id) = parsed["id"].as_str() {
+                        session.active().remove(id);
+                    }
+                }
+            }
+            message
+        }
+        Message::Close(Some(frame)) if frame.code == CLOSE_PROTOCOL_ERROR => {
+            let code = match session.refusal.load(Ordering::Relaxed) {
+                REFUSED_TOKEN => CLOSE_FORBIDDEN,
+                REFUSED_TOO_MANY => CLOSE_TOO_MANY,
+                _ => return Message::Close(Some(frame)),
+            };
+            Message::Close(Some(CloseFrame {
+                code,
+                reason: frame.reason,
+            }))
+        }
+        other => other,
+    }
+}
+
+/// The protocol's per-operation error for a subscription over the cap.
+fn too_many_subscriptions(id: &str, legacy: bool, max: usize) -> Message {
+    let error = json!({
+        "message": format!("at most {max} subscriptions per connection"),
+        "extensions": { "code": "TOO_MANY_REQUESTS" }
+    });
+    let payload = if legacy { error } else { json!([error]) };
+    Message::Text(
+        json!({ "id": id, "type": "error", "payload": payload })
+            .to_string()
+            .into(),
+    )
+}
+
+/// The `connection_init` payload may carry the access token as `Authorization` (`"Bearer <token>"`),
+/// `authorization`, or `token`.
+fn authenticate_payload(tokens: &TokenKeys, payload: &Value) -> Result<Option<Viewer>, AppError> {
+    let field = ["Authorization", "authorization"]
+        .iter()
+        .find_map(|key| {
+            payload
+                .get(*key)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        })
+        .or_else(|| {
+            payload
+                .get("token")
+                .and_then(|v| v.as_str())
+                .map(|token| format!("Bearer {token}"))
+        });
+    crate::transport::authenticate(tokens, field.as_deref())
+}
