@@ -6,8 +6,8 @@ use entity::prelude::*;
 use entity::{event, event_seat, order, order_line, ticket};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -216,20 +216,7 @@ pub async fn cancel_order(
     let tickets = valid_tickets(&txn, order.id).await?;
     ensure_cancellable(&order, &event, &tickets, now)?;
     cancel_tickets(&txn, &tickets, now).await?;
-    Order::update_many()
-        .col_expr(
-            order::Column::Status,
-            Expr::value(OrderStatus::Cancelled.as_str()),
-        )
-        .col_expr(order::Column::CancelledAt, Expr::value(now))
-        .col_expr(order::Column::UpdatedAt, Expr::value(now))
-        .filter(order::Column::Id.eq(order.id))
-        .exec(&txn)
-        .await?;
-    let cancelled = Order::find_by_id(order.id)
-        .one(&txn)
-        .await?
-        .ok_or(AppError::NotFound("order"))?;
+    let cancelled = set_status(&txn, order, OrderStatus::Cancelled, Some(now), now).await?;
     txn.commit().await?;
     Ok(cancelled)
 }
@@ -412,25 +399,25 @@ pub async fn undo_cancellation(
             .exec(&txn)
             .await?;
     }
-    Order::update_many()
-        .col_expr(
-            order::Column::Status,
-            Expr::value(OrderStatus::Paid.as_str()),
-        )
-        .col_expr(
-            order::Column::CancelledAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(order::Column::UpdatedAt, Expr::value(now))
-        .filter(order::Column::Id.eq(order.id))
-        .exec(&txn)
-        .await?;
-    let restored = Order::find_by_id(order.id)
-        .one(&txn)
-        .await?
-        .ok_or(AppError::NotFound("order"))?;
+    let restored = set_status(&txn, order, OrderStatus::Paid, None, now).await?;
     txn.commit().await?;
     Ok(restored)
+}
+
+/// Moves a locked order to `status`, with `cancelled_at` set (cancelling) or cleared (restoring), in
+/// the caller's transaction; returns the order as stored.
+async fn set_status(
+    txn: &DatabaseTransaction,
+    order: order::Model,
+    status: OrderStatus,
+    cancelled_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> AppResult<order::Model> {
+    let mut active: order::ActiveModel = order.into();
+    active.status = Set(status);
+    active.cancelled_at = Set(cancelled_at);
+    active.updated_at = Set(now);
+    Ok(active.update(txn).await?)
 }
 
 /// Refunds full cancellations whose undo window has closed.
