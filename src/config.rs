@@ -14,6 +14,7 @@
 //! | `TRUST_FORWARDED_FOR` | `false` | take the client address from `X-Forwarded-For` (behind a proxy) |
 //! | `HOLD_TTL_SECONDS` | `600` | how long a hold lasts |
 //! | `HOLD_MAX_SECONDS` | `1800` | the longest a hold may live, extensions included |
+//! | `HOLD_WARNING_SECONDS` | `120` | how long before expiry the buyer is warned (0: never) |
 //! | `SWEEP_INTERVAL_MS` | `1000` | how often expired holds are released |
 //! | `LIVE_COALESCE_MS` | `75` | how long live seat-map changes are gathered into one message |
 //! | `SEED_DEMO` | `true` | seed demo venues, events and accounts into an empty database |
@@ -53,6 +54,7 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     pub hold_ttl_seconds: i64,
     pub hold_max_seconds: i64,
+    pub hold_warning_seconds: i64,
     pub sweep_interval_ms: u64,
     pub live_coalesce_ms: u64,
     pub seed_demo: bool,
@@ -181,6 +183,7 @@ impl Config {
             trust_forwarded_for: false,
             hold_ttl_seconds: 600,
             hold_max_seconds: 1800,
+            hold_warning_seconds: 120,
             sweep_interval_ms: 1000,
             live_coalesce_ms: 75,
             seed_demo: true,
@@ -257,6 +260,15 @@ impl Config {
                 reason: "holds need HOLD_TTL_SECONDS >= 1 and HOLD_MAX_SECONDS >= HOLD_TTL_SECONDS"
                     .into(),
             });
+        }
+        if let Some(value) = var("HOLD_WARNING_SECONDS") {
+            config.hold_warning_seconds = parse("HOLD_WARNING_SECONDS", &value)?;
+            if config.hold_warning_seconds < 0 {
+                return Err(ConfigError::Invalid {
+                    name: "HOLD_WARNING_SECONDS",
+                    reason: "must be 0 (no warnings) or more".into(),
+                });
+            }
         }
         if let Some(value) = var("SWEEP_INTERVAL_MS") {
             config.sweep_interval_ms = parse("SWEEP_INTERVAL_MS", &value)?;

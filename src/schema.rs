@@ -25,6 +25,7 @@ use crate::notifications::graphql::{
 };
 use crate::orders::graphql::{OrderMutation, OrderQuery};
 use crate::orders::loaders::{LinesByOrderLoader, TicketsByOrderLoader};
+use crate::orders::subscriptions::OrderSubscription;
 use crate::state::AppState;
 use crate::venues::graphql::{VenueMutation, VenueQuery};
 use crate::venues::loaders::{SeatByIdLoader, SectionsByVenueLoader, VenueByIdLoader};
@@ -58,6 +59,7 @@ pub struct SubscriptionRoot(
     ServerSubscription,
     EventSubscription,
     NotificationSubscription,
+    OrderSubscription,
 );
 
 /// Slowest and fastest heartbeat a client may ask for.

@@ -15,6 +15,8 @@ pub struct Model {
     pub source: HoldSource,
     pub expires_at: DateTimeUtc,
     pub max_expires_at: DateTimeUtc,
+    /// When the buyer was warned that the hold is about to expire (cleared by an extension).
+    pub expiry_warned_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

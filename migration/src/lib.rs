@@ -13,6 +13,7 @@ mod m20261122_000003_events_and_holds;
 mod m20261122_000004_orders_inventory_tickets;
 mod m20261122_000005_waitlist_queue_notifications;
 mod m20261122_000006_live_sequences;
+mod m20261122_000007_hold_expiry_warnings;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_orders_inventory_tickets::Migration),
             Box::new(m20261122_000005_waitlist_queue_notifications::Migration),
             Box::new(m20261122_000006_live_sequences::Migration),
+            Box::new(m20261122_000007_hold_expiry_warnings::Migration),
         ]
     }
 }

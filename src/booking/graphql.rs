@@ -9,11 +9,13 @@ use uuid::Uuid;
 use crate::auth::guards::RoleGuard;
 use crate::booking::idempotency::{self, IdempotencyKey};
 use crate::booking::service::{self, BestAvailable, Quantity};
-use crate::error::AppResult;
+use crate::booking::sweeper::{publish_ended, publish_hold_update};
+use crate::error::{AppError, AppResult};
 use crate::events::graphql::{Event, load_event};
 use crate::gql::{ContextExt, parse_id};
-use crate::live::LiveMessage;
+use crate::live::{LiveMessage, OrderUpdateKind};
 use crate::orders::graphql::{Order, SeatLabel};
+use crate::orders::subscriptions::publish_order_update;
 use crate::state::AppState;
 
 /// Where a hold is in its life.
@@ -162,6 +164,7 @@ where
     idempotency::once(&state.db, user_id, &key, operation, hash, work).await
 }
 
+/// Loads the hold a mutation made and publishes it (a retried request publishes again, harmlessly).
 async fn hold_result(state: &AppState, user_id: Uuid, hold_id: Uuid) -> AppResult<Hold> {
     let hold = service::find_own_hold(&state.db, user_id, hold_id).await?;
     state
@@ -170,21 +173,24 @@ async fn hold_result(state: &AppState, user_id: Uuid, hold_id: Uuid) -> AppResul
             event_id: hold.event_id,
         })
         .await;
+    publish_hold_update(state, &hold, OrderUpdateKind::HoldCreated).await;
     Ok(hold.into())
 }
 
+/// Loads the order a payment made and publishes it.
 async fn order_result(state: &AppState, user_id: Uuid, order_id: Uuid) -> AppResult<Order> {
     let order = entity::prelude::Order::find_by_id(order_id)
         .one(&state.db)
         .await?
         .filter(|order| order.user_id == user_id)
-        .ok_or(crate::error::AppError::NotFound("order"))?;
+        .ok_or(AppError::NotFound("order"))?;
     state
         .bus
         .publish(LiveMessage::InventoryChanged {
             event_id: order.event_id,
         })
         .await;
+    publish_order_update(state, &order, OrderUpdateKind::OrderConfirmed).await;
     Ok(order.into())
 }
 
@@ -328,10 +334,11 @@ impl BookingMutation {
         let viewer = ctx.viewer().extend()?;
         let id = parse_id(&hold_id, "holdId").extend()?;
         let policy = state.config.hold_policy();
-        Ok(service::extend_hold(&state.db, &policy, viewer.user_id, id)
+        let hold = service::extend_hold(&state.db, &policy, viewer.user_id, id)
             .await
-            .extend()?
-            .into())
+            .extend()?;
+        publish_hold_update(state, &hold, OrderUpdateKind::HoldExtended).await;
+        Ok(hold.into())
     }
 
     /// Gives a hold's tickets or seats back.
@@ -343,12 +350,12 @@ impl BookingMutation {
         let hold = service::release_hold(&state.db, viewer.user_id, id)
             .await
             .extend()?;
-        state
-            .bus
-            .publish(LiveMessage::InventoryChanged {
-                event_id: hold.event_id,
-            })
-            .await;
+        publish_ended(
+            state,
+            std::slice::from_ref(&hold),
+            OrderUpdateKind::HoldReleased,
+        )
+        .await;
         Ok(hold.into())
     }
 
@@ -378,9 +385,15 @@ impl BookingMutation {
                 .id)
             },
         )
-        .await
-        .extend()?;
-        order_result(state, viewer.user_id, order_id).await.extend()
+        .await;
+        if let Err(AppError::PaymentDeclined(_)) = &order_id
+            && let Ok(hold) = service::find_own_hold(&state.db, viewer.user_id, hold_id).await
+        {
+            publish_hold_update(state, &hold, OrderUpdateKind::PaymentDeclined).await;
+        }
+        order_result(state, viewer.user_id, order_id.extend()?)
+            .await
+            .extend()
     }
 
     /// Holds and pays for general-admission tickets in one call: confirmed, or refused (SOLD_OUT,

@@ -165,7 +165,7 @@ async fn expire_own_stale_hold(
     user_id: Uuid,
     event_id: Uuid,
     now: DateTime<Utc>,
-) -> AppResult<Vec<Uuid>> {
+) -> AppResult<()> {
     let stale = Hold::find()
         .filter(hold::Column::UserId.eq(user_id))
         .filter(hold::Column::EventId.eq(event_id))
@@ -174,8 +174,11 @@ async fn expire_own_stale_hold(
         .one(db)
         .await?;
     match stale {
-        Some(stale) => crate::booking::sweeper::expire_holds_by_id(db, &[stale.id], now).await,
-        None => Ok(Vec::new()),
+        Some(stale) => {
+            crate::booking::sweeper::expire_holds_by_id(db, &[stale.id], now).await?;
+            Ok(())
+        }
+        None => Ok(()),
     }
 }
 
@@ -197,6 +200,7 @@ fn new_hold(
         source: Set(HoldSource::Direct),
         expires_at: Set(now + policy.ttl),
         max_expires_at: Set(now + policy.max_lifetime.max(policy.ttl)),
+        expiry_warned_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -656,6 +660,10 @@ pub async fn extend_hold(
     // Conditional on still being active, so it cannot revive a hold the sweeper just expired.
     let extended = Hold::update_many()
         .col_expr(hold::Column::ExpiresAt, Expr::value(new_expiry))
+        .col_expr(
+            hold::Column::ExpiryWarnedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .col_expr(hold::Column::UpdatedAt, Expr::value(now))
         .filter(hold::Column::Id.eq(hold.id))
         .filter(hold::Column::Status.eq(HoldStatus::Active))

@@ -21,7 +21,8 @@ use crate::booking::service::{adjust_tiers, free_seats};
 use crate::db::is_postgres;
 use crate::error::AppResult;
 use crate::events::changelog;
-use crate::live::LiveMessage;
+use crate::live::{LiveMessage, OrderUpdateKind};
+use crate::notifications::service as notifications;
 use crate::state::AppState;
 
 /// How long the live change log keeps entries: clients resuming from older ones get a snapshot.
@@ -30,14 +31,13 @@ const CHANGELOG_HOURS: i64 = 24;
 /// Holds expired per transaction.
 const BATCH: u64 = 200;
 
-/// Ends the given holds if they are still active (waiting for their locks); returns the events whose
-/// stock came back.
+/// Ends the given holds if they are still active (waiting for their locks); returns the holds ended.
 pub async fn end_holds(
     db: &DatabaseConnection,
     ids: &[Uuid],
     status: HoldStatus,
     now: DateTime<Utc>,
-) -> AppResult<Vec<Uuid>> {
+) -> AppResult<Vec<hold::Model>> {
     let txn = db.begin().await?;
     let mut query = Hold::find()
         .filter(hold::Column::Id.is_in(ids.iter().copied()))
@@ -47,9 +47,9 @@ pub async fn end_holds(
         query = query.lock_exclusive();
     }
     let holds = query.all(&txn).await?;
-    let events = end_locked_holds(&txn, &holds, status, now).await?;
+    end_locked_holds(&txn, &holds, status, now).await?;
     txn.commit().await?;
-    Ok(events)
+    Ok(holds)
 }
 
 /// Expires specific holds (a buyer's own stale hold) if still active.
@@ -57,15 +57,15 @@ pub async fn expire_holds_by_id(
     db: &DatabaseConnection,
     ids: &[Uuid],
     now: DateTime<Utc>,
-) -> AppResult<Vec<Uuid>> {
+) -> AppResult<Vec<hold::Model>> {
     end_holds(db, ids, HoldStatus::Expired, now).await
 }
 
-/// Expires one batch of holds due at `now`; returns the affected events and whether the batch was full.
+/// Expires one batch of holds due at `now`; returns the holds expired and whether the batch was full.
 pub async fn expire_due(
     db: &DatabaseConnection,
     now: DateTime<Utc>,
-) -> AppResult<(Vec<Uuid>, bool)> {
+) -> AppResult<(Vec<hold::Model>, bool)> {
     let txn = db.begin().await?;
     let mut query = Hold::find()
         .filter(hold::Column::Status.eq(HoldStatus::Active))
@@ -80,9 +80,9 @@ pub async fn expire_due(
     }
     let holds = query.all(&txn).await?;
     let full = holds.len() as u64 == BATCH;
-    let events = end_locked_holds(&txn, &holds, HoldStatus::Expired, now).await?;
+    end_locked_holds(&txn, &holds, HoldStatus::Expired, now).await?;
     txn.commit().await?;
-    Ok((events, full))
+    Ok((holds, full))
 }
 
 /// Returns the stock of locked, active holds and gives them their final status.
@@ -91,9 +91,9 @@ async fn end_locked_holds(
     holds: &[hold::Model],
     status: HoldStatus,
     now: DateTime<Utc>,
-) -> AppResult<Vec<Uuid>> {
+) -> AppResult<()> {
     if holds.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let ids: Vec<Uuid> = holds.iter().map(|h| h.id).collect();
     let mut per_tier: BTreeMap<Uuid, i32> = BTreeMap::new();
@@ -135,22 +135,112 @@ async fn end_locked_holds(
         .filter(hold::Column::Status.eq(HoldStatus::Active))
         .exec(txn)
         .await?;
-    Ok(events.into_iter().collect())
+    Ok(())
+}
+
+/// Tells each buyer whose hold expires within `warn_before` (once per expiry): a notification in the
+/// same transaction that claims the warning. Returns the holds warned.
+pub async fn warn_expiring(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+    warn_before: chrono::Duration,
+) -> AppResult<Vec<hold::Model>> {
+    let txn = db.begin().await?;
+    // The conditional UPDATE is the claim: a concurrent sweeper's update of the same row waits for
+    // this one and then no longer matches `expiry_warned_at IS NULL`.
+    let warned = Hold::update_many()
+        .col_expr(hold::Column::ExpiryWarnedAt, Expr::value(now))
+        .filter(hold::Column::Status.eq(HoldStatus::Active))
+        .filter(hold::Column::ExpiryWarnedAt.is_null())
+        .filter(hold::Column::ExpiresAt.gt(now))
+        .filter(hold::Column::ExpiresAt.lte(now + warn_before))
+        .exec_with_returning(&txn)
+        .await?;
+    let titles: BTreeMap<Uuid, String> = Event::find()
+        .filter(entity::event::Column::Id.is_in(warned.iter().map(|h| h.event_id)))
+        .select_only()
+        .column(entity::event::Column::Id)
+        .column(entity::event::Column::Title)
+        .into_tuple::<(Uuid, String)>()
+        .all(&txn)
+        .await?
+        .into_iter()
+        .collect();
+    for hold in &warned {
+        let title = titles
+            .get(&hold.event_id)
+            .map_or("your event", String::as_str);
+        let minutes_left = ((hold.expires_at - now).num_seconds().max(0) as u64).div_ceil(60);
+        notifications::notify(
+            &txn,
+            hold.user_id,
+            "hold_expiring",
+            &format!("Your hold for {title} is about to expire"),
+            &format!(
+                "Check out within {minutes_left} minute{} or the tickets go back on sale.",
+                if minutes_left == 1 { "" } else { "s" }
+            ),
+            serde_json::json!({
+                "holdId": hold.id,
+                "eventId": hold.event_id,
+                "expiresAt": hold.expires_at,
+            }),
+            now,
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(warned)
+}
+
+/// Publishes what ending holds changed: the events' stock, and each buyer's hold.
+pub async fn publish_ended(state: &AppState, holds: &[hold::Model], kind: OrderUpdateKind) {
+    let events: BTreeSet<Uuid> = holds.iter().map(|h| h.event_id).collect();
+    for event_id in events {
+        state
+            .bus
+            .publish(LiveMessage::InventoryChanged { event_id })
+            .await;
+    }
+    for hold in holds {
+        publish_hold_update(state, hold, kind).await;
+    }
+}
+
+/// Tells the hold's buyer, live, what happened to it.
+pub async fn publish_hold_update(state: &AppState, hold: &hold::Model, kind: OrderUpdateKind) {
+    state
+        .bus
+        .publish(LiveMessage::OrderUpdated {
+            user_id: hold.user_id,
+            event_id: hold.event_id,
+            kind,
+            hold_id: Some(hold.id),
+            order_id: None,
+        })
+        .await;
 }
 
 /// One pass of the sweeper: expire due holds (batch after batch), refund cancellations whose undo
 /// window closed, forget old idempotency keys. Publishes freed stock after each commit.
 pub async fn sweep_once(state: &AppState, now: DateTime<Utc>) -> AppResult<()> {
     loop {
-        let (events, full) = expire_due(&state.db, now).await?;
-        for event_id in events {
-            state
-                .bus
-                .publish(LiveMessage::InventoryChanged { event_id })
-                .await;
-        }
+        let (expired, full) = expire_due(&state.db, now).await?;
+        publish_ended(state, &expired, OrderUpdateKind::HoldExpired).await;
         if !full {
             break;
+        }
+    }
+    let warn_before = chrono::Duration::seconds(state.config.hold_warning_seconds);
+    if warn_before > chrono::Duration::zero() {
+        for hold in warn_expiring(&state.db, now, warn_before).await? {
+            state
+                .bus
+                .publish(LiveMessage::NotificationsChanged {
+                    user_id: hold.user_id,
+                })
+                .await;
+            publish_hold_update(state, &hold, OrderUpdateKind::HoldExpiringSoon).await;
         }
     }
     crate::orders::service::refund_closed_cancellations(&state.db, state.payments.as_ref(), now)

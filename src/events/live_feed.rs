@@ -105,7 +105,9 @@ impl SeatFeeds {
                     Ok(LiveMessage::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
                         dispatcher.wake(None)
                     }
-                    Ok(LiveMessage::NotificationsChanged { .. }) => {}
+                    Ok(
+                        LiveMessage::NotificationsChanged { .. } | LiveMessage::OrderUpdated { .. },
+                    ) => {}
                     Err(broadcast::error::RecvError::Closed) => break,
                 }
             }

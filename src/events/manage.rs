@@ -523,6 +523,8 @@ pub struct Cancellation {
     pub event: event::Model,
     /// Paid orders that were cancelled and now need refunds.
     pub cancelled_orders: Vec<order::Model>,
+    /// Holds that were live and are now released.
+    pub released_holds: Vec<hold::Model>,
 }
 
 /// Cancels an event: releases every active hold, cancels every paid order and its tickets, frees their
@@ -543,7 +545,7 @@ pub async fn cancel_event(
     // Lock order matches booking (event row, then inventory) so cancellation cannot deadlock with it.
     lock_event(&txn, event.id).await?;
 
-    Hold::update_many()
+    let released_holds = Hold::update_many()
         .col_expr(
             hold::Column::Status,
             Expr::value(HoldStatus::Released.as_str()),
@@ -551,7 +553,7 @@ pub async fn cancel_event(
         .col_expr(hold::Column::UpdatedAt, Expr::value(now))
         .filter(hold::Column::EventId.eq(event.id))
         .filter(hold::Column::Status.eq(HoldStatus::Active))
-        .exec(&txn)
+        .exec_with_returning(&txn)
         .await?;
     let cancelled_orders = Order::find()
         .filter(order::Column::EventId.eq(event.id))
@@ -640,6 +642,7 @@ pub async fn cancel_event(
     Ok(Cancellation {
         event,
         cancelled_orders,
+        released_holds,
     })
 }
 

@@ -4,10 +4,12 @@ use async_graphql::{Context, ID, InputObject, Object, Result, ResultExt};
 use chrono::{DateTime, Utc};
 
 use crate::auth::guards::RoleGuard;
+use crate::booking::sweeper::publish_hold_update;
 use crate::events::graphql::{Event, EventCategory, TicketTier, TierKind};
 use crate::events::manage::{self, EventChanges, NewEvent, NewTier, TierChanges};
 use crate::gql::{ContextExt, parse_id};
-use crate::live::LiveMessage;
+use crate::live::{LiveMessage, OrderUpdateKind};
+use crate::orders::subscriptions::publish_order_update;
 use crate::payments::service::refund_orders;
 
 /// A new event. It starts as a draft, invisible to the public until `publishEvent`.
@@ -211,6 +213,12 @@ impl EventMutation {
                 .bus
                 .publish(LiveMessage::NotificationsChanged { user_id })
                 .await;
+        }
+        for order in &cancellation.cancelled_orders {
+            publish_order_update(state, order, OrderUpdateKind::OrderCancelled).await;
+        }
+        for hold in &cancellation.released_holds {
+            publish_hold_update(state, hold, OrderUpdateKind::HoldReleased).await;
         }
         refund_orders(
             &state.db,

@@ -32,8 +32,32 @@ pub enum LiveMessage {
     InventoryChanged { event_id: Uuid },
     /// A user has new notifications.
     NotificationsChanged { user_id: Uuid },
+    /// Something happened to one of a buyer's holds or orders.
+    OrderUpdated {
+        user_id: Uuid,
+        event_id: Uuid,
+        kind: OrderUpdateKind,
+        hold_id: Option<Uuid>,
+        order_id: Option<Uuid>,
+    },
     /// Messages may have been lost (the Redis subscription was re-established): reload from a snapshot.
     Resync,
+}
+
+/// What happened to a buyer's hold or order.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderUpdateKind {
+    HoldCreated,
+    HoldExtended,
+    HoldExpiringSoon,
+    HoldExpired,
+    HoldReleased,
+    PaymentDeclined,
+    OrderConfirmed,
+    OrderCancelled,
+    OrderRestored,
+    OrderReduced,
 }
 
 /// The wire format on Redis.

@@ -9,9 +9,10 @@ use uuid::Uuid;
 use crate::auth::guards::RoleGuard;
 use crate::events::graphql::{Event, load_event};
 use crate::gql::{ContextExt, Cursor, page_size, parse_id};
-use crate::live::LiveMessage;
+use crate::live::{LiveMessage, OrderUpdateKind};
 use crate::orders::loaders::{LinesByOrderLoader, TicketsByOrderLoader};
 use crate::orders::service::{self, OrderFilter, UNDO_WINDOW_MINUTES};
+use crate::orders::subscriptions::publish_order_update;
 use crate::venues::loaders::SeatByIdLoader;
 
 /// Where an order is in its life.
@@ -273,6 +274,7 @@ impl OrderMutation {
                 event_id: order.event_id,
             })
             .await;
+        publish_order_update(state, &order, OrderUpdateKind::OrderCancelled).await;
         Ok(order.into())
     }
 
@@ -301,6 +303,7 @@ impl OrderMutation {
                 event_id: order.event_id,
             })
             .await;
+        publish_order_update(state, &order, OrderUpdateKind::OrderReduced).await;
         Ok(order.into())
     }
 
@@ -319,6 +322,7 @@ impl OrderMutation {
                 event_id: order.event_id,
             })
             .await;
+        publish_order_update(state, &order, OrderUpdateKind::OrderRestored).await;
         Ok(order.into())
     }
 }

@@ -9,3 +9,4 @@
 pub mod graphql;
 pub mod loaders;
 pub mod service;
+pub mod subscriptions;

@@ -19,12 +19,12 @@ fn key() -> String {
     Uuid::new_v4().to_string()
 }
 
-struct Tiers {
-    reserved: Uuid,
-    standing: Uuid,
+pub struct Tiers {
+    pub reserved: Uuid,
+    pub standing: Uuid,
 }
 
-async fn tiers(app: &TestApp, event_id: Uuid) -> Tiers {
+pub async fn tiers(app: &TestApp, event_id: Uuid) -> Tiers {
     let data = app
         .data(
             "query($id: ID!) { event(id: $id) { tiers { id kind } } }",

@@ -38,6 +38,7 @@ pub struct Options {
     pub introspection: Option<bool>,
     pub cors_origins: Option<CorsOrigins>,
     pub hold_ttl_seconds: Option<i64>,
+    pub hold_warning_seconds: Option<i64>,
     pub sweep_interval_ms: Option<u64>,
     /// A Redis of the test's own instead of TEST_REDIS_URL.
     pub redis_url: Option<String>,
@@ -75,6 +76,9 @@ impl TestApp {
             config.limits.ws_keepalive_seconds = keepalive;
             config.limits.ws_max_subscriptions = subscriptions;
             config.limits.ws_max_connections_per_user = connections;
+        }
+        if let Some(seconds) = options.hold_warning_seconds {
+            config.hold_warning_seconds = seconds;
         }
         if let Some(ms) = options.sweep_interval_ms {
             config.sweep_interval_ms = ms;

@@ -40,6 +40,42 @@ pub async fn send(socket: &mut Socket, message: Value) {
         .expect("the socket accepts the message");
 }
 
+/// Subscribes with graphql-transport-ws and returns once the server has registered the subscription:
+/// messages on one socket are handled in order, so a later heartbeat's first tick proves it.
+pub async fn subscribe(socket: &mut Socket, id: &str, query: &str, variables: Value) {
+    send(
+        socket,
+        json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } }),
+    )
+    .await;
+    send(
+        socket,
+        json!({ "id": "sync", "type": "subscribe", "payload": { "query": "subscription { heartbeat(intervalSeconds: 1) }" } }),
+    )
+    .await;
+    loop {
+        let message = next_message(socket).await;
+        assert_ne!(
+            message["id"], id,
+            "nothing is pushed before a change: {message}"
+        );
+        if message["id"] == "sync" {
+            break;
+        }
+    }
+    send(socket, json!({ "id": "sync", "type": "complete" })).await;
+}
+
+/// The next message for subscription `id`, skipping others (such as a heartbeat's last tick).
+pub async fn next_for(socket: &mut Socket, id: &str) -> Value {
+    loop {
+        let message = next_message(socket).await;
+        if message["id"] == id {
+            return message;
+        }
+    }
+}
+
 /// The next protocol message, skipping keep-alives; fails after ten seconds without one.
 pub async fn next_message(socket: &mut Socket) -> Value {
     loop {
