@@ -1,7 +1,8 @@
 //! The event bus that carries live changes from the instance that made them to every subscriber.
 //!
-//! The bus knows no domain: it moves [`LiveMessage`]s. Messages are published only after the transaction
-//! that caused them commits. Two transports, chosen by configuration:
+//! The bus does not interpret what it carries: it moves small [`LiveMessage`]s naming what changed, and
+//! subscribers read the details. Messages are published only after the transaction that caused them
+//! commits. Two transports, chosen by configuration:
 //! - in-process (embedded default): a broadcast channel;
 //! - Redis pub/sub: every instance PUBLISHes to one channel and keeps ONE subscriber connection that
 //!   fans messages out to its own broadcast channel, never a Redis connection per GraphQL subscriber.
@@ -15,6 +16,8 @@ mod redis_transport;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use uuid::Uuid;
+
+pub use crate::orders::subscriptions::OrderUpdateKind;
 
 use self::redis_transport::RedisTransport;
 
@@ -42,22 +45,6 @@ pub enum LiveMessage {
     },
     /// Messages may have been lost (the Redis subscription was re-established): reload from a snapshot.
     Resync,
-}
-
-/// What happened to a buyer's hold or order.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderUpdateKind {
-    HoldCreated,
-    HoldExtended,
-    HoldExpiringSoon,
-    HoldExpired,
-    HoldReleased,
-    PaymentDeclined,
-    OrderConfirmed,
-    OrderCancelled,
-    OrderRestored,
-    OrderReduced,
 }
 
 /// The wire format on Redis.

@@ -5,6 +5,7 @@ use async_graphql::{
 };
 use entity::order;
 use futures::Stream;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
@@ -13,12 +14,13 @@ use crate::booking::graphql::Hold;
 use crate::booking::service::find_own_hold;
 use crate::error::AppError;
 use crate::gql::{ContextExt, parse_id};
-use crate::live::{self, LiveMessage};
+use crate::live::LiveMessage;
 use crate::orders::graphql::Order;
 use crate::state::AppState;
 
 /// What happened to one of your holds or orders.
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OrderUpdateKind {
     /// A hold was made (by you, or as a waitlist offer).
     HoldCreated,
@@ -43,24 +45,6 @@ pub enum OrderUpdateKind {
     /// Updates may have been missed (the server lost its live connection or you fell behind):
     /// reload `myHolds` and `myOrders`.
     Resync,
-}
-
-impl From<live::OrderUpdateKind> for OrderUpdateKind {
-    fn from(kind: live::OrderUpdateKind) -> Self {
-        use live::OrderUpdateKind as Live;
-        match kind {
-            Live::HoldCreated => Self::HoldCreated,
-            Live::HoldExtended => Self::HoldExtended,
-            Live::HoldExpiringSoon => Self::HoldExpiringSoon,
-            Live::HoldExpired => Self::HoldExpired,
-            Live::HoldReleased => Self::HoldReleased,
-            Live::PaymentDeclined => Self::PaymentDeclined,
-            Live::OrderConfirmed => Self::OrderConfirmed,
-            Live::OrderCancelled => Self::OrderCancelled,
-            Live::OrderRestored => Self::OrderRestored,
-            Live::OrderReduced => Self::OrderReduced,
-        }
-    }
 }
 
 /// One change to a hold or order of yours. `hold` and `order` are read when the update is delivered,
@@ -141,7 +125,7 @@ impl OrderSubscription {
                         if owner == user_id && only_event.is_none_or(|only| only == event_id) =>
                     {
                         yield OrderUpdate {
-                            kind: kind.into(),
+                            kind,
                             event_id: Some(ID(event_id.to_string())),
                             user_id,
                             hold_id,
@@ -166,11 +150,7 @@ impl OrderSubscription {
 }
 
 /// Tells the order's buyer, live, what happened to it.
-pub async fn publish_order_update(
-    state: &AppState,
-    order: &order::Model,
-    kind: live::OrderUpdateKind,
-) {
+pub async fn publish_order_update(state: &AppState, order: &order::Model, kind: OrderUpdateKind) {
     state
         .bus
         .publish(LiveMessage::OrderUpdated {
