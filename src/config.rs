@@ -15,6 +15,7 @@
 //! | `HOLD_TTL_SECONDS` | `600` | how long a hold lasts |
 //! | `HOLD_MAX_SECONDS` | `1800` | the longest a hold may live, extensions included |
 //! | `HOLD_WARNING_SECONDS` | `120` | how long before expiry the buyer is warned (0: never) |
+//! | `WAITLIST_CLAIM_SECONDS` | `1800` | how long a waitlist offer is held for its buyer |
 //! | `SWEEP_INTERVAL_MS` | `1000` | how often expired holds are released |
 //! | `LIVE_COALESCE_MS` | `75` | how long live seat-map changes are gathered into one message |
 //! | `SEED_DEMO` | `true` | seed demo venues, events and accounts into an empty database |
@@ -55,6 +56,7 @@ pub struct Config {
     pub hold_ttl_seconds: i64,
     pub hold_max_seconds: i64,
     pub hold_warning_seconds: i64,
+    pub waitlist_claim_seconds: i64,
     pub sweep_interval_ms: u64,
     pub live_coalesce_ms: u64,
     pub seed_demo: bool,
@@ -184,6 +186,7 @@ impl Config {
             hold_ttl_seconds: 600,
             hold_max_seconds: 1800,
             hold_warning_seconds: 120,
+            waitlist_claim_seconds: 1800,
             sweep_interval_ms: 1000,
             live_coalesce_ms: 75,
             seed_demo: true,
@@ -270,6 +273,15 @@ impl Config {
                 });
             }
         }
+        if let Some(value) = var("WAITLIST_CLAIM_SECONDS") {
+            config.waitlist_claim_seconds = parse("WAITLIST_CLAIM_SECONDS", &value)?;
+            if config.waitlist_claim_seconds < 1 {
+                return Err(ConfigError::Invalid {
+                    name: "WAITLIST_CLAIM_SECONDS",
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
         if let Some(value) = var("SWEEP_INTERVAL_MS") {
             config.sweep_interval_ms = parse("SWEEP_INTERVAL_MS", &value)?;
             if config.sweep_interval_ms == 0 {
@@ -350,6 +362,7 @@ impl Config {
             ttl: chrono::Duration::seconds(self.hold_ttl_seconds),
             max_lifetime: chrono::Duration::seconds(self.hold_max_seconds),
             max_per_request: self.limits.max_tickets_per_request,
+            waitlist_claim: chrono::Duration::seconds(self.waitlist_claim_seconds),
         }
     }
 

@@ -36,5 +36,7 @@ pub mod state;
 pub mod transport;
 /// Venues, sections and seats.
 pub mod venues;
+/// Waitlists for sold-out tiers and sections, and promotion of freed stock.
+pub mod waitlist;
 /// One WebSocket connection: authentication and limits around async-graphql's protocol handling.
 pub mod websocket;

@@ -29,6 +29,7 @@ use crate::orders::subscriptions::OrderSubscription;
 use crate::state::AppState;
 use crate::venues::graphql::{VenueMutation, VenueQuery};
 use crate::venues::loaders::{SeatByIdLoader, SectionsByVenueLoader, VenueByIdLoader};
+use crate::waitlist::graphql::{WaitlistMutation, WaitlistQuery, WaitlistSubscription};
 
 #[derive(MergedObject, Default)]
 pub struct QueryRoot(
@@ -38,6 +39,7 @@ pub struct QueryRoot(
     BookingQuery,
     OrderQuery,
     NotificationQuery,
+    WaitlistQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -48,6 +50,7 @@ pub struct MutationRoot(
     BookingMutation,
     OrderMutation,
     NotificationMutation,
+    WaitlistMutation,
 );
 
 /// Transport-level subscriptions.
@@ -60,6 +63,7 @@ pub struct SubscriptionRoot(
     EventSubscription,
     NotificationSubscription,
     OrderSubscription,
+    WaitlistSubscription,
 );
 
 /// Slowest and fastest heartbeat a client may ask for.

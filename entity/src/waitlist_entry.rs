@@ -15,6 +15,8 @@ pub struct Model {
     pub status: WaitlistStatus,
     pub offered_hold_id: Option<Uuid>,
     pub offer_expires_at: Option<DateTimeUtc>,
+    /// When the offer was pushed to the buyer (once, by whichever instance claimed it).
+    pub offer_announced_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

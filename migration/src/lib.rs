@@ -14,6 +14,7 @@ mod m20261122_000004_orders_inventory_tickets;
 mod m20261122_000005_waitlist_queue_notifications;
 mod m20261122_000006_live_sequences;
 mod m20261122_000007_hold_expiry_warnings;
+mod m20261122_000008_waitlist_offer_announcements;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_waitlist_queue_notifications::Migration),
             Box::new(m20261122_000006_live_sequences::Migration),
             Box::new(m20261122_000007_hold_expiry_warnings::Migration),
+            Box::new(m20261122_000008_waitlist_offer_announcements::Migration),
         ]
     }
 }

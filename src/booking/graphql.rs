@@ -1,5 +1,6 @@
 use async_graphql::{
-    ComplexObject, Context, Enum, ID, InputObject, Object, Result, ResultExt, SimpleObject,
+    ComplexObject, Context, Enum, ErrorExtensions, ID, InputObject, Object, Result, ResultExt,
+    SimpleObject,
 };
 use chrono::{DateTime, Utc};
 use entity::hold;
@@ -17,6 +18,7 @@ use crate::live::{LiveMessage, OrderUpdateKind};
 use crate::orders::graphql::{Order, SeatLabel};
 use crate::orders::subscriptions::publish_order_update;
 use crate::state::AppState;
+use crate::waitlist::graphql::join_if_sold_out;
 
 /// Where a hold is in its life.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
@@ -125,6 +127,10 @@ pub struct HoldTicketsInput {
     pub tier_id: ID,
     pub quantity: i32,
     pub idempotency_key: String,
+    /// When SOLD_OUT, join the tier's waitlist: the error then carries `extensions.waitlistEntryId`
+    /// and `extensions.waitlistPosition`.
+    #[graphql(default)]
+    pub join_waitlist_if_sold_out: bool,
 }
 
 /// Pay for a hold.
@@ -144,6 +150,10 @@ pub struct BookTicketsInput {
     pub quantity: i32,
     pub payment_token: String,
     pub idempotency_key: String,
+    /// When SOLD_OUT, join the tier's waitlist: the error then carries `extensions.waitlistEntryId`
+    /// and `extensions.waitlistPosition`.
+    #[graphql(default)]
+    pub join_waitlist_if_sold_out: bool,
 }
 
 /// Runs `work` once per idempotency key of the viewer; a retry returns the id the first run produced.
@@ -322,8 +332,14 @@ impl BookingMutation {
                 )
             },
         )
-        .await
-        .extend()?;
+        .await;
+        let hold_id = match hold_id {
+            Ok(id) => id,
+            Err(err) if input.join_waitlist_if_sold_out => {
+                return Err(join_if_sold_out(state, viewer.user_id, tier_id, quantity, err).await);
+            }
+            Err(err) => return Err(err.extend()),
+        };
         hold_result(state, viewer.user_id, hold_id).await.extend()
     }
 
@@ -347,7 +363,8 @@ impl BookingMutation {
         let state = ctx.state().extend()?;
         let viewer = ctx.viewer().extend()?;
         let id = parse_id(&hold_id, "holdId").extend()?;
-        let hold = service::release_hold(&state.db, viewer.user_id, id)
+        let policy = state.config.hold_policy();
+        let hold = service::release_hold(&state.db, &policy, viewer.user_id, id)
             .await
             .extend()?;
         publish_ended(
@@ -356,6 +373,9 @@ impl BookingMutation {
             OrderUpdateKind::HoldReleased,
         )
         .await;
+        crate::waitlist::service::announce_offers(state, Utc::now())
+            .await
+            .extend()?;
         Ok(hold.into())
     }
 
@@ -425,8 +445,14 @@ impl BookingMutation {
                 .id)
             },
         )
-        .await
-        .extend()?;
+        .await;
+        let order_id = match order_id {
+            Ok(id) => id,
+            Err(err) if input.join_waitlist_if_sold_out => {
+                return Err(join_if_sold_out(state, viewer.user_id, tier_id, quantity, err).await);
+            }
+            Err(err) => return Err(err.extend()),
+        };
         order_result(state, viewer.user_id, order_id).await.extend()
     }
 }

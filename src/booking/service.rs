@@ -35,6 +35,8 @@ pub struct HoldPolicy {
     pub max_lifetime: Duration,
     /// Most tickets or seats in one request.
     pub max_per_request: u32,
+    /// How long a waitlist offer is held for its buyer to claim.
+    pub waitlist_claim: Duration,
 }
 
 /// A validated number of tickets for one request.
@@ -162,6 +164,7 @@ async fn check_user_cap(
 /// because the sweeper has not come round yet.
 async fn expire_own_stale_hold(
     db: &DatabaseConnection,
+    policy: &HoldPolicy,
     user_id: Uuid,
     event_id: Uuid,
     now: DateTime<Utc>,
@@ -175,7 +178,14 @@ async fn expire_own_stale_hold(
         .await?;
     match stale {
         Some(stale) => {
-            crate::booking::sweeper::expire_holds_by_id(db, &[stale.id], now).await?;
+            crate::booking::sweeper::end_holds(
+                db,
+                &[stale.id],
+                HoldStatus::Expired,
+                policy.waitlist_claim,
+                now,
+            )
+            .await?;
             Ok(())
         }
         None => Ok(()),
@@ -225,7 +235,7 @@ pub async fn hold_tickets(
             "this tier sells reserved seats: use holdSeats or holdBestAvailable",
         ));
     }
-    expire_own_stale_hold(db, user_id, tier.event_id, now).await?;
+    expire_own_stale_hold(db, policy, user_id, tier.event_id, now).await?;
     let txn = db.begin().await?;
     let event = event_on_sale(&txn, tier.event_id, now).await?;
     check_user_cap(&txn, &event, user_id, quantity.get()).await?;
@@ -289,7 +299,7 @@ pub async fn hold_seats(
         )));
     }
     let now = Utc::now();
-    expire_own_stale_hold(db, user_id, event_id, now).await?;
+    expire_own_stale_hold(db, policy, user_id, event_id, now).await?;
     let txn = db.begin().await?;
     let event = event_on_sale(&txn, event_id, now).await?;
     check_user_cap(&txn, &event, user_id, seat_ids.len() as u32).await?;
@@ -478,7 +488,7 @@ pub async fn hold_best_available(
     request: &BestAvailable,
 ) -> AppResult<hold::Model> {
     let now = Utc::now();
-    expire_own_stale_hold(db, user_id, request.event_id, now).await?;
+    expire_own_stale_hold(db, policy, user_id, request.event_id, now).await?;
     let txn = db.begin().await?;
     let event = event_on_sale(&txn, request.event_id, now).await?;
     check_user_cap(&txn, &event, user_id, request.quantity.get()).await?;
@@ -678,6 +688,7 @@ pub async fn extend_hold(
 /// Gives a live hold's stock back.
 pub async fn release_hold(
     db: &DatabaseConnection,
+    policy: &HoldPolicy,
     user_id: Uuid,
     hold_id: Uuid,
 ) -> AppResult<hold::Model> {
@@ -686,8 +697,14 @@ pub async fn release_hold(
     if hold.status != HoldStatus::Active {
         return Err(AppError::Conflict("the hold is no longer active".into()));
     }
-    let released =
-        crate::booking::sweeper::end_holds(db, &[hold.id], HoldStatus::Released, now).await?;
+    let released = crate::booking::sweeper::end_holds(
+        db,
+        &[hold.id],
+        HoldStatus::Released,
+        policy.waitlist_claim,
+        now,
+    )
+    .await?;
     if released.is_empty() {
         return Err(AppError::Conflict("the hold is no longer active".into()));
     }
@@ -946,6 +963,7 @@ async fn convert_hold(
         .iter()
         .map(|seat| (seat.seat_id, SeatStatus::Sold, seat.tier_id))
         .collect();
+    crate::waitlist::service::close_offers(&txn, &[locked.id], HoldStatus::Converted, now).await?;
     changelog::record(&txn, locked.event_id, &sold, now).await?;
     Hold::update_many()
         .col_expr(
@@ -991,6 +1009,7 @@ pub async fn book_tickets(
                 db,
                 &[hold.id],
                 HoldStatus::Released,
+                policy.waitlist_claim,
                 Utc::now(),
             )
             .await;

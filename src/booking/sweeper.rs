@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entity::enums::{HoldStatus, SeatStatus};
+use entity::enums::{HoldSource, HoldStatus, SeatStatus};
 use entity::prelude::*;
 use entity::{event_seat, hold};
 use sea_orm::sea_query::Expr;
@@ -24,6 +24,8 @@ use crate::events::changelog;
 use crate::live::{LiveMessage, OrderUpdateKind};
 use crate::notifications::service as notifications;
 use crate::state::AppState;
+use crate::waitlist;
+use crate::waitlist::promotion::{offer_freed_stock, promote_waiting};
 
 /// How long the live change log keeps entries: clients resuming from older ones get a snapshot.
 const CHANGELOG_HOURS: i64 = 24;
@@ -31,11 +33,12 @@ const CHANGELOG_HOURS: i64 = 24;
 /// Holds expired per transaction.
 const BATCH: u64 = 200;
 
-/// Ends the given holds if they are still active (waiting for their locks); returns the holds ended.
+/// Ends the given holds if they are still active (waiting for their locks).
 pub async fn end_holds(
     db: &DatabaseConnection,
     ids: &[Uuid],
     status: HoldStatus,
+    claim_window: chrono::Duration,
     now: DateTime<Utc>,
 ) -> AppResult<Vec<hold::Model>> {
     let txn = db.begin().await?;
@@ -47,23 +50,15 @@ pub async fn end_holds(
         query = query.lock_exclusive();
     }
     let holds = query.all(&txn).await?;
-    end_locked_holds(&txn, &holds, status, now).await?;
+    end_locked_holds(&txn, &holds, status, claim_window, now).await?;
     txn.commit().await?;
     Ok(holds)
-}
-
-/// Expires specific holds (a buyer's own stale hold) if still active.
-pub async fn expire_holds_by_id(
-    db: &DatabaseConnection,
-    ids: &[Uuid],
-    now: DateTime<Utc>,
-) -> AppResult<Vec<hold::Model>> {
-    end_holds(db, ids, HoldStatus::Expired, now).await
 }
 
 /// Expires one batch of holds due at `now`; returns the holds expired and whether the batch was full.
 pub async fn expire_due(
     db: &DatabaseConnection,
+    claim_window: chrono::Duration,
     now: DateTime<Utc>,
 ) -> AppResult<(Vec<hold::Model>, bool)> {
     let txn = db.begin().await?;
@@ -80,22 +75,31 @@ pub async fn expire_due(
     }
     let holds = query.all(&txn).await?;
     let full = holds.len() as u64 == BATCH;
-    end_locked_holds(&txn, &holds, HoldStatus::Expired, now).await?;
+    end_locked_holds(&txn, &holds, HoldStatus::Expired, claim_window, now).await?;
     txn.commit().await?;
     Ok((holds, full))
 }
 
-/// Returns the stock of locked, active holds and gives them their final status.
+/// Gives locked, active holds their final status, returns their stock, and offers it to the waitlist.
 async fn end_locked_holds(
     txn: &DatabaseTransaction,
     holds: &[hold::Model],
     status: HoldStatus,
+    claim_window: chrono::Duration,
     now: DateTime<Utc>,
 ) -> AppResult<()> {
     if holds.is_empty() {
         return Ok(());
     }
     let ids: Vec<Uuid> = holds.iter().map(|h| h.id).collect();
+    // The status goes first: the buyers are no longer holding when their stock is offered, so one of
+    // them may be the next on the waitlist.
+    Hold::update_many()
+        .col_expr(hold::Column::Status, Expr::value(status.as_str()))
+        .col_expr(hold::Column::UpdatedAt, Expr::value(now))
+        .filter(hold::Column::Id.is_in(ids.iter().copied()))
+        .exec(txn)
+        .await?;
     let mut per_tier: BTreeMap<Uuid, i32> = BTreeMap::new();
     for hold in holds {
         if let Some(tier_id) = hold.tier_id {
@@ -119,22 +123,34 @@ async fn end_locked_holds(
         .await?;
     }
     adjust_tiers(txn, &per_tier, 1, now).await?;
+    let offer_holds: Vec<Uuid> = holds
+        .iter()
+        .filter(|h| h.source == HoldSource::Waitlist)
+        .map(|h| h.id)
+        .collect();
+    waitlist::service::close_offers(txn, &offer_holds, status, now).await?;
+
     let events: BTreeSet<Uuid> = holds.iter().map(|h| h.event_id).collect();
     for event_id in &events {
-        let freed: Vec<(Uuid, SeatStatus, Uuid)> = seats
+        let tiers: BTreeSet<Uuid> = holds
             .iter()
-            .filter(|seat| seat.event_id == *event_id)
-            .map(|seat| (seat.seat_id, SeatStatus::Available, seat.tier_id))
+            .filter(|h| h.event_id == *event_id)
+            .filter_map(|h| h.tier_id)
             .collect();
-        changelog::record(txn, *event_id, &freed, now).await?;
+        let event_seats: Vec<&event_seat::Model> =
+            seats.iter().filter(|s| s.event_id == *event_id).collect();
+        let seat_ids: Vec<Uuid> = event_seats.iter().map(|s| s.seat_id).collect();
+        let promotion =
+            offer_freed_stock(txn, *event_id, &tiers, &seat_ids, claim_window, now).await?;
+        let changed: Vec<(Uuid, SeatStatus, Uuid)> = event_seats
+            .iter()
+            .map(|seat| {
+                let status = promotion.status_of_freed(seat.seat_id);
+                (seat.seat_id, status, seat.tier_id)
+            })
+            .collect();
+        changelog::record(txn, *event_id, &changed, now).await?;
     }
-    Hold::update_many()
-        .col_expr(hold::Column::Status, Expr::value(status.as_str()))
-        .col_expr(hold::Column::UpdatedAt, Expr::value(now))
-        .filter(hold::Column::Id.is_in(ids))
-        .filter(hold::Column::Status.eq(HoldStatus::Active))
-        .exec(txn)
-        .await?;
     Ok(())
 }
 
@@ -193,7 +209,7 @@ pub async fn warn_expiring(
     Ok(warned)
 }
 
-/// Publishes what ending holds changed: the events' stock, and each buyer's hold.
+/// Publishes what ending holds changed: the events' stock and each buyer's hold.
 pub async fn publish_ended(state: &AppState, holds: &[hold::Model], kind: OrderUpdateKind) {
     let events: BTreeSet<Uuid> = holds.iter().map(|h| h.event_id).collect();
     for event_id in events {
@@ -221,16 +237,25 @@ pub async fn publish_hold_update(state: &AppState, hold: &hold::Model, kind: Ord
         .await;
 }
 
-/// One pass of the sweeper: expire due holds (batch after batch), refund cancellations whose undo
+/// One pass of the sweeper: expire due holds (batch after batch), offer stock free while entries
+/// wait, warn holds about to expire, refund cancellations whose undo
 /// window closed, forget old idempotency keys. Publishes freed stock after each commit.
 pub async fn sweep_once(state: &AppState, now: DateTime<Utc>) -> AppResult<()> {
+    let claim_window = state.config.hold_policy().waitlist_claim;
     loop {
-        let (expired, full) = expire_due(&state.db, now).await?;
+        let (expired, full) = expire_due(&state.db, claim_window, now).await?;
         publish_ended(state, &expired, OrderUpdateKind::HoldExpired).await;
         if !full {
             break;
         }
     }
+    for event_id in promote_waiting(&state.db, claim_window, now).await? {
+        state
+            .bus
+            .publish(LiveMessage::InventoryChanged { event_id })
+            .await;
+    }
+    waitlist::service::announce_offers(state, now).await?;
     let warn_before = chrono::Duration::seconds(state.config.hold_warning_seconds);
     if warn_before > chrono::Duration::zero() {
         for hold in warn_expiring(&state.db, now, warn_before).await? {
@@ -250,10 +275,10 @@ pub async fn sweep_once(state: &AppState, now: DateTime<Utc>) -> AppResult<()> {
     Ok(())
 }
 
-/// Runs the sweeper every `interval` until the process stops.
+/// Runs the sweeper every `interval`, starting one interval after start-up, until the process stops.
 pub fn spawn(state: AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;

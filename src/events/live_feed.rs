@@ -106,7 +106,9 @@ impl SeatFeeds {
                         dispatcher.wake(None)
                     }
                     Ok(
-                        LiveMessage::NotificationsChanged { .. } | LiveMessage::OrderUpdated { .. },
+                        LiveMessage::NotificationsChanged { .. }
+                        | LiveMessage::OrderUpdated { .. }
+                        | LiveMessage::WaitlistPromoted { .. },
                     ) => {}
                     Err(broadcast::error::RecvError::Closed) => break,
                 }

@@ -607,6 +607,7 @@ pub async fn cancel_event(
         .filter(ticket_tier::Column::EventId.eq(event.id))
         .exec(&txn)
         .await?;
+    crate::waitlist::service::cancel_for_event(&txn, &event, now).await?;
     changelog::record(&txn, event.id, &freed, now).await?;
 
     let buyers: HashSet<Uuid> = cancelled_orders.iter().map(|o| o.user_id).collect();

@@ -35,6 +35,8 @@ pub enum LiveMessage {
     InventoryChanged { event_id: Uuid },
     /// A user has new notifications.
     NotificationsChanged { user_id: Uuid },
+    /// A buyer's waitlist entry was offered tickets.
+    WaitlistPromoted { user_id: Uuid, entry_id: Uuid },
     /// Something happened to one of a buyer's holds or orders.
     OrderUpdated {
         user_id: Uuid,

@@ -265,9 +265,14 @@ impl OrderMutation {
         let state = ctx.state().extend()?;
         let viewer = ctx.viewer().extend()?;
         let id = parse_id(&order_id, "orderId").extend()?;
-        let order = service::cancel_order(&state.db, viewer, id)
-            .await
-            .extend()?;
+        let order = service::cancel_order(
+            &state.db,
+            state.config.hold_policy().waitlist_claim,
+            viewer,
+            id,
+        )
+        .await
+        .extend()?;
         state
             .bus
             .publish(LiveMessage::InventoryChanged {
@@ -275,6 +280,10 @@ impl OrderMutation {
             })
             .await;
         publish_order_update(state, &order, OrderUpdateKind::OrderCancelled).await;
+        // The freed tickets may have gone straight to the waitlist.
+        crate::waitlist::service::announce_offers(state, chrono::Utc::now())
+            .await
+            .extend()?;
         Ok(order.into())
     }
 
@@ -294,9 +303,16 @@ impl OrderMutation {
             .map(|t| parse_id(t, "ticketIds"))
             .collect::<crate::error::AppResult<Vec<_>>>()
             .extend()?;
-        let order = service::reduce_order(&state.db, state.payments.as_ref(), viewer, id, &tickets)
-            .await
-            .extend()?;
+        let order = service::reduce_order(
+            &state.db,
+            state.payments.as_ref(),
+            state.config.hold_policy().waitlist_claim,
+            viewer,
+            id,
+            &tickets,
+        )
+        .await
+        .extend()?;
         state
             .bus
             .publish(LiveMessage::InventoryChanged {
@@ -304,6 +320,10 @@ impl OrderMutation {
             })
             .await;
         publish_order_update(state, &order, OrderUpdateKind::OrderReduced).await;
+        // The freed tickets may have gone straight to the waitlist.
+        crate::waitlist::service::announce_offers(state, chrono::Utc::now())
+            .await
+            .extend()?;
         Ok(order.into())
     }
 

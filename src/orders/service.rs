@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use entity::enums::{EventStatus, OrderStatus, SeatStatus, TicketStatus};
@@ -19,6 +19,7 @@ use crate::events::changelog;
 use crate::gql::Cursor;
 use crate::payments::PaymentProvider;
 use crate::payments::service::{pay_out_claimed_refund, refund_orders};
+use crate::waitlist::promotion::offer_freed_stock;
 
 /// How long a cancelled order can be restored.
 pub const UNDO_WINDOW_MINUTES: i64 = 5;
@@ -132,12 +133,17 @@ async fn event_of(txn: &DatabaseTransaction, order: &order::Model) -> AppResult<
         .ok_or(AppError::NotFound("event"))
 }
 
-/// Cancels `tickets` (valid tickets of one order) and returns their stock, in the caller's transaction.
+/// Cancels `tickets` (valid tickets of one order) and returns their stock, in the caller's transaction;
+/// the stock goes to the event's waitlist first.
 async fn cancel_tickets(
     txn: &DatabaseTransaction,
     tickets: &[ticket::Model],
+    claim_window: Duration,
     now: DateTime<Utc>,
 ) -> AppResult<()> {
+    let Some(first) = tickets.first() else {
+        return Ok(());
+    };
     let ids: Vec<Uuid> = tickets.iter().map(|t| t.id).collect();
     Ticket::update_many()
         .col_expr(
@@ -150,34 +156,33 @@ async fn cancel_tickets(
         .await?;
     let mut seat_ids: Vec<Uuid> = tickets.iter().filter_map(|t| t.seat_id).collect();
     seat_ids.sort();
-    if let Some(first) = tickets.first() {
-        if !seat_ids.is_empty() {
-            free_seats(
-                txn,
-                Condition::all()
-                    .add(event_seat::Column::EventId.eq(first.event_id))
-                    .add(event_seat::Column::SeatId.is_in(seat_ids))
-                    .add(event_seat::Column::OrderId.eq(first.order_id)),
-                now,
-            )
-            .await?;
-        }
+    if !seat_ids.is_empty() {
+        free_seats(
+            txn,
+            Condition::all()
+                .add(event_seat::Column::EventId.eq(first.event_id))
+                .add(event_seat::Column::SeatId.is_in(seat_ids.iter().copied()))
+                .add(event_seat::Column::OrderId.eq(first.order_id)),
+            now,
+        )
+        .await?;
     }
     let mut per_tier: BTreeMap<Uuid, i32> = BTreeMap::new();
     for ticket in tickets {
         *per_tier.entry(ticket.tier_id).or_default() += 1;
     }
     adjust_tiers(txn, &per_tier, 1, now).await?;
-    if let Some(first) = tickets.first() {
-        let freed: Vec<(Uuid, SeatStatus, Uuid)> = tickets
-            .iter()
-            .filter_map(|t| {
-                t.seat_id
-                    .map(|seat| (seat, SeatStatus::Available, t.tier_id))
-            })
-            .collect();
-        changelog::record(txn, first.event_id, &freed, now).await?;
-    }
+    let tiers: BTreeSet<Uuid> = per_tier.keys().copied().collect();
+    let promotion =
+        offer_freed_stock(txn, first.event_id, &tiers, &seat_ids, claim_window, now).await?;
+    let changed: Vec<(Uuid, SeatStatus, Uuid)> = tickets
+        .iter()
+        .filter_map(|t| {
+            t.seat_id
+                .map(|seat| (seat, promotion.status_of_freed(seat), t.tier_id))
+        })
+        .collect();
+    changelog::record(txn, first.event_id, &changed, now).await?;
     Ok(())
 }
 
@@ -206,6 +211,7 @@ fn ensure_cancellable(
 /// Cancels a whole order. Undoable for a few minutes; refunded when that window closes.
 pub async fn cancel_order(
     db: &DatabaseConnection,
+    claim_window: Duration,
     viewer: &Viewer,
     id: Uuid,
 ) -> AppResult<order::Model> {
@@ -215,7 +221,7 @@ pub async fn cancel_order(
     let event = event_of(&txn, &order).await?;
     let tickets = valid_tickets(&txn, order.id).await?;
     ensure_cancellable(&order, &event, &tickets, now)?;
-    cancel_tickets(&txn, &tickets, now).await?;
+    cancel_tickets(&txn, &tickets, claim_window, now).await?;
     let cancelled = set_status(&txn, order, OrderStatus::Cancelled, Some(now), now).await?;
     txn.commit().await?;
     Ok(cancelled)
@@ -235,6 +241,7 @@ async fn valid_tickets(db: &impl ConnectionTrait, order_id: Uuid) -> AppResult<V
 pub async fn reduce_order(
     db: &DatabaseConnection,
     payments: &dyn PaymentProvider,
+    claim_window: Duration,
     viewer: &Viewer,
     id: Uuid,
     ticket_ids: &[Uuid],
@@ -263,7 +270,7 @@ pub async fn reduce_order(
     }
     if chosen.len() == valid.len() {
         txn.rollback().await?;
-        return cancel_order(db, viewer, id).await;
+        return cancel_order(db, claim_window, viewer, id).await;
     }
     let prices: HashMap<Uuid, i64> = OrderLine::find()
         .filter(order_line::Column::OrderId.eq(order.id))
@@ -276,7 +283,7 @@ pub async fn reduce_order(
         .iter()
         .map(|t| prices.get(&t.order_line_id).copied().unwrap_or(0))
         .sum();
-    cancel_tickets(&txn, &chosen, now).await?;
+    cancel_tickets(&txn, &chosen, claim_window, now).await?;
     // The refund is claimed in the same transaction as the reduction, so it is paid exactly once.
     Order::update_many()
         .col_expr(

@@ -642,6 +642,7 @@ async fn cancel_undo_reduce_and_expiry_interleaved_keep_the_books_balanced() {
     // Carol's hold expires (swept as if its time had come); Alice can then undo.
     seatstorm::booking::sweeper::expire_due(
         &app.state.db,
+        chrono::Duration::minutes(30),
         chrono::Utc::now() + chrono::Duration::hours(1),
     )
     .await

@@ -163,7 +163,7 @@ async fn the_seat_map_has_every_seat_with_position_and_status() {
 /// Nested events -> venue/tiers/sections: the statements issued must not grow with the page size.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_event_queries_issue_a_bounded_number_of_statements() {
-    // The sweeper shares the statement counter: let it run only its start-up pass.
+    // The sweeper shares the statement counter: its first pass is an hour away.
     let app = TestApp::spawn_with(Options {
         sweep_interval_ms: Some(3_600_000),
         ..Options::default()

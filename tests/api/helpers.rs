@@ -39,6 +39,7 @@ pub struct Options {
     pub cors_origins: Option<CorsOrigins>,
     pub hold_ttl_seconds: Option<i64>,
     pub hold_warning_seconds: Option<i64>,
+    pub waitlist_claim_seconds: Option<i64>,
     pub sweep_interval_ms: Option<u64>,
     /// A Redis of the test's own instead of TEST_REDIS_URL.
     pub redis_url: Option<String>,
@@ -79,6 +80,9 @@ impl TestApp {
         }
         if let Some(seconds) = options.hold_warning_seconds {
             config.hold_warning_seconds = seconds;
+        }
+        if let Some(seconds) = options.waitlist_claim_seconds {
+            config.waitlist_claim_seconds = seconds;
         }
         if let Some(ms) = options.sweep_interval_ms {
             config.sweep_interval_ms = ms;

@@ -15,4 +15,5 @@ mod schema;
 mod server;
 mod subscriptions;
 mod venues;
+mod waitlist;
 mod ws_limits;
