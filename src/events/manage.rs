@@ -716,9 +716,10 @@ pub async fn create_tier(
 
 /// Renames, reprices or resizes a tier. Capacity (general admission only) can never drop below what
 /// is sold or held: a conditional update checks it atomically against concurrent bookings, and the
-/// tier's CHECK constraint is the last guard.
+/// tier's CHECK constraint is the last guard. Added capacity goes to the tier's waitlist first.
 pub async fn update_tier(
     db: &DatabaseConnection,
+    claim_window: chrono::Duration,
     viewer: &Viewer,
     tier_id: Uuid,
     changes: TierChanges,
@@ -772,6 +773,17 @@ pub async fn update_tier(
             .map_err(|err| AppError::on_constraint(err, &[CAPACITY_BELOW_SOLD]))?;
         if resized.rows_affected == 0 {
             return Err((CAPACITY_BELOW_SOLD.error)());
+        }
+        if event.status == EventStatus::OnSale {
+            crate::waitlist::promotion::offer_freed_stock(
+                &txn,
+                event.id,
+                &std::collections::BTreeSet::from([tier.id]),
+                &[],
+                claim_window,
+                now,
+            )
+            .await?;
         }
         changelog::record(&txn, event.id, &[], now).await?;
     }

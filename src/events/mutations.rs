@@ -278,7 +278,8 @@ impl EventMutation {
             price_cents: input.price_cents,
             capacity: input.capacity,
         };
-        let tier = manage::update_tier(&state.db, viewer, id, changes)
+        let claim_window = state.config.hold_policy().waitlist_claim;
+        let tier = manage::update_tier(&state.db, claim_window, viewer, id, changes)
             .await
             .extend()?;
         state
@@ -287,6 +288,9 @@ impl EventMutation {
                 event_id: tier.event_id,
             })
             .await;
+        crate::waitlist::service::announce_offers(state, chrono::Utc::now())
+            .await
+            .extend()?;
         Ok(tier.into())
     }
 }

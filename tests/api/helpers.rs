@@ -412,6 +412,20 @@ impl Default for Shape {
     }
 }
 
+/// Makes `organizer_id` the organizer of an event arranged through the services, so organizer
+/// mutations on it go through the API.
+pub async fn hand_over(app: &TestApp, event_id: Uuid, organizer_id: Uuid) {
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+    let model = entity::prelude::Event::find_by_id(event_id)
+        .one(&app.state.db)
+        .await
+        .expect("query")
+        .expect("event");
+    let mut active: entity::event::ActiveModel = model.into();
+    active.organizer_id = Set(organizer_id);
+    active.update(&app.state.db).await.expect("update");
+}
+
 /// Arranges a venue and a published event through the services.
 pub async fn create_small_event(app: &TestApp, title: &str, days_from_now: i64) -> SmallEvent {
     create_event_shaped(app, title, days_from_now, Shape::default()).await

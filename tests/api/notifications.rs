@@ -3,7 +3,7 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{Shape, TestApp, create_event_shaped, error_code};
+use crate::helpers::{Shape, TestApp, create_event_shaped, error_code, hand_over};
 use crate::subscriptions::{connect, next_message, send};
 
 const LIST: &str =
@@ -39,17 +39,7 @@ async fn a_cancelled_event_notifies_its_buyers_live_and_in_their_inbox() {
     let organizer = app.organizer().await;
     let event = create_event_shaped(&app, "Notify", 5, Shape::default()).await;
     // Hand the event to a signed-in organizer so the cancellation goes through the API.
-    {
-        use sea_orm::{ActiveModelTrait, EntityTrait, Set};
-        let model = entity::prelude::Event::find_by_id(event.event_id)
-            .one(&app.state.db)
-            .await
-            .expect("query")
-            .expect("event");
-        let mut active: entity::event::ActiveModel = model.into();
-        active.organizer_id = Set(organizer.user_id);
-        active.update(&app.state.db).await.expect("update");
-    }
+    hand_over(&app, event.event_id, organizer.user_id).await;
     let tiers = app
         .data(
             "query($id: ID!) { event(id: $id) { tiers { id kind } } }",

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::booking::{check_books, tiers};
-use crate::helpers::{Options, Shape, TestApp, create_event_shaped, error_code};
+use crate::helpers::{Options, Shape, TestApp, create_event_shaped, error_code, hand_over};
 use crate::subscriptions::{connect, next_for, subscribe};
 
 const JOIN: &str = "mutation($input: JoinWaitlistInput!) { joinWaitlist(input: $input) { id status position quantity } }";
@@ -521,4 +521,30 @@ async fn a_freed_seat_goes_to_the_section_waitlist_and_shows_held_on_the_map() {
     assert_eq!(status, "HELD", "the seat never went back on public sale");
     check_books(&app, event.event_id).await;
     check_offers(&app, event.event_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn added_capacity_goes_to_the_waitlist_before_public_sale() {
+    let app = TestApp::spawn().await;
+    let organizer = app.organizer().await;
+    let (event_id, tier) = ga_event(&app, "Waitlist Capacity", 1).await;
+    hand_over(&app, event_id, organizer.user_id).await;
+    let mut buyers = app.buyers(2).await;
+    let (owner, waiter) = (buyers.remove(0), buyers.remove(0));
+    book(&app, &owner, tier, 1).await;
+    join(&app, &waiter, tier, 2).await;
+    let grown = app
+        .data_as(
+            &organizer.access_token,
+            "mutation($id: ID!) { updateTicketTier(id: $id, input: { capacity: 3 }) { capacity available } }",
+            json!({ "id": tier }),
+        )
+        .await;
+    assert_eq!(
+        grown["updateTicketTier"],
+        json!({ "capacity": 3, "available": 0 })
+    );
+    assert_eq!(my_entry(&app, &waiter).await["status"], "OFFERED");
+    check_books(&app, event_id).await;
+    check_offers(&app, event_id).await;
 }
