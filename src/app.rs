@@ -23,6 +23,7 @@ use crate::config::{Config, CorsOrigins};
 use crate::events::live_feed::SeatFeeds;
 use crate::live::Bus;
 use crate::payments::SimulatedProvider;
+use crate::queue::pass::PassKeys;
 use crate::schema::{AppSchema, build_schema};
 use crate::state::AppState;
 use crate::websocket::ConnectionRegistry;
@@ -68,6 +69,7 @@ impl App {
             &config.jwt_secret,
             chrono::Duration::minutes(config.access_token_ttl_minutes),
         );
+        let passes = PassKeys::new(&config.jwt_secret);
         let throttles = Arc::new(Throttles::new(config.mutations_per_minute));
         let feeds = SeatFeeds::start(
             db.clone(),
@@ -80,6 +82,7 @@ impl App {
             bus,
             statements,
             tokens,
+            passes,
             throttles,
             payments: Arc::new(SimulatedProvider),
             feeds,

@@ -16,6 +16,8 @@
 //! | `HOLD_MAX_SECONDS` | `1800` | the longest a hold may live, extensions included |
 //! | `HOLD_WARNING_SECONDS` | `120` | how long before expiry the buyer is warned (0: never) |
 //! | `WAITLIST_CLAIM_SECONDS` | `1800` | how long a waitlist offer is held for its buyer |
+//! | `QUEUE_PASS_SECONDS` | `600` | how long an admitted shopper's queue pass lasts |
+//! | `QUEUE_OPENS_MINUTES` | `60` | how long before the on-sale a waiting room takes its pre-queue |
 //! | `SWEEP_INTERVAL_MS` | `1000` | how often expired holds are released |
 //! | `LIVE_COALESCE_MS` | `75` | how long live seat-map changes are gathered into one message |
 //! | `SEED_DEMO` | `true` | seed demo venues, events and accounts into an empty database |
@@ -57,6 +59,8 @@ pub struct Config {
     pub hold_max_seconds: i64,
     pub hold_warning_seconds: i64,
     pub waitlist_claim_seconds: i64,
+    pub queue_pass_seconds: i64,
+    pub queue_opens_minutes: i64,
     pub sweep_interval_ms: u64,
     pub live_coalesce_ms: u64,
     pub seed_demo: bool,
@@ -187,6 +191,8 @@ impl Config {
             hold_max_seconds: 1800,
             hold_warning_seconds: 120,
             waitlist_claim_seconds: 1800,
+            queue_pass_seconds: 600,
+            queue_opens_minutes: 60,
             sweep_interval_ms: 1000,
             live_coalesce_ms: 75,
             seed_demo: true,
@@ -282,6 +288,24 @@ impl Config {
                 });
             }
         }
+        if let Some(value) = var("QUEUE_PASS_SECONDS") {
+            config.queue_pass_seconds = parse("QUEUE_PASS_SECONDS", &value)?;
+            if config.queue_pass_seconds < 1 {
+                return Err(ConfigError::Invalid {
+                    name: "QUEUE_PASS_SECONDS",
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        if let Some(value) = var("QUEUE_OPENS_MINUTES") {
+            config.queue_opens_minutes = parse("QUEUE_OPENS_MINUTES", &value)?;
+            if config.queue_opens_minutes < 0 {
+                return Err(ConfigError::Invalid {
+                    name: "QUEUE_OPENS_MINUTES",
+                    reason: "must be 0 or more".into(),
+                });
+            }
+        }
         if let Some(value) = var("SWEEP_INTERVAL_MS") {
             config.sweep_interval_ms = parse("SWEEP_INTERVAL_MS", &value)?;
             if config.sweep_interval_ms == 0 {
@@ -353,6 +377,14 @@ impl Config {
             keepalive: std::time::Duration::from_secs(self.limits.ws_keepalive_seconds),
             max_subscriptions: self.limits.ws_max_subscriptions,
             max_connections_per_user: self.limits.ws_max_connections_per_user,
+        }
+    }
+
+    /// Waiting-room timing for the queue service.
+    pub fn queue_policy(&self) -> crate::queue::service::QueuePolicy {
+        crate::queue::service::QueuePolicy {
+            pass_ttl: chrono::Duration::seconds(self.queue_pass_seconds),
+            opens_before_sale: chrono::Duration::minutes(self.queue_opens_minutes),
         }
     }
 

@@ -35,6 +35,9 @@ pub enum AppError {
     HoldExpired,
     #[error("the payment was declined: {0}")]
     PaymentDeclined(String),
+    /// The event sells through its waiting room and the buyer has no valid queue pass.
+    #[error("{0}")]
+    QueueRequired(String),
     #[error(transparent)]
     Database(#[from] DbErr),
     #[error(transparent)]
@@ -55,6 +58,7 @@ impl AppError {
             Self::LimitExceeded(_) => "LIMIT_EXCEEDED",
             Self::HoldExpired => "HOLD_EXPIRED",
             Self::PaymentDeclined(_) => "PAYMENT_DECLINED",
+            Self::QueueRequired(_) => "QUEUE_REQUIRED",
             Self::TooManyRequests(_) => "TOO_MANY_REQUESTS",
             Self::Database(_) | Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
@@ -162,6 +166,7 @@ mod tests {
             (AppError::LimitExceeded("x".into()), "LIMIT_EXCEEDED"),
             (AppError::HoldExpired, "HOLD_EXPIRED"),
             (AppError::PaymentDeclined("x".into()), "PAYMENT_DECLINED"),
+            (AppError::QueueRequired("x".into()), "QUEUE_REQUIRED"),
             (
                 AppError::Internal(anyhow::anyhow!("boom")),
                 "INTERNAL_SERVER_ERROR",

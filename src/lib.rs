@@ -28,6 +28,8 @@ pub mod notifications;
 pub mod orders;
 /// Payment provider trait, the simulated provider, refunds.
 pub mod payments;
+/// The virtual waiting room for on-sales: queue positions, paced admission, queue passes.
+pub mod queue;
 /// The GraphQL schema and SDL export.
 pub mod schema;
 /// Shared application state.

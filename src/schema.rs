@@ -26,6 +26,7 @@ use crate::notifications::graphql::{
 use crate::orders::graphql::{OrderMutation, OrderQuery};
 use crate::orders::loaders::{LinesByOrderLoader, TicketsByOrderLoader};
 use crate::orders::subscriptions::OrderSubscription;
+use crate::queue::graphql::{QueueMutation, QueueQuery, QueueSubscription};
 use crate::state::AppState;
 use crate::venues::graphql::{VenueMutation, VenueQuery};
 use crate::venues::loaders::{SeatByIdLoader, SectionsByVenueLoader, VenueByIdLoader};
@@ -40,6 +41,7 @@ pub struct QueryRoot(
     OrderQuery,
     NotificationQuery,
     WaitlistQuery,
+    QueueQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -51,6 +53,7 @@ pub struct MutationRoot(
     OrderMutation,
     NotificationMutation,
     WaitlistMutation,
+    QueueMutation,
 );
 
 /// Transport-level subscriptions.
@@ -64,6 +67,7 @@ pub struct SubscriptionRoot(
     NotificationSubscription,
     OrderSubscription,
     WaitlistSubscription,
+    QueueSubscription,
 );
 
 /// Slowest and fastest heartbeat a client may ask for.

@@ -11,6 +11,7 @@ use crate::db::StatementCounter;
 use crate::events::live_feed::SeatFeeds;
 use crate::live::Bus;
 use crate::payments::Payments;
+use crate::queue::pass::PassKeys;
 use crate::websocket::ConnectionRegistry;
 
 /// Cheap to clone: every field is a handle.
@@ -26,6 +27,8 @@ pub struct AppState {
     pub statements: Arc<StatementCounter>,
     /// Signs and verifies access tokens.
     pub tokens: TokenKeys,
+    /// Signs and verifies waiting-room queue passes.
+    pub passes: PassKeys,
     /// Login and mutation rate limits (this instance's memory).
     pub throttles: Arc<Throttles>,
     /// The payment provider (the simulated one unless a real one is wired in).

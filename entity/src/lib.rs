@@ -5,6 +5,7 @@
 
 pub mod enums;
 pub mod event;
+pub mod event_queue;
 pub mod event_seat;
 pub mod event_section;
 pub mod event_sequence;

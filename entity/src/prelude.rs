@@ -1,6 +1,7 @@
 //! Entity names for glob import: `use entity::prelude::*`.
 
 pub use crate::event::Entity as Event;
+pub use crate::event_queue::Entity as EventQueue;
 pub use crate::event_seat::Entity as EventSeat;
 pub use crate::event_section::Entity as EventSection;
 pub use crate::event_sequence::Entity as EventSequence;

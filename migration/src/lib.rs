@@ -15,6 +15,7 @@ mod m20261122_000005_waitlist_queue_notifications;
 mod m20261122_000006_live_sequences;
 mod m20261122_000007_hold_expiry_warnings;
 mod m20261122_000008_waitlist_offer_announcements;
+mod m20261122_000009_event_queues;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_live_sequences::Migration),
             Box::new(m20261122_000007_hold_expiry_warnings::Migration),
             Box::new(m20261122_000008_waitlist_offer_announcements::Migration),
+            Box::new(m20261122_000009_event_queues::Migration),
         ]
     }
 }

@@ -99,6 +99,8 @@ pub struct Throttles {
     pub login_per_address: SlidingWindow,
     /// Mutations per user.
     pub mutations_per_user: SlidingWindow,
+    /// Waiting-room joins per user.
+    pub queue_joins_per_user: SlidingWindow,
 }
 
 impl Throttles {
@@ -108,6 +110,7 @@ impl Throttles {
             login_per_account: SlidingWindow::new(5, quarter_hour),
             login_per_address: SlidingWindow::new(20, quarter_hour),
             mutations_per_user: SlidingWindow::new(mutations_per_minute, Duration::from_secs(60)),
+            queue_joins_per_user: SlidingWindow::new(10, Duration::from_secs(60)),
         }
     }
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::auth::guards::RoleGuard;
 use crate::booking::idempotency::{self, IdempotencyKey};
-use crate::booking::service::{self, BestAvailable, Quantity};
+use crate::booking::service::{self, Admission, BestAvailable, Buyer, Quantity};
 use crate::booking::sweeper::{publish_ended, publish_hold_update};
 use crate::error::{AppError, AppResult};
 use crate::events::graphql::{Event, load_event};
@@ -104,6 +104,10 @@ pub struct HoldSeatsInput {
     pub seat_ids: Vec<ID>,
     /// Your unique key for this request: retrying with it never holds twice.
     pub idempotency_key: String,
+    /// Your queue pass, on an event with a waiting room (from `myQueueTicket` or `queuePosition` once
+    /// admitted). Without a valid one such events answer QUEUE_REQUIRED.
+    #[serde(skip)]
+    pub queue_pass: Option<String>,
 }
 
 /// Hold the best free seats.
@@ -119,6 +123,10 @@ pub struct HoldBestAvailableInput {
     #[graphql(default = true)]
     pub adjacent: bool,
     pub idempotency_key: String,
+    /// Your queue pass, on an event with a waiting room (from `myQueueTicket` or `queuePosition` once
+    /// admitted). Without a valid one such events answer QUEUE_REQUIRED.
+    #[serde(skip)]
+    pub queue_pass: Option<String>,
 }
 
 /// Hold general-admission tickets.
@@ -127,6 +135,10 @@ pub struct HoldTicketsInput {
     pub tier_id: ID,
     pub quantity: i32,
     pub idempotency_key: String,
+    /// Your queue pass, on an event with a waiting room (from `myQueueTicket` or `queuePosition` once
+    /// admitted). Without a valid one such events answer QUEUE_REQUIRED.
+    #[serde(skip)]
+    pub queue_pass: Option<String>,
     /// When SOLD_OUT, join the tier's waitlist: the error then carries `extensions.waitlistEntryId`
     /// and `extensions.waitlistPosition`.
     #[graphql(default)]
@@ -150,10 +162,26 @@ pub struct BookTicketsInput {
     pub quantity: i32,
     pub payment_token: String,
     pub idempotency_key: String,
+    /// Your queue pass, on an event with a waiting room (from `myQueueTicket` or `queuePosition` once
+    /// admitted). Without a valid one such events answer QUEUE_REQUIRED.
+    #[serde(skip)]
+    pub queue_pass: Option<String>,
     /// When SOLD_OUT, join the tier's waitlist: the error then carries `extensions.waitlistEntryId`
     /// and `extensions.waitlistPosition`.
     #[graphql(default)]
     pub join_waitlist_if_sold_out: bool,
+}
+
+/// The buyer behind a booking mutation, with their queue pass checked (no database involved).
+fn buyer(state: &AppState, user_id: Uuid, queue_pass: Option<&str>) -> Buyer {
+    let admission = match queue_pass {
+        None => Admission::NoPass,
+        Some(pass) => match state.passes.verify(pass, user_id) {
+            Ok(event_id) => Admission::Admitted(event_id),
+            Err(refusal) => Admission::Refused(refusal.to_string()),
+        },
+    };
+    Buyer { user_id, admission }
 }
 
 /// Runs `work` once per idempotency key of the viewer; a retry returns the id the first run produced.
@@ -236,6 +264,7 @@ impl BookingMutation {
     async fn hold_seats(&self, ctx: &Context<'_>, input: HoldSeatsInput) -> Result<Hold> {
         let state = ctx.state().extend()?;
         let viewer = ctx.viewer().extend()?;
+        let shopper = buyer(state, viewer.user_id, input.queue_pass.as_deref());
         let policy = state.config.hold_policy();
         let event_id = parse_id(&input.event_id, "eventId").extend()?;
         let seats = input
@@ -252,7 +281,7 @@ impl BookingMutation {
             &input,
             || async {
                 Ok(
-                    service::hold_seats(&state.db, &policy, viewer.user_id, event_id, &seats)
+                    service::hold_seats(&state.db, &policy, shopper, event_id, &seats)
                         .await?
                         .id,
                 )
@@ -273,6 +302,7 @@ impl BookingMutation {
     ) -> Result<Hold> {
         let state = ctx.state().extend()?;
         let viewer = ctx.viewer().extend()?;
+        let shopper = buyer(state, viewer.user_id, input.queue_pass.as_deref());
         let policy = state.config.hold_policy();
         let request = BestAvailable {
             event_id: parse_id(&input.event_id, "eventId").extend()?,
@@ -299,7 +329,7 @@ impl BookingMutation {
             &input,
             || async {
                 Ok(
-                    service::hold_best_available(&state.db, &policy, viewer.user_id, &request)
+                    service::hold_best_available(&state.db, &policy, shopper, &request)
                         .await?
                         .id,
                 )
@@ -315,6 +345,7 @@ impl BookingMutation {
     async fn hold_tickets(&self, ctx: &Context<'_>, input: HoldTicketsInput) -> Result<Hold> {
         let state = ctx.state().extend()?;
         let viewer = ctx.viewer().extend()?;
+        let shopper = buyer(state, viewer.user_id, input.queue_pass.as_deref());
         let policy = state.config.hold_policy();
         let tier_id = parse_id(&input.tier_id, "tierId").extend()?;
         let quantity = Quantity::parse(input.quantity, &policy).extend()?;
@@ -326,7 +357,7 @@ impl BookingMutation {
             &input,
             || async {
                 Ok(
-                    service::hold_tickets(&state.db, &policy, viewer.user_id, tier_id, quantity)
+                    service::hold_tickets(&state.db, &policy, shopper, tier_id, quantity)
                         .await?
                         .id,
                 )
@@ -422,6 +453,7 @@ impl BookingMutation {
     async fn book_tickets(&self, ctx: &Context<'_>, input: BookTicketsInput) -> Result<Order> {
         let state = ctx.state().extend()?;
         let viewer = ctx.viewer().extend()?;
+        let shopper = buyer(state, viewer.user_id, input.queue_pass.as_deref());
         let policy = state.config.hold_policy();
         let tier_id = parse_id(&input.tier_id, "tierId").extend()?;
         let quantity = Quantity::parse(input.quantity, &policy).extend()?;
@@ -436,7 +468,7 @@ impl BookingMutation {
                     &state.db,
                     state.payments.as_ref(),
                     &policy,
-                    viewer.user_id,
+                    shopper,
                     tier_id,
                     quantity,
                     &input.payment_token,

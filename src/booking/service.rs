@@ -39,6 +39,51 @@ pub struct HoldPolicy {
     pub waitlist_claim: Duration,
 }
 
+/// Who is buying, and what their queue pass (checked before any transaction) says.
+#[derive(Debug, Clone)]
+pub struct Buyer {
+    pub user_id: Uuid,
+    pub admission: Admission,
+}
+
+/// The outcome of checking a buyer's queue pass; it matters only on events with a waiting room.
+#[derive(Debug, Clone)]
+pub enum Admission {
+    NoPass,
+    /// A valid pass of this buyer for this event.
+    Admitted(Uuid),
+    /// Forged, expired or someone else's, and why.
+    Refused(String),
+}
+
+impl Buyer {
+    /// A buyer without a queue pass.
+    pub fn without_pass(user_id: Uuid) -> Self {
+        Self {
+            user_id,
+            admission: Admission::NoPass,
+        }
+    }
+
+    fn check_admission(&self, event: &event::Model) -> AppResult<()> {
+        if !event.waiting_room_required {
+            return Ok(());
+        }
+        match &self.admission {
+            Admission::Admitted(event_id) if *event_id == event.id => Ok(()),
+            Admission::Admitted(_) => Err(AppError::QueueRequired(
+                "this queue pass is for another event".into(),
+            )),
+            Admission::Refused(reason) => Err(AppError::QueueRequired(reason.clone())),
+            Admission::NoPass => Err(AppError::QueueRequired(
+                "this event sells through its waiting room: joinQueue, then send the queuePass you \
+                 get when admitted"
+                    .into(),
+            )),
+        }
+    }
+}
+
 /// A validated number of tickets for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quantity(u32);
@@ -101,10 +146,12 @@ const SEAT_ALREADY_TICKETED: ConstraintRule = ConstraintRule {
     error: || AppError::SoldOut("a seat was sold to someone else".into()),
 };
 
-/// An event that sells now: published, not cancelled, sale started, not over.
+/// An event that sells now to this buyer: published, not cancelled, sale started, not over, and, for
+/// an event with a waiting room, the buyer admitted by a queue pass.
 async fn event_on_sale(
     db: &impl ConnectionTrait,
     event_id: Uuid,
+    buyer: &Buyer,
     now: DateTime<Utc>,
 ) -> AppResult<event::Model> {
     let event = Event::find_by_id(event_id)
@@ -125,6 +172,7 @@ async fn event_on_sale(
     if event.ends_at <= now {
         return Err(AppError::Conflict("the event is over".into()));
     }
+    buyer.check_admission(&event)?;
     Ok(event)
 }
 
@@ -221,10 +269,11 @@ fn new_hold(
 pub async fn hold_tickets(
     db: &DatabaseConnection,
     policy: &HoldPolicy,
-    user_id: Uuid,
+    buyer: Buyer,
     tier_id: Uuid,
     quantity: Quantity,
 ) -> AppResult<hold::Model> {
+    let user_id = buyer.user_id;
     let now = Utc::now();
     let tier = TicketTier::find_by_id(tier_id)
         .one(db)
@@ -237,7 +286,7 @@ pub async fn hold_tickets(
     }
     expire_own_stale_hold(db, policy, user_id, tier.event_id, now).await?;
     let txn = db.begin().await?;
-    let event = event_on_sale(&txn, tier.event_id, now).await?;
+    let event = event_on_sale(&txn, tier.event_id, &buyer, now).await?;
     check_user_cap(&txn, &event, user_id, quantity.get()).await?;
     let hold = new_hold(
         user_id,
@@ -285,10 +334,11 @@ struct LockedSeat {
 pub async fn hold_seats(
     db: &DatabaseConnection,
     policy: &HoldPolicy,
-    user_id: Uuid,
+    buyer: Buyer,
     event_id: Uuid,
     seat_ids: &[Uuid],
 ) -> AppResult<hold::Model> {
+    let user_id = buyer.user_id;
     let mut seat_ids = seat_ids.to_vec();
     seat_ids.sort();
     seat_ids.dedup();
@@ -301,7 +351,7 @@ pub async fn hold_seats(
     let now = Utc::now();
     expire_own_stale_hold(db, policy, user_id, event_id, now).await?;
     let txn = db.begin().await?;
-    let event = event_on_sale(&txn, event_id, now).await?;
+    let event = event_on_sale(&txn, event_id, &buyer, now).await?;
     check_user_cap(&txn, &event, user_id, seat_ids.len() as u32).await?;
 
     // Lock the requested seats in seat_id order: the same order everywhere, so no deadlock.
@@ -484,13 +534,14 @@ const BEST_AVAILABLE_ATTEMPTS: u32 = 12;
 pub async fn hold_best_available(
     db: &DatabaseConnection,
     policy: &HoldPolicy,
-    user_id: Uuid,
+    buyer: Buyer,
     request: &BestAvailable,
 ) -> AppResult<hold::Model> {
+    let user_id = buyer.user_id;
     let now = Utc::now();
     expire_own_stale_hold(db, policy, user_id, request.event_id, now).await?;
     let txn = db.begin().await?;
-    let event = event_on_sale(&txn, request.event_id, now).await?;
+    let event = event_on_sale(&txn, request.event_id, &buyer, now).await?;
     check_user_cap(&txn, &event, user_id, request.quantity.get()).await?;
     let quantity = request.quantity.get() as usize;
     let hold = new_hold(user_id, event.id, None, quantity as i32, policy, now)
@@ -996,12 +1047,13 @@ pub async fn book_tickets(
     db: &DatabaseConnection,
     payments: &dyn PaymentProvider,
     policy: &HoldPolicy,
-    user_id: Uuid,
+    buyer: Buyer,
     tier_id: Uuid,
     quantity: Quantity,
     payment_token: &str,
 ) -> AppResult<order::Model> {
-    let hold = hold_tickets(db, policy, user_id, tier_id, quantity).await?;
+    let user_id = buyer.user_id;
+    let hold = hold_tickets(db, policy, buyer, tier_id, quantity).await?;
     match checkout(db, payments, user_id, hold.id, payment_token).await {
         Ok(order) => Ok(order),
         Err(err) => {

@@ -238,7 +238,7 @@ pub async fn publish_hold_update(state: &AppState, hold: &hold::Model, kind: Ord
 }
 
 /// One pass of the sweeper: expire due holds (batch after batch), offer stock free while entries
-/// wait, warn holds about to expire, refund cancellations whose undo
+/// wait, admit shoppers from waiting rooms, warn holds about to expire, refund cancellations whose undo
 /// window closed, forget old idempotency keys. Publishes freed stock after each commit.
 pub async fn sweep_once(state: &AppState, now: DateTime<Utc>) -> AppResult<()> {
     let claim_window = state.config.hold_policy().waitlist_claim;
@@ -256,6 +256,15 @@ pub async fn sweep_once(state: &AppState, now: DateTime<Utc>) -> AppResult<()> {
             .await;
     }
     waitlist::service::announce_offers(state, now).await?;
+    let queue_policy = state.config.queue_policy();
+    for event in crate::queue::service::admitting_events(&state.db, now).await? {
+        if crate::queue::service::admit(&state.db, &queue_policy, &event, now)
+            .await?
+            .is_some()
+        {
+            crate::queue::graphql::announce(state, event.id).await;
+        }
+    }
     let warn_before = chrono::Duration::seconds(state.config.hold_warning_seconds);
     if warn_before > chrono::Duration::zero() {
         for hold in warn_expiring(&state.db, now, warn_before).await? {

@@ -108,7 +108,8 @@ impl SeatFeeds {
                     Ok(
                         LiveMessage::NotificationsChanged { .. }
                         | LiveMessage::OrderUpdated { .. }
-                        | LiveMessage::WaitlistPromoted { .. },
+                        | LiveMessage::WaitlistPromoted { .. }
+                        | LiveMessage::QueueAdvanced { .. },
                     ) => {}
                     Err(broadcast::error::RecvError::Closed) => break,
                 }

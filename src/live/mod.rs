@@ -35,6 +35,12 @@ pub enum LiveMessage {
     InventoryChanged { event_id: Uuid },
     /// A user has new notifications.
     NotificationsChanged { user_id: Uuid },
+    /// An event's waiting room moved: shoppers admitted (up to position `admitted_through`), passes
+    /// expired, or the pre-queue numbered.
+    QueueAdvanced {
+        event_id: Uuid,
+        admitted_through: i64,
+    },
     /// A buyer's waitlist entry was offered tickets.
     WaitlistPromoted { user_id: Uuid, entry_id: Uuid },
     /// Something happened to one of a buyer's holds or orders.

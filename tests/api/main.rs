@@ -11,6 +11,7 @@ mod live;
 mod notifications;
 mod order_updates;
 mod organizer;
+mod queue;
 mod schema;
 mod server;
 mod subscriptions;
