@@ -26,6 +26,7 @@ use crate::payments::SimulatedProvider;
 use crate::queue::pass::PassKeys;
 use crate::schema::{AppSchema, build_schema};
 use crate::state::AppState;
+use crate::tickets::signing::TicketSigner;
 use crate::websocket::ConnectionRegistry;
 use crate::{db, demo, transport};
 
@@ -70,6 +71,12 @@ impl App {
             chrono::Duration::minutes(config.access_token_ttl_minutes),
         );
         let passes = PassKeys::new(&config.jwt_secret);
+        let signer = TicketSigner::new(
+            config
+                .ticket_signing_secret
+                .as_ref()
+                .unwrap_or(&config.jwt_secret),
+        );
         let throttles = Arc::new(Throttles::new(config.mutations_per_minute));
         let feeds = SeatFeeds::start(
             db.clone(),
@@ -83,6 +90,7 @@ impl App {
             statements,
             tokens,
             passes,
+            signer,
             throttles,
             payments: Arc::new(SimulatedProvider),
             feeds,

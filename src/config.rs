@@ -7,6 +7,7 @@
 //! | `REDIS_CHANNEL` | `seatstorm:live` | pub/sub channel shared by all instances of one deployment |
 //! | `BIND_ADDR` | `127.0.0.1:8000` | where the HTTP server listens |
 //! | `JWT_SECRET` | generated in embedded mode; required with PostgreSQL | HMAC key for access tokens, at least 32 bytes |
+//! | `TICKET_SIGNING_SECRET` | `JWT_SECRET` | seed of the per-event Ed25519 keys that sign ticket QR codes (at least 32 bytes) |
 //! | `ACCESS_TOKEN_TTL_MINUTES` | `15` | lifetime of an access token |
 //! | `AVATAR_DIR` | `uploads/avatars` | where uploaded avatars are stored (served at `/avatars/`) |
 //! | `CORS_ORIGINS` | unset: same origin only | comma-separated origins allowed to call the API, or `*` |
@@ -50,6 +51,8 @@ pub struct Config {
     pub jwt_secret: Secret,
     /// True when no JWT_SECRET was given and one was generated for this run.
     pub jwt_secret_generated: bool,
+    /// Seeds the ticket-signing keys; the JWT secret when unset.
+    pub ticket_signing_secret: Option<Secret>,
     pub access_token_ttl_minutes: i64,
     pub avatar_dir: PathBuf,
     pub cors_origins: CorsOrigins,
@@ -182,6 +185,7 @@ impl Config {
             bind_addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
             jwt_secret: Secret::generate(),
             jwt_secret_generated: true,
+            ticket_signing_secret: None,
             access_token_ttl_minutes: 15,
             avatar_dir: PathBuf::from("uploads/avatars"),
             cors_origins: CorsOrigins::SameOrigin,
@@ -234,6 +238,16 @@ impl Config {
                 config.jwt_secret_generated = false;
             }
             None if config.is_postgres() => return Err(ConfigError::MissingJwtSecret),
+            None => {}
+        }
+        match var("TICKET_SIGNING_SECRET") {
+            Some(secret) if secret.len() < MIN_JWT_SECRET_LEN => {
+                return Err(ConfigError::Invalid {
+                    name: "TICKET_SIGNING_SECRET",
+                    reason: format!("must be at least {MIN_JWT_SECRET_LEN} bytes"),
+                });
+            }
+            Some(secret) => config.ticket_signing_secret = Some(Secret::new(secret)),
             None => {}
         }
         if let Some(value) = var("ACCESS_TOKEN_TTL_MINUTES") {

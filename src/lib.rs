@@ -34,6 +34,8 @@ pub mod queue;
 pub mod schema;
 /// Shared application state.
 pub mod state;
+/// Signed ticket codes, verification and check-in at the door.
+pub mod tickets;
 /// GraphQL over HTTP and WebSocket, with authentication.
 pub mod transport;
 /// Venues, sections and seats.

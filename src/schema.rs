@@ -28,6 +28,7 @@ use crate::orders::loaders::{LinesByOrderLoader, TicketsByOrderLoader};
 use crate::orders::subscriptions::OrderSubscription;
 use crate::queue::graphql::{QueueMutation, QueueQuery, QueueSubscription};
 use crate::state::AppState;
+use crate::tickets::graphql::{TicketMutation, TicketQuery, TicketSubscription};
 use crate::venues::graphql::{VenueMutation, VenueQuery};
 use crate::venues::loaders::{SeatByIdLoader, SectionsByVenueLoader, VenueByIdLoader};
 use crate::waitlist::graphql::{WaitlistMutation, WaitlistQuery, WaitlistSubscription};
@@ -42,6 +43,7 @@ pub struct QueryRoot(
     NotificationQuery,
     WaitlistQuery,
     QueueQuery,
+    TicketQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -54,6 +56,7 @@ pub struct MutationRoot(
     NotificationMutation,
     WaitlistMutation,
     QueueMutation,
+    TicketMutation,
 );
 
 /// Transport-level subscriptions.
@@ -68,6 +71,7 @@ pub struct SubscriptionRoot(
     OrderSubscription,
     WaitlistSubscription,
     QueueSubscription,
+    TicketSubscription,
 );
 
 /// Slowest and fastest heartbeat a client may ask for.

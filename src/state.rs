@@ -12,6 +12,7 @@ use crate::events::live_feed::SeatFeeds;
 use crate::live::Bus;
 use crate::payments::Payments;
 use crate::queue::pass::PassKeys;
+use crate::tickets::signing::TicketSigner;
 use crate::websocket::ConnectionRegistry;
 
 /// Cheap to clone: every field is a handle.
@@ -29,6 +30,8 @@ pub struct AppState {
     pub tokens: TokenKeys,
     /// Signs and verifies waiting-room queue passes.
     pub passes: PassKeys,
+    /// Signs ticket QR payloads with per-event Ed25519 keys.
+    pub signer: TicketSigner,
     /// Login and mutation rate limits (this instance's memory).
     pub throttles: Arc<Throttles>,
     /// The payment provider (the simulated one unless a real one is wired in).

@@ -109,7 +109,8 @@ impl SeatFeeds {
                         LiveMessage::NotificationsChanged { .. }
                         | LiveMessage::OrderUpdated { .. }
                         | LiveMessage::WaitlistPromoted { .. }
-                        | LiveMessage::QueueAdvanced { .. },
+                        | LiveMessage::QueueAdvanced { .. }
+                        | LiveMessage::CheckInsChanged { .. },
                     ) => {}
                     Err(broadcast::error::RecvError::Closed) => break,
                 }

@@ -41,6 +41,8 @@ pub enum LiveMessage {
         event_id: Uuid,
         admitted_through: i64,
     },
+    /// Tickets of an event were checked in (or a check-in undone).
+    CheckInsChanged { event_id: Uuid },
     /// A buyer's waitlist entry was offered tickets.
     WaitlistPromoted { user_id: Uuid, entry_id: Uuid },
     /// Something happened to one of a buyer's holds or orders.

@@ -13,6 +13,7 @@ use crate::live::{LiveMessage, OrderUpdateKind};
 use crate::orders::loaders::{LinesByOrderLoader, TicketsByOrderLoader};
 use crate::orders::service::{self, OrderFilter, UNDO_WINDOW_MINUTES};
 use crate::orders::subscriptions::publish_order_update;
+use crate::tickets::signing::TicketClaims;
 use crate::venues::loaders::SeatByIdLoader;
 
 /// Where an order is in its life.
@@ -143,8 +144,14 @@ pub struct Ticket {
     pub status: TicketStatus,
     pub tier_id: ID,
     pub checked_in_at: Option<DateTime<Utc>>,
+    /// The gate it was admitted at.
+    pub checked_in_gate: Option<String>,
     #[graphql(skip)]
     pub seat_uuid: Option<Uuid>,
+    #[graphql(skip)]
+    pub claims: TicketClaims,
+    #[graphql(skip)]
+    pub valid: bool,
 }
 
 impl From<ticket::Model> for Ticket {
@@ -154,7 +161,14 @@ impl From<ticket::Model> for Ticket {
             status: model.status.into(),
             tier_id: ID(model.tier_id.to_string()),
             checked_in_at: model.checked_in_at,
+            checked_in_gate: model.checked_in_gate,
             seat_uuid: model.seat_id,
+            valid: model.status == entity::enums::TicketStatus::Valid,
+            claims: TicketClaims {
+                ticket_id: model.id,
+                event_id: model.event_id,
+                nonce: model.nonce,
+            },
         }
     }
 }
@@ -181,6 +195,24 @@ impl From<entity::seat::Model> for SeatLabel {
 
 #[ComplexObject]
 impl Ticket {
+    /// What the QR code carries: a compact Ed25519-signed token (ticket, event, nonce) that a scanner
+    /// verifies offline with `eventVerificationKey`. Null once the ticket is cancelled.
+    async fn qr_payload(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        let state = ctx.state().extend()?;
+        Ok(self.valid.then(|| state.signer.sign(&self.claims)))
+    }
+
+    /// The QR code of `qrPayload` as an SVG document.
+    async fn qr_svg(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        let state = ctx.state().extend()?;
+        if !self.valid {
+            return Ok(None);
+        }
+        Ok(Some(
+            crate::tickets::qr_svg(&state.signer.sign(&self.claims)).extend()?,
+        ))
+    }
+
     /// The seat, for a reserved ticket.
     async fn seat(&self, ctx: &Context<'_>) -> Result<Option<SeatLabel>> {
         let Some(seat_id) = self.seat_uuid else {

@@ -254,7 +254,6 @@ pub async fn reduce_order(
     let order = lock_order(&txn, viewer, id).await?;
     let event = event_of(&txn, &order).await?;
     let valid = valid_tickets(&txn, order.id).await?;
-    ensure_cancellable(&order, &event, &valid, now)?;
     let chosen: Vec<ticket::Model> = valid
         .iter()
         .filter(|t| ticket_ids.contains(&t.id))
@@ -268,6 +267,8 @@ pub async fn reduce_order(
             "ticketIds must be valid tickets of this order",
         ));
     }
+    // Only the tickets being cancelled matter: others of the order may already be through the door.
+    ensure_cancellable(&order, &event, &chosen, now)?;
     if chosen.len() == valid.len() {
         txn.rollback().await?;
         return cancel_order(db, claim_window, viewer, id).await;

@@ -228,6 +228,32 @@ impl TestApp {
         self.login(&session.email, PASSWORD).await
     }
 
+    /// A staff account working the doors for `organizer_id`'s events; returns its access token.
+    pub async fn staff_of(&self, organizer_id: Uuid) -> String {
+        use sea_orm::{ActiveModelTrait, Set};
+        let now = Utc::now();
+        let id = Uuid::now_v7();
+        entity::user::ActiveModel {
+            id: Set(id),
+            email: Set(format!("{id}@staff.test")),
+            password_hash: Set("not-a-hash".into()),
+            name: Set("Door Staff".into()),
+            role: Set(entity::enums::Role::Staff),
+            organizer_id: Set(Some(organizer_id)),
+            avatar_path: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&self.state.db)
+        .await
+        .expect("staff inserted");
+        self.state
+            .tokens
+            .issue(id, entity::enums::Role::Staff, now)
+            .expect("token")
+            .0
+    }
+
     /// `n` customers created directly in the database, each with a freshly signed access token: the
     /// clients of a race, without paying for `n` password hashes.
     pub async fn buyers(&self, n: usize) -> Vec<String> {

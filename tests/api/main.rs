@@ -15,6 +15,7 @@ mod queue;
 mod schema;
 mod server;
 mod subscriptions;
+mod tickets;
 mod venues;
 mod waitlist;
 mod ws_limits;
