@@ -94,6 +94,15 @@ pub struct RegisterInput {
     pub account_type: AccountType,
 }
 
+/// A door-staff account for your events.
+#[derive(InputObject)]
+pub struct StaffAccountInput {
+    pub email: String,
+    /// 8 to 128 characters.
+    pub password: String,
+    pub name: String,
+}
+
 #[derive(InputObject)]
 pub struct LoginInput {
     pub email: String,
@@ -146,6 +155,28 @@ impl AuthMutation {
             },
         };
         Ok(service::register(&state.db, &state.tokens, registration)
+            .await
+            .extend()?
+            .into())
+    }
+
+    /// Creates a door-staff account that can verify and check in tickets of your events (and no
+    /// one else's). A taken email is CONFLICT.
+    #[graphql(guard = "RoleGuard::ORGANIZER")]
+    async fn create_staff_account(
+        &self,
+        ctx: &Context<'_>,
+        input: StaffAccountInput,
+    ) -> Result<User> {
+        let state = ctx.state().extend()?;
+        let viewer = ctx.viewer().extend()?;
+        let registration = Registration {
+            email: Email::parse(&input.email).extend()?,
+            password: NewPassword::parse(&input.password).extend()?,
+            name: parse_name(&input.name).extend()?,
+            role: entity::enums::Role::Staff,
+        };
+        Ok(service::create_staff(&state.db, viewer, registration)
             .await
             .extend()?
             .into())

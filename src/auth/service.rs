@@ -59,23 +59,56 @@ pub async fn register(
     let password_hash = hash_password(registration.password.expose())?;
     let now = Utc::now();
     let txn = db.begin().await?;
-    let user = user::ActiveModel {
+    let user = insert_account(&txn, registration, password_hash, None, now).await?;
+    let session = start_session(&txn, keys, user, Uuid::now_v7(), now).await?;
+    txn.commit().await?;
+    Ok(session)
+}
+
+/// Creates a door-staff account working for the signed-in organizer's events.
+pub async fn create_staff(
+    db: &DatabaseConnection,
+    organizer: &Viewer,
+    mut registration: Registration,
+) -> AppResult<user::Model> {
+    if organizer.role != Role::Organizer {
+        return Err(AppError::Forbidden(
+            "staff accounts are created by the organizer they work for".into(),
+        ));
+    }
+    registration.role = Role::Staff;
+    let password_hash = hash_password(registration.password.expose())?;
+    insert_account(
+        db,
+        registration,
+        password_hash,
+        Some(organizer.user_id),
+        Utc::now(),
+    )
+    .await
+}
+
+async fn insert_account(
+    db: &impl ConnectionTrait,
+    registration: Registration,
+    password_hash: String,
+    organizer_id: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> AppResult<user::Model> {
+    user::ActiveModel {
         id: Set(Uuid::now_v7()),
         email: Set(registration.email.as_str().to_owned()),
         password_hash: Set(password_hash),
         name: Set(registration.name),
         role: Set(registration.role),
-        organizer_id: Set(None),
+        organizer_id: Set(organizer_id),
         avatar_path: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }
-    .insert(&txn)
+    .insert(db)
     .await
-    .map_err(|err| AppError::on_constraint(err, &[EMAIL_TAKEN]))?;
-    let session = start_session(&txn, keys, user, Uuid::now_v7(), now).await?;
-    txn.commit().await?;
-    Ok(session)
+    .map_err(|err| AppError::on_constraint(err, &[EMAIL_TAKEN]))
 }
 
 /// Checks credentials, throttled per account and per client address. Failures never reveal whether

@@ -442,3 +442,33 @@ async fn a_door_dashboard_sees_check_ins_live() {
         json!({ "sold": 2, "admitted": 1, "gates": [{ "gate": "West", "admitted": 1 }] })
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organizer_creates_staff_who_then_work_its_doors() {
+    let app = TestApp::spawn().await;
+    let door = door(&app, "Hiring").await;
+    let email = format!("{}@door.test", Uuid::new_v4());
+    let create =
+        "mutation($input: StaffAccountInput!) { createStaffAccount(input: $input) { role email } }";
+    let input =
+        json!({ "input": { "email": email, "password": "scan-all-night", "name": "Night Shift" } });
+    let created = app.data_as(&door.organizer, create, input.clone()).await;
+    assert_eq!(created["createStaffAccount"]["role"], "STAFF");
+    let taken = app.graphql_as(&door.organizer, create, input.clone()).await;
+    assert_eq!(error_code(&taken), "CONFLICT");
+    let customer = app.buyers(1).await.remove(0);
+    let not_an_organizer = app.graphql_as(&customer, create, input).await;
+    assert_eq!(error_code(&not_an_organizer), "FORBIDDEN");
+
+    let staff = app.login(&email, "scan-all-night").await;
+    let order = book(&app, &customer, door.tier, 1).await;
+    let admitted = check_in(
+        &app,
+        &staff.access_token,
+        door.event_id,
+        &order["tickets"][0]["qrPayload"],
+        "Side",
+    )
+    .await;
+    assert_eq!(admitted["verdict"], "ADMITTED");
+}
