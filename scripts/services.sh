@@ -18,7 +18,8 @@
 # works too.
 #
 # Environment knobs:
-#   PG_BIN   PostgreSQL server binaries (default /usr/lib/postgresql/15/bin)
+#   PG_BIN      PostgreSQL server binaries (default /usr/lib/postgresql/15/bin)
+#   PG_DURABLE  1 keeps durable commits (fsync, synchronous_commit): for benchmarks
 #
 # PostgreSQL refuses to run as root: when run as root the cluster runs as the `postgres` system
 # user (created if missing) through runuser; otherwise it runs as the current user.
@@ -230,16 +231,23 @@ write_pg_conf() {
     local port=$1
     # Throwaway test cluster: fsync, synchronous_commit and full_page_writes are off because
     # the data is disposable and this roughly triples write throughput. NEVER use these
-    # settings for anything whose data matters, nor in benchmarks that claim durability.
+    # settings for anything whose data matters, nor in benchmarks that claim durability:
+    # PG_DURABLE=1 keeps PostgreSQL's durable defaults (what the benchmarks use).
+    local durability="fsync = off
+synchronous_commit = off
+full_page_writes = off"
+    if [[ ${PG_DURABLE:-0} == 1 ]]; then
+        durability="fsync = on
+synchronous_commit = on
+full_page_writes = on"
+    fi
     cat >"$PGROOT/data/seatstorm.conf" <<EOF
 # written by $PROG on every start
 port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = $(pg_conf_quote "$PGSOCK")
 max_connections = 300
-fsync = off
-synchronous_commit = off
-full_page_writes = off
+$durability
 EOF
     if [[ -n $PGUSER_RUN ]]; then
         chown "$PGUSER_RUN": -- "$PGROOT/data/seatstorm.conf"

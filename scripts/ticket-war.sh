@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The ticket-war benchmark matrix of BENCHMARKS.md, on a durable throwaway PostgreSQL + Redis:
+#
+#   bash scripts/ticket-war.sh [SECONDS]
+#
+# Builds release binaries, starts PostgreSQL (PG_DURABLE=1) and Redis, then for each run starts a
+# fresh server and fires ticket-war at it until the house is sold out (or SECONDS pass); pgbench
+# measures the database's own hot-row ceiling in the same session. Prints one JSON report per run on
+# stdout (progress on stderr). Knobs:
+#   RUNS="ga:64 ga:256 ga:1024 best-available:64" (mode:concurrency)   TICKETS=20000 (ga capacity)
+#   SUBSCRIBERS=1000 (live WebSocket clients during each run)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+SECONDS_PER_RUN=${1:-20}
+RUNS=${RUNS:-"ga:64 ga:256 ga:1024 best-available:64 best-available:256"}
+SUBSCRIBERS=${SUBSCRIBERS:-0}
+TICKETS=${TICKETS:-20000}
+PORT=${PORT:-8090}
+svc=$(mktemp -d /tmp/ticket-war.XXXXXX)
+server_pid=""
+
+cleanup() {
+    [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+    bash scripts/services.sh stop "$svc" >/dev/null 2>&1 || true
+    rm -rf -- "$svc"
+}
+trap cleanup EXIT
+
+cargo build --release -q -p seatstorm -p ticket-war >&2
+PG_DURABLE=1 bash scripts/services.sh start "$svc" >/dev/null
+# shellcheck disable=SC1091
+source "$svc/env"
+
+echo "== pgbench: one hot row, durable commits ==" >&2
+pgbench_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}/pgbench
+cat >"$svc/hot-decrement.sql" <<'SQL'
+UPDATE hot SET available = available - 1 WHERE id = 1 AND available > 0;
+SQL
+cat >"$svc/hot-booking.sql" <<'SQL'
+BEGIN;
+SELECT available FROM hot WHERE id = 1 FOR UPDATE;
+UPDATE hot SET available = available - 1 WHERE id = 1;
+INSERT INTO bookings (hot_id, at) VALUES (1, now());
+COMMIT;
+SQL
+psql_url=$DATABASE_URL
+psql "$psql_url" -q -c "DROP TABLE IF EXISTS hot, bookings; CREATE TABLE hot (id int PRIMARY KEY, available bigint); INSERT INTO hot VALUES (1, 1000000000); CREATE TABLE bookings (id bigserial PRIMARY KEY, hot_id int, at timestamptz);" >&2
+for clients in 64 256; do
+    for script in hot-decrement hot-booking; do
+        tps=$("$pgbench_bin" -n -c "$clients" -j 2 -T 10 -f "$svc/$script.sql" "$psql_url" 2>/dev/null | awk '/^tps/ {print int($3)}')
+        echo "{\"pgbench\":\"$script\",\"clients\":$clients,\"tps\":${tps:-0}}"
+    done
+done
+
+for run in $RUNS; do
+    mode=${run%%:*} concurrency=${run##*:}
+    psql "$psql_url" -q -c "DROP SCHEMA public CASCADE; CREATE SCHEMA public;" >&2
+    JWT_SECRET=ticket-war-benchmark-secret-0123456789 MUTATIONS_PER_MINUTE=100000000 \
+        BIND_ADDR=127.0.0.1:$PORT RUST_LOG=warn ./target/release/seatstorm >"$svc/server.log" 2>&1 &
+    server_pid=$!
+    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null && break; sleep 0.2; done
+    echo "== $mode at $concurrency ==" >&2
+    ./target/release/ticket-war --url "http://127.0.0.1:$PORT" --mode "$mode" --concurrency "$concurrency" \
+        --tickets "$TICKETS" --rows 100 --seats-per-row 100 --duration "$SECONDS_PER_RUN" \
+        --subscribers "$SUBSCRIBERS" --database-url "$DATABASE_URL" --json || echo "{\"run\":\"$run\",\"failed\":true}"
+    kill "$server_pid" && wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+done

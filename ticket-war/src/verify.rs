@@ -1,0 +1,169 @@
+//! The audit after the storm: the books must balance, through the API and in the database.
+
+use futures::StreamExt;
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use serde_json::json;
+
+use crate::api::Api;
+use crate::setup::Battlefield;
+use crate::storm::Confirmed;
+
+/// What the audit found.
+#[derive(Default)]
+pub struct Audit {
+    pub sold_per_api: u64,
+    pub available_per_api: u64,
+    pub orders_checked: u64,
+    pub database_checked: bool,
+    pub violations: Vec<String>,
+}
+
+pub async fn audit(
+    api: &Api,
+    field: &Battlefield,
+    buyers: &[String],
+    confirmed: &[Confirmed],
+    database_url: Option<&str>,
+) -> anyhow::Result<Audit> {
+    let mut audit = Audit::default();
+    let confirmed_tickets: u64 = confirmed.iter().map(|c| c.tickets).sum();
+
+    // Stock as the public sees it.
+    let event = api
+        .must(
+            None,
+            "query($e: ID!) { event(id: $e) { tiers { capacity available } } }",
+            json!({ "e": field.event_id }),
+        )
+        .await?;
+    let (capacity, available) = event["event"]["tiers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .fold((0, 0), |(c, a), tier| {
+            (
+                c + tier["capacity"].as_u64().unwrap_or(0),
+                a + tier["available"].as_u64().unwrap_or(0),
+            )
+        });
+    audit.available_per_api = available;
+    audit.sold_per_api = capacity.saturating_sub(available);
+    if capacity != field.capacity {
+        audit.violations.push(format!(
+            "capacity is {capacity}, the event was made with {}",
+            field.capacity
+        ));
+    }
+    if confirmed_tickets > capacity.saturating_sub(available) {
+        audit.violations.push(format!(
+            "{confirmed_tickets} tickets confirmed but only {} gone from stock: oversold",
+            capacity.saturating_sub(available)
+        ));
+    }
+
+    // Every confirmed answer has its paid order, with as many tickets as confirmed.
+    let checks = futures::stream::iter(confirmed.iter())
+        .map(|booking| async move {
+            let order = api
+                .must(
+                    Some(&buyers[booking.buyer]),
+                    "query($id: ID!) { order(id: $id) { status tickets { id status } } }",
+                    json!({ "id": booking.order_id }),
+                )
+                .await;
+            match order {
+                Ok(order) => {
+                    let tickets = order["order"]["tickets"].as_array().map_or(0, Vec::len) as u64;
+                    if order["order"]["status"] != "PAID" || tickets != booking.tickets {
+                        Some(format!(
+                            "order {} is {} with {tickets} tickets, confirmed with {}",
+                            booking.order_id, order["order"]["status"], booking.tickets
+                        ))
+                    } else {
+                        None
+                    }
+                }
+                Err(err) => Some(format!(
+                    "confirmed order {} cannot be read: {err}",
+                    booking.order_id
+                )),
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<Option<String>>>()
+        .await;
+    audit.orders_checked = checks.len() as u64;
+    audit.violations.extend(checks.into_iter().flatten());
+
+    if let Some(url) = database_url {
+        audit
+            .violations
+            .extend(database_books(url, &field.event_id).await?);
+        audit.database_checked = true;
+    }
+    Ok(audit)
+}
+
+/// The books in the database: per tier sold + held + available = capacity, no seat ticketed twice,
+/// every sold seat ticketed.
+async fn database_books(url: &str, event_id: &str) -> anyhow::Result<Vec<String>> {
+    let db = Database::connect(url).await?;
+    let backend = db.get_database_backend();
+    let param = if backend == DbBackend::Postgres {
+        "$1"
+    } else {
+        "?1"
+    };
+    let cast = if backend == DbBackend::Postgres {
+        "::uuid"
+    } else {
+        ""
+    };
+    let query = |sql: String| Statement::from_sql_and_values(backend, sql, [event_id.into()]);
+    let mut violations = Vec::new();
+    let unbalanced = db
+        .query_all_raw(query(format!(
+            "SELECT t.name, t.capacity, t.available,
+                (SELECT COUNT(*) FROM tickets k WHERE k.tier_id = t.id AND k.status = 'valid') AS sold,
+                (SELECT COALESCE(SUM(h.quantity), 0) FROM holds h WHERE h.tier_id = t.id AND h.status = 'active')
+                  + (SELECT COUNT(*) FROM event_seats s WHERE s.tier_id = t.id AND s.status = 'held') AS held
+             FROM ticket_tiers t WHERE t.event_id = {param}{cast}"
+        )))
+        .await?;
+    for row in unbalanced {
+        let (name, capacity, available, sold, held): (String, i64, i64, i64, i64) = (
+            row.try_get("", "name")?,
+            i64::from(row.try_get::<i32>("", "capacity")?),
+            i64::from(row.try_get::<i32>("", "available")?),
+            row.try_get("", "sold")?,
+            row.try_get("", "held")?,
+        );
+        if sold + held + available != capacity {
+            violations.push(format!(
+                "tier {name}: sold {sold} + held {held} + available {available} != capacity {capacity}"
+            ));
+        }
+    }
+    let doubles = db
+        .query_all_raw(query(format!(
+            "SELECT seat_id FROM tickets WHERE event_id = {param}{cast} AND status = 'valid' AND seat_id IS NOT NULL
+             GROUP BY seat_id HAVING COUNT(*) > 1"
+        )))
+        .await?;
+    if !doubles.is_empty() {
+        violations.push(format!("{} seats have two valid tickets", doubles.len()));
+    }
+    let unticketed = db
+        .query_all_raw(query(format!(
+            "SELECT s.seat_id FROM event_seats s WHERE s.event_id = {param}{cast} AND s.status = 'sold'
+             AND NOT EXISTS (SELECT 1 FROM tickets k WHERE k.event_id = s.event_id AND k.seat_id = s.seat_id AND k.status = 'valid')"
+        )))
+        .await?;
+    if !unticketed.is_empty() {
+        violations.push(format!(
+            "{} sold seats have no valid ticket",
+            unticketed.len()
+        ));
+    }
+    Ok(violations)
+}

@@ -1,0 +1,209 @@
+//! Live subscribers during the storm: how long a change takes from its answer to a client.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::args::Mode;
+use crate::storm::{Shared, lock, new_histogram};
+
+/// What the subscribers saw.
+pub struct WatchReport {
+    pub connected: u64,
+    pub messages: u64,
+    /// From a seat's hold being answered (seat modes) or the last ticket being confirmed (ga mode)
+    /// to a subscriber receiving the change, in microseconds.
+    pub delivery: Histogram<u64>,
+    /// Subscribers that never saw the final state.
+    pub behind: u64,
+}
+
+pub struct Watchers {
+    tasks: tokio::task::JoinSet<bool>,
+    connected: Arc<AtomicU64>,
+    messages: Arc<AtomicU64>,
+    delivery: Arc<std::sync::Mutex<Histogram<u64>>>,
+}
+
+/// Connects `count` subscribers (a few at a time) and lets them follow the event.
+pub async fn start(
+    ws_url: &str,
+    mode: Mode,
+    event_id: &str,
+    count: usize,
+    shared: &Arc<Shared>,
+) -> Watchers {
+    let mut watchers = Watchers {
+        tasks: tokio::task::JoinSet::new(),
+        connected: Arc::new(AtomicU64::new(0)),
+        messages: Arc::new(AtomicU64::new(0)),
+        delivery: Arc::new(std::sync::Mutex::new(new_histogram())),
+    };
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(count.max(1));
+    for _ in 0..count {
+        let (url, event_id, shared) = (ws_url.to_owned(), event_id.to_owned(), shared.clone());
+        let (connected, messages, delivery) = (
+            watchers.connected.clone(),
+            watchers.messages.clone(),
+            watchers.delivery.clone(),
+        );
+        let ready = ready_tx.clone();
+        watchers.tasks.spawn(async move {
+            follow(
+                &url, mode, &event_id, &shared, &connected, &messages, &delivery, ready,
+            )
+            .await
+            .unwrap_or(false)
+        });
+    }
+    drop(ready_tx);
+    // The storm starts once every subscriber has its first message (or gave up).
+    while ready_rx.recv().await.is_some() {}
+    watchers
+}
+
+impl Watchers {
+    /// Waits (up to `grace`) for the subscribers to see the final state (a sold-out tier), then closes
+    /// them. Without a final state to expect they simply get `grace` to drain.
+    pub async fn finish(mut self, grace: Duration, expect_final: bool) -> WatchReport {
+        let mut behind = 0;
+        let deadline = tokio::time::sleep(grace);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                joined = self.tasks.join_next() => match joined {
+                    Some(Ok(true)) => {}
+                    Some(_) => behind += 1,
+                    None => break,
+                },
+                () = &mut deadline => {
+                    if expect_final {
+                        behind += self.tasks.len() as u64;
+                    }
+                    self.tasks.abort_all();
+                    break;
+                }
+            }
+        }
+        WatchReport {
+            connected: self.connected.load(Ordering::Relaxed),
+            messages: self.messages.load(Ordering::Relaxed),
+            delivery: lock(&self.delivery).clone(),
+            behind,
+        }
+    }
+}
+
+/// One subscriber; true once it has seen the storm's final state.
+#[allow(clippy::too_many_arguments)]
+async fn follow(
+    url: &str,
+    mode: Mode,
+    event_id: &str,
+    shared: &Shared,
+    connected: &AtomicU64,
+    messages: &AtomicU64,
+    delivery: &std::sync::Mutex<Histogram<u64>>,
+    ready: tokio::sync::mpsc::Sender<()>,
+) -> anyhow::Result<bool> {
+    let mut request = url.into_client_request()?;
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
+    let connecting = tokio_tungstenite::connect_async(request).await;
+    let (mut socket, _) = match connecting {
+        Ok(socket) => socket,
+        Err(err) => {
+            drop(ready);
+            return Err(err.into());
+        }
+    };
+    socket
+        .send(Message::Text(
+            json!({ "type": "connection_init", "payload": {} })
+                .to_string()
+                .into(),
+        ))
+        .await?;
+    let query = match mode {
+        Mode::Ga => {
+            "subscription($e: ID!) { availabilityChanged(eventId: $e) { tiers { available } } }"
+        }
+        _ => {
+            "subscription($e: ID!) { seatMapChanged(eventId: $e) { kind seats { seatId status } } }"
+        }
+    };
+    socket
+        .send(Message::Text(
+            json!({ "id": "w", "type": "subscribe", "payload": { "query": query, "variables": { "e": event_id } } })
+                .to_string()
+                .into(),
+        ))
+        .await?;
+    let mut ready = Some(ready);
+    while let Some(frame) = socket.next().await {
+        let Message::Text(text) = frame? else {
+            continue;
+        };
+        let message: Value = serde_json::from_str(&text)?;
+        match message["type"].as_str() {
+            Some("connection_ack") => {
+                connected.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            Some("ping") => {
+                socket
+                    .send(Message::Text(json!({ "type": "pong" }).to_string().into()))
+                    .await?;
+                continue;
+            }
+            Some("next") => {}
+            _ => continue,
+        }
+        let received = Instant::now();
+        let first = ready.take().is_some();
+        if first {
+            // The current state: the storm has not started yet.
+            continue;
+        }
+        messages.fetch_add(1, Ordering::Relaxed);
+        let data = &message["payload"]["data"];
+        match mode {
+            Mode::Ga => {
+                let available = data["availabilityChanged"]["tiers"][0]["available"].as_i64();
+                if available == Some(0) {
+                    if let Some(answered) = shared.last_confirmed_at() {
+                        record(delivery, received.saturating_duration_since(answered));
+                    }
+                    return Ok(true);
+                }
+            }
+            _ => {
+                let seats = data["seatMapChanged"]["seats"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let answered = lock(&shared.seat_answered);
+                for seat in &seats {
+                    if let Some(at) = seat["seatId"].as_str().and_then(|id| answered.get(id)) {
+                        record(delivery, received.saturating_duration_since(*at));
+                    }
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
+fn record(histogram: &std::sync::Mutex<Histogram<u64>>, latency: Duration) {
+    let micros = u64::try_from(latency.as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let _ = lock(histogram).record(micros);
+}
