@@ -60,6 +60,9 @@ impl AppError {
             Self::PaymentDeclined(_) => "PAYMENT_DECLINED",
             Self::QueueRequired(_) => "QUEUE_REQUIRED",
             Self::TooManyRequests(_) => "TOO_MANY_REQUESTS",
+            // Every database connection stayed busy for the whole acquire timeout: overload, not a
+            // fault. A retry with the same idempotency key is safe.
+            Self::Database(DbErr::ConnectionAcquire(_)) => "SERVER_BUSY",
             Self::Database(_) | Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -122,6 +125,10 @@ fn violated_constraint(err: &DbErr) -> Option<String> {
 impl ErrorExtensions for AppError {
     fn extend(&self) -> FieldError {
         let message = match self {
+            Self::Database(err @ DbErr::ConnectionAcquire(_)) => {
+                tracing::warn!(error = %err, "no database connection free: answering SERVER_BUSY");
+                "the server is busy: retry in a moment".to_owned()
+            }
             Self::Database(err) => {
                 tracing::error!(error = %err, "database error");
                 "internal server error".to_owned()
@@ -174,6 +181,12 @@ mod tests {
             (
                 AppError::Database(DbErr::Custom("boom".into())),
                 "INTERNAL_SERVER_ERROR",
+            ),
+            (
+                AppError::Database(DbErr::ConnectionAcquire(
+                    sea_orm::error::ConnAcquireErr::Timeout,
+                )),
+                "SERVER_BUSY",
             ),
         ];
         for (error, code) in cases {
