@@ -118,7 +118,7 @@ pub struct BestAvailable {
     pub adjacent: bool,
 }
 
-const ONE_ACTIVE_HOLD: ConstraintRule = ConstraintRule {
+pub(crate) const ONE_ACTIVE_HOLD: ConstraintRule = ConstraintRule {
     name: "holds_one_active_per_user_event",
     sqlite_columns: "holds.user_id, holds.event_id",
     error: || {

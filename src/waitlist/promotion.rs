@@ -23,9 +23,9 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::booking::best_available::{self, Candidate};
-use crate::booking::service::adjust_tiers;
+use crate::booking::service::{ONE_ACTIVE_HOLD, adjust_tiers};
 use crate::db::is_postgres;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::events::changelog;
 use crate::notifications::service as notifications;
 
@@ -208,10 +208,16 @@ async fn promote(
         // A hold the buyer made a moment ago (after `busy` was read) would collide with the offer on
         // the one-active-hold index: the savepoint keeps that from failing the freeing transaction.
         let savepoint = txn.begin().await?;
-        let Ok(offer_hold) = offer_hold.insert(&savepoint).await else {
-            savepoint.rollback().await?;
-            give_back(&mut supply, stock);
-            continue;
+        let offer_hold = match offer_hold.insert(&savepoint).await {
+            Ok(offer_hold) => offer_hold,
+            Err(err) => match AppError::on_constraint(err, &[ONE_ACTIVE_HOLD]) {
+                AppError::Conflict(_) => {
+                    savepoint.rollback().await?;
+                    give_back(&mut supply, stock);
+                    continue;
+                }
+                other => return Err(other),
+            },
         };
         savepoint.commit().await?;
         take_for_hold(txn, &stock, &offer_hold, now).await?;
