@@ -16,6 +16,7 @@ mod m20261122_000006_live_sequences;
 mod m20261122_000007_hold_expiry_warnings;
 mod m20261122_000008_waitlist_offer_announcements;
 mod m20261122_000009_event_queues;
+mod m20261122_000010_waitlist_offer_index;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000007_hold_expiry_warnings::Migration),
             Box::new(m20261122_000008_waitlist_offer_announcements::Migration),
             Box::new(m20261122_000009_event_queues::Migration),
+            Box::new(m20261122_000010_waitlist_offer_index::Migration),
         ]
     }
 }

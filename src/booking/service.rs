@@ -184,8 +184,9 @@ async fn check_user_cap(
     user_id: Uuid,
     wanted: u32,
 ) -> AppResult<()> {
+    // The orders subquery already limits this to the event: filtering tickets by event too makes
+    // PostgreSQL scan every ticket of the event, which grows with the on-sale.
     let owned = Ticket::find()
-        .filter(ticket::Column::EventId.eq(event.id))
         .filter(ticket::Column::Status.eq(TicketStatus::Valid))
         .filter(
             ticket::Column::OrderId.in_subquery(
@@ -1014,7 +1015,10 @@ async fn convert_hold(
         .iter()
         .map(|seat| (seat.seat_id, SeatStatus::Sold, seat.tier_id))
         .collect();
-    crate::waitlist::service::close_offers(&txn, &[locked.id], HoldStatus::Converted, now).await?;
+    if locked.source == HoldSource::Waitlist {
+        crate::waitlist::service::close_offers(&txn, &[locked.id], HoldStatus::Converted, now)
+            .await?;
+    }
     changelog::record(&txn, locked.event_id, &sold, now).await?;
     Hold::update_many()
         .col_expr(
