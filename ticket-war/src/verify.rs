@@ -167,3 +167,78 @@ async fn database_books(url: &str, event_id: &str) -> anyhow::Result<Vec<String>
     }
     Ok(violations)
 }
+
+#[cfg(test)]
+mod tests {
+    use migration::MigratorTrait;
+    use sea_orm::{ConnectOptions, ConnectionTrait, Database};
+    use uuid::Uuid;
+
+    use super::database_books;
+
+    /// A database with the real schema, foreign keys off so the rows can be made up directly.
+    async fn books(rows: &str) -> Vec<String> {
+        let path = std::env::temp_dir().join(format!("ticket-war-audit-{}.db", Uuid::new_v4()));
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let mut options = ConnectOptions::new(url.clone());
+        options.max_connections(1);
+        let db = Database::connect(options).await.expect("a database");
+        migration::Migrator::up(&db, None)
+            .await
+            .expect("the schema");
+        db.execute_unprepared("PRAGMA foreign_keys = OFF")
+            .await
+            .expect("pragma");
+        db.execute_unprepared(rows).await.expect("the rows");
+        db.close().await.expect("closed");
+        let violations = database_books(&url, EVENT).await.expect("an audit");
+        let _ = std::fs::remove_file(path);
+        violations
+    }
+
+    const EVENT: &str = "0195f6a0-0000-7000-8000-000000000001";
+
+    fn tier(capacity: i32, available: i32) -> String {
+        format!(
+            "INSERT INTO ticket_tiers (id, event_id, name, kind, price_cents, currency, capacity, available, sort_order, created_at, updated_at)
+             VALUES ('0195f6a0-0000-7000-8000-0000000000aa', '{EVENT}', 'Floor', 'general_admission', 100, 'USD', {capacity}, {available}, 0, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');"
+        )
+    }
+
+    fn tickets(n: usize) -> String {
+        (0..n)
+            .map(|i| format!(
+                "INSERT INTO tickets (id, order_id, order_line_id, event_id, tier_id, seat_id, status, nonce, created_at)
+                 VALUES ('{}', '{}', '{}', '{EVENT}', '0195f6a0-0000-7000-8000-0000000000aa', NULL, 'valid', 'n{i}', '2026-01-01T00:00:00Z');",
+                Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()
+            ))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn balanced_books_pass() {
+        assert_eq!(
+            books(&(tier(10, 7) + &tickets(3))).await,
+            Vec::<String>::new()
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_stock_and_unticketed_seats_are_violations() {
+        let sold_seat = format!(
+            "INSERT INTO event_seats (event_id, seat_id, section_id, tier_id, status, hold_id, order_id, version, updated_at)
+             VALUES ('{EVENT}', '{}', '{}', '0195f6a0-0000-7000-8000-0000000000aa', 'sold', NULL, '{}', 1, '2026-01-01T00:00:00Z');",
+            Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()
+        );
+        let violations = books(&(tier(10, 5) + &tickets(3) + &sold_seat)).await;
+        assert_eq!(violations.len(), 2, "{violations:?}");
+        assert!(
+            violations[0].contains("sold 3 + held 0 + available 5 != capacity 10"),
+            "{violations:?}"
+        );
+        assert!(
+            violations[1].contains("1 sold seats have no valid ticket"),
+            "{violations:?}"
+        );
+    }
+}
