@@ -258,11 +258,10 @@ pub async fn sweep_once(state: &AppState, now: DateTime<Utc>) -> AppResult<()> {
     waitlist::service::announce_offers(state, now).await?;
     let queue_policy = state.config.queue_policy();
     for event in crate::queue::service::admitting_events(&state.db, now).await? {
-        if crate::queue::service::admit(&state.db, &queue_policy, &event, now)
-            .await?
-            .is_some()
+        if let Some(queue) =
+            crate::queue::service::admit(&state.db, &queue_policy, &event, now).await?
         {
-            crate::queue::graphql::announce(state, event.id).await;
+            crate::queue::graphql::announce(state, event.id, queue.admitted_through).await;
         }
     }
     let warn_before = chrono::Duration::seconds(state.config.hold_warning_seconds);

@@ -121,9 +121,6 @@ impl QueueQuery {
         let stats = service::stats(&state.db, viewer, event_id, Utc::now())
             .await
             .extend()?;
-        let event = crate::events::manage::find_managed_event(&state.db, viewer, event_id)
-            .await
-            .extend()?;
         Ok(QueueStats {
             waiting: count(stats.waiting),
             shopping: count(stats.shopping),
@@ -132,8 +129,8 @@ impl QueueQuery {
             expired: count(stats.expired),
             last_position: stats.last_position,
             admitted_through: stats.admitted_through,
-            admission_rate_per_minute: event.admission_rate_per_minute,
-            max_active_shoppers: event.max_active_shoppers,
+            admission_rate_per_minute: stats.admission_rate_per_minute,
+            max_active_shoppers: stats.max_active_shoppers,
         })
     }
 }
@@ -163,11 +160,11 @@ impl QueueMutation {
         }
         let now = Utc::now();
         let policy = state.config.queue_policy();
-        let (_, shuffled) = service::join(&state.db, &policy, viewer.user_id, event_id, now)
+        let (_, numbered) = service::join(&state.db, &policy, viewer.user_id, event_id, now)
             .await
             .extend()?;
-        if shuffled {
-            announce(state, event_id).await;
+        if let Some(admitted_through) = numbered {
+            announce(state, event_id, admitted_through).await;
         }
         let place = service::place(&state.db, viewer.user_id, event_id)
             .await
@@ -192,12 +189,7 @@ impl QueueMutation {
 }
 
 /// Tells every instance's queue subscribers that the event's queue moved.
-pub async fn announce(state: &AppState, event_id: Uuid) {
-    let admitted_through = service::queue_of(&state.db, event_id)
-        .await
-        .ok()
-        .flatten()
-        .map_or(0, |q| q.admitted_through);
+pub async fn announce(state: &AppState, event_id: Uuid, admitted_through: i64) {
     state
         .bus
         .publish(LiveMessage::QueueAdvanced {

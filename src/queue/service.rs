@@ -18,7 +18,7 @@ use rand::Rng;
 use sea_orm::sea_query::{Expr, LockBehavior, LockType, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+    DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Set, Statement,
     TransactionTrait,
 };
 use uuid::Uuid;
@@ -48,7 +48,7 @@ pub struct Place {
 }
 
 /// Queue figures for the organizer.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct QueueStats {
     pub waiting: u64,
     pub shopping: u64,
@@ -57,6 +57,8 @@ pub struct QueueStats {
     pub expired: u64,
     pub last_position: i64,
     pub admitted_through: i64,
+    pub admission_rate_per_minute: i32,
+    pub max_active_shoppers: i32,
 }
 
 async fn waiting_room_event(
@@ -84,14 +86,15 @@ async fn waiting_room_event(
 }
 
 /// Puts the user in the event's waiting room, or returns their place if they already have one. Someone
-/// who left, or whose pass expired, joins again at the back.
+/// who left, or whose pass expired, joins again at the back. When this join numbered the pre-queue,
+/// also returns how far admission has got, for announcing the move.
 pub async fn join(
     db: &DatabaseConnection,
     policy: &QueuePolicy,
     user_id: Uuid,
     event_id: Uuid,
     now: DateTime<Utc>,
-) -> AppResult<(queue_entry::Model, bool)> {
+) -> AppResult<(queue_entry::Model, Option<i64>)> {
     let event = waiting_room_event(db, event_id, now).await?;
     let opens_at = event.sale_starts_at - policy.opens_before_sale;
     if now < opens_at {
@@ -104,7 +107,7 @@ pub async fn join(
     if let Some(entry) = &existing
         && is_current(entry, now)
     {
-        return Ok((entry.clone(), false));
+        return Ok((entry.clone(), None));
     }
 
     let txn = db.begin().await?;
@@ -152,14 +155,15 @@ pub async fn join(
                     let entry = find_entry(db, user_id, event_id)
                         .await?
                         .ok_or(AppError::Conflict("please try again".into()))?;
-                    return Ok((entry, false));
+                    return Ok((entry, None));
                 }
             }
         }
     };
+    let numbered = shuffled.then_some(queue.admitted_through);
     save_queue(&txn, queue, now).await?;
     txn.commit().await?;
-    Ok((entry, shuffled))
+    Ok((entry, numbered))
 }
 
 fn is_current(entry: &queue_entry::Model, now: DateTime<Utc>) -> bool {
@@ -450,7 +454,7 @@ pub async fn stats(
     event_id: Uuid,
     now: DateTime<Utc>,
 ) -> AppResult<QueueStats> {
-    find_managed_event(db, viewer, event_id).await?;
+    let event = find_managed_event(db, viewer, event_id).await?;
     let count = |status: QueueStatus| {
         QueueEntry::find()
             .filter(queue_entry::Column::EventId.eq(event_id))
@@ -472,25 +476,7 @@ pub async fn stats(
                 .await?,
         last_position: queue.as_ref().map_or(0, |q| q.last_position),
         admitted_through: queue.as_ref().map_or(0, |q| q.admitted_through),
+        admission_rate_per_minute: event.admission_rate_per_minute,
+        max_active_shoppers: event.max_active_shoppers,
     })
-}
-
-/// An event's queue row, for live position updates.
-pub async fn queue_of(
-    db: &impl ConnectionTrait,
-    event_id: Uuid,
-) -> AppResult<Option<event_queue::Model>> {
-    Ok(EventQueue::find_by_id(event_id).one(db).await?)
-}
-
-/// Orders shown to the organizer are by position; exposed for tests of contiguity.
-pub async fn positions(db: &impl ConnectionTrait, event_id: Uuid) -> AppResult<Vec<Option<i64>>> {
-    Ok(QueueEntry::find()
-        .filter(queue_entry::Column::EventId.eq(event_id))
-        .order_by_asc(queue_entry::Column::Position)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|e| e.position)
-        .collect())
 }
