@@ -6,6 +6,7 @@ use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
+use crate::auth::Viewer;
 use crate::auth::guards::RoleGuard;
 use crate::error::{AppError, AppResult};
 use crate::gql::{ContextExt, parse_id};
@@ -136,6 +137,20 @@ fn check_gate(gate: &str) -> AppResult<String> {
     Ok(gate.to_owned())
 }
 
+/// The caller's state, identity and event, once they may work this event's door.
+async fn at_door<'c>(
+    ctx: &'c Context<'_>,
+    event_id: &ID,
+) -> Result<(&'c AppState, &'c Viewer, Uuid)> {
+    let state = ctx.state().extend()?;
+    let viewer = ctx.viewer().extend()?;
+    let event_id = parse_id(event_id, "eventId").extend()?;
+    service::door_of(&state.db, viewer, event_id)
+        .await
+        .extend()?;
+    Ok((state, viewer, event_id))
+}
+
 /// Most scans in one offline batch.
 const MAX_BATCH: usize = 500;
 
@@ -163,12 +178,7 @@ impl TicketQuery {
         ctx: &Context<'_>,
         event_id: ID,
     ) -> Result<VerificationKey> {
-        let state = ctx.state().extend()?;
-        let viewer = ctx.viewer().extend()?;
-        let event_id = parse_id(&event_id, "eventId").extend()?;
-        service::door_of(&state.db, viewer, event_id)
-            .await
-            .extend()?;
+        let (state, _, event_id) = at_door(ctx, &event_id).await?;
         Ok(VerificationKey {
             event_id: ID(event_id.to_string()),
             algorithm: "Ed25519".into(),
@@ -180,12 +190,7 @@ impl TicketQuery {
     /// Admitted against sold, overall and per gate.
     #[graphql(guard = "RoleGuard::STAFF_OR_ORGANIZER")]
     async fn check_in_stats(&self, ctx: &Context<'_>, event_id: ID) -> Result<CheckInStats> {
-        let state = ctx.state().extend()?;
-        let viewer = ctx.viewer().extend()?;
-        let event_id = parse_id(&event_id, "eventId").extend()?;
-        service::door_of(&state.db, viewer, event_id)
-            .await
-            .extend()?;
+        let (state, _, event_id) = at_door(ctx, &event_id).await?;
         load_stats(state, event_id).await.extend()
     }
 }
@@ -203,12 +208,7 @@ impl TicketMutation {
         event_id: ID,
         payload: String,
     ) -> Result<TicketCheck> {
-        let state = ctx.state().extend()?;
-        let viewer = ctx.viewer().extend()?;
-        let event_id = parse_id(&event_id, "eventId").extend()?;
-        service::door_of(&state.db, viewer, event_id)
-            .await
-            .extend()?;
+        let (state, _, event_id) = at_door(ctx, &event_id).await?;
         let (inspection, _) = service::inspect(&state.db, &state.signer, event_id, &payload)
             .await
             .extend()?;
@@ -225,13 +225,8 @@ impl TicketMutation {
         payload: String,
         gate: String,
     ) -> Result<TicketCheck> {
-        let state = ctx.state().extend()?;
-        let viewer = ctx.viewer().extend()?;
-        let event_id = parse_id(&event_id, "eventId").extend()?;
         let gate = check_gate(&gate).extend()?;
-        service::door_of(&state.db, viewer, event_id)
-            .await
-            .extend()?;
+        let (state, viewer, event_id) = at_door(ctx, &event_id).await?;
         let inspection = service::check_in(
             &state.db,
             &state.signer,
@@ -259,9 +254,6 @@ impl TicketMutation {
         event_id: ID,
         scans: Vec<OfflineScanInput>,
     ) -> Result<Vec<BatchScanResult>> {
-        let state = ctx.state().extend()?;
-        let viewer = ctx.viewer().extend()?;
-        let event_id = parse_id(&event_id, "eventId").extend()?;
         if scans.len() > MAX_BATCH {
             return Err(AppError::bad_input(format!(
                 "send at most {MAX_BATCH} scans per batch"
@@ -279,9 +271,7 @@ impl TicketMutation {
             })
             .collect::<AppResult<Vec<Scan>>>()
             .extend()?;
-        service::door_of(&state.db, viewer, event_id)
-            .await
-            .extend()?;
+        let (state, viewer, event_id) = at_door(ctx, &event_id).await?;
         let results = service::check_in_batch(&state.db, &state.signer, viewer, event_id, &scans)
             .await
             .extend()?;
@@ -341,12 +331,8 @@ impl TicketSubscription {
         ctx: &Context<'_>,
         event_id: ID,
     ) -> Result<impl Stream<Item = CheckInStats> + use<>> {
-        let state = ctx.state().extend()?.clone();
-        let viewer = ctx.viewer().extend()?;
-        let event_id = parse_id(&event_id, "eventId").extend()?;
-        service::door_of(&state.db, viewer, event_id)
-            .await
-            .extend()?;
+        let (state, _, event_id) = at_door(ctx, &event_id).await?;
+        let state = state.clone();
         let mut messages = state.bus.subscribe();
         let first = load_stats(&state, event_id).await.extend()?;
         Ok(async_stream::stream! {

@@ -268,7 +268,7 @@ pub async fn stats(db: &impl ConnectionTrait, event_id: Uuid) -> AppResult<Check
     })
 }
 
-/// A ticket the viewer may see: their own, or any for an admin.
+/// A ticket the viewer may see: one of an order they may see (their own, or any for an admin).
 pub async fn own_ticket(
     db: &impl ConnectionTrait,
     viewer: &Viewer,
@@ -278,12 +278,9 @@ pub async fn own_ticket(
         .one(db)
         .await?
         .ok_or(AppError::NotFound("ticket"))?;
-    let order = Order::find_by_id(ticket.order_id)
-        .one(db)
-        .await?
-        .ok_or(AppError::NotFound("ticket"))?;
-    if order.user_id != viewer.user_id && !viewer.is_admin() {
-        return Err(AppError::NotFound("ticket"));
+    match crate::orders::service::find_order(db, viewer, ticket.order_id).await {
+        Ok(_) => Ok(ticket),
+        Err(AppError::NotFound(_)) => Err(AppError::NotFound("ticket")),
+        Err(err) => Err(err),
     }
-    Ok(ticket)
 }
