@@ -13,6 +13,7 @@ use crate::live::{LiveMessage, OrderUpdateKind};
 use crate::orders::loaders::{LinesByOrderLoader, TicketsByOrderLoader};
 use crate::orders::service::{self, OrderFilter, UNDO_WINDOW_MINUTES};
 use crate::orders::subscriptions::publish_order_update;
+use crate::state::AppState;
 use crate::tickets::signing::TicketClaims;
 use crate::venues::loaders::SeatByIdLoader;
 
@@ -285,6 +286,29 @@ impl OrderQuery {
     }
 }
 
+/// Publishes what changing an order did: the event's stock, the buyer's order, and any waitlist offers
+/// the freed tickets became.
+async fn publish_order_change(
+    state: &AppState,
+    order: &order::Model,
+    kind: OrderUpdateKind,
+) -> crate::error::AppResult<()> {
+    state
+        .bus
+        .publish(LiveMessage::InventoryChanged {
+            event_id: order.event_id,
+        })
+        .await;
+    publish_order_update(state, order, kind).await;
+    if matches!(
+        kind,
+        OrderUpdateKind::OrderCancelled | OrderUpdateKind::OrderReduced
+    ) {
+        crate::waitlist::service::announce_offers(state, chrono::Utc::now()).await?;
+    }
+    Ok(())
+}
+
 #[derive(Default)]
 pub struct OrderMutation;
 
@@ -305,15 +329,7 @@ impl OrderMutation {
         )
         .await
         .extend()?;
-        state
-            .bus
-            .publish(LiveMessage::InventoryChanged {
-                event_id: order.event_id,
-            })
-            .await;
-        publish_order_update(state, &order, OrderUpdateKind::OrderCancelled).await;
-        // The freed tickets may have gone straight to the waitlist.
-        crate::waitlist::service::announce_offers(state, chrono::Utc::now())
+        publish_order_change(state, &order, OrderUpdateKind::OrderCancelled)
             .await
             .extend()?;
         Ok(order.into())
@@ -345,15 +361,7 @@ impl OrderMutation {
         )
         .await
         .extend()?;
-        state
-            .bus
-            .publish(LiveMessage::InventoryChanged {
-                event_id: order.event_id,
-            })
-            .await;
-        publish_order_update(state, &order, OrderUpdateKind::OrderReduced).await;
-        // The freed tickets may have gone straight to the waitlist.
-        crate::waitlist::service::announce_offers(state, chrono::Utc::now())
+        publish_order_change(state, &order, OrderUpdateKind::OrderReduced)
             .await
             .extend()?;
         Ok(order.into())
@@ -368,13 +376,9 @@ impl OrderMutation {
         let order = service::undo_cancellation(&state.db, viewer, id)
             .await
             .extend()?;
-        state
-            .bus
-            .publish(LiveMessage::InventoryChanged {
-                event_id: order.event_id,
-            })
-            .await;
-        publish_order_update(state, &order, OrderUpdateKind::OrderRestored).await;
+        publish_order_change(state, &order, OrderUpdateKind::OrderRestored)
+            .await
+            .extend()?;
         Ok(order.into())
     }
 }
