@@ -7,13 +7,14 @@
 # fresh server and fires ticket-war at it until the house is sold out (or SECONDS pass); pgbench
 # measures the database's own hot-row ceiling in the same session. Prints one JSON report per run on
 # stdout (progress on stderr). Knobs:
-#   RUNS="ga:64 ga:256 ga:1024 best-available:64" (mode:concurrency)   TICKETS=20000 (ga capacity)
+#   RUNS="ga:64 ga:256:simple best-available:64" (mode:concurrency[:booking path, default coalesced])
+#   TICKETS=20000 (ga capacity)
 #   SUBSCRIBERS=1000 (live WebSocket clients during each run)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 SECONDS_PER_RUN=${1:-20}
-RUNS=${RUNS:-"ga:64 ga:256 ga:1024 best-available:64 best-available:256"}
+RUNS=${RUNS:-"ga:64:simple ga:64 ga:256:simple ga:256 ga:1024:simple ga:1024 best-available:64 best-available:256"}
 SUBSCRIBERS=${SUBSCRIBERS:-0}
 TICKETS=${TICKETS:-20000}
 PORT=${PORT:-8090}
@@ -54,16 +55,18 @@ for clients in 64 256; do
 done
 
 for run in $RUNS; do
-    mode=${run%%:*} concurrency=${run##*:}
+    IFS=: read -r mode concurrency path <<<"$run"
+    path=${path:-coalesced}
     psql "$psql_url" -q -c "DROP SCHEMA public CASCADE; CREATE SCHEMA public;" >&2
-    JWT_SECRET=ticket-war-benchmark-secret-0123456789 MUTATIONS_PER_MINUTE=100000000 \
+    BOOKING_PATH=$path JWT_SECRET=ticket-war-benchmark-secret-0123456789 MUTATIONS_PER_MINUTE=100000000 \
         BIND_ADDR=127.0.0.1:$PORT RUST_LOG=warn ./target/release/seatstorm >"$svc/server.log" 2>&1 &
     server_pid=$!
     for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null && break; sleep 0.2; done
-    echo "== $mode at $concurrency ==" >&2
+    echo "== $mode at $concurrency, $path path ==" >&2
     ./target/release/ticket-war --url "http://127.0.0.1:$PORT" --mode "$mode" --concurrency "$concurrency" \
         --tickets "$TICKETS" --rows 100 --seats-per-row 100 --duration "$SECONDS_PER_RUN" \
-        --subscribers "$SUBSCRIBERS" --database-url "$DATABASE_URL" --json || echo "{\"run\":\"$run\",\"failed\":true}"
+        --subscribers "$SUBSCRIBERS" --database-url "$DATABASE_URL" --json |
+        sed "s/^{/{\"booking_path\":\"$path\",/" || echo "{\"run\":\"$run\",\"failed\":true}"
     kill "$server_pid" && wait "$server_pid" 2>/dev/null || true
     server_pid=""
 done

@@ -19,10 +19,11 @@ use tower_http::timeout::TimeoutLayer;
 use crate::auth::avatar::AVATAR_URL_PREFIX;
 use crate::auth::throttle::Throttles;
 use crate::auth::tokens::TokenKeys;
+use crate::booking::coalesce::DirectBooking;
 use crate::config::{Config, CorsOrigins};
 use crate::events::live_feed::SeatFeeds;
 use crate::live::Bus;
-use crate::payments::SimulatedProvider;
+use crate::payments::{Payments, SimulatedProvider};
 use crate::queue::pass::PassKeys;
 use crate::schema::{AppSchema, build_schema};
 use crate::state::AppState;
@@ -83,6 +84,13 @@ impl App {
             &bus,
             std::time::Duration::from_millis(config.live_coalesce_ms),
         );
+        let payments: Payments = Arc::new(SimulatedProvider);
+        let direct_booking = DirectBooking::new(
+            config.booking_path,
+            db.clone(),
+            payments.clone(),
+            config.hold_policy(),
+        );
         let state = AppState {
             config: Arc::new(config),
             db,
@@ -92,7 +100,8 @@ impl App {
             passes,
             signer,
             throttles,
-            payments: Arc::new(SimulatedProvider),
+            payments,
+            direct_booking,
             feeds,
             ws_connections: ConnectionRegistry::default(),
         };

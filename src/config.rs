@@ -21,6 +21,7 @@
 //! | `QUEUE_OPENS_MINUTES` | `60` | how long before the on-sale a waiting room takes its pre-queue |
 //! | `SWEEP_INTERVAL_MS` | `1000` | how often expired holds are released |
 //! | `LIVE_COALESCE_MS` | `75` | how long live seat-map changes are gathered into one message |
+//! | `BOOKING_PATH` | `coalesced` | `coalesced`: concurrent `bookTickets` of one tier share transactions; `simple`: one pair per booking |
 //! | `SEED_DEMO` | `true` | seed demo venues, events and accounts into an empty database |
 //! | `DB_MAX_CONNECTIONS` | `32` (PostgreSQL), SQLite always uses one | connection pool size |
 //! | `MAX_QUERY_DEPTH` | `12` | deepest GraphQL selection accepted |
@@ -40,6 +41,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use rand::RngCore;
+
+use crate::booking::coalesce::BookingPath;
 
 /// Everything the server needs to start. Tests build it in code with [`Config::embedded`].
 #[derive(Clone, Debug)]
@@ -66,6 +69,7 @@ pub struct Config {
     pub queue_opens_minutes: i64,
     pub sweep_interval_ms: u64,
     pub live_coalesce_ms: u64,
+    pub booking_path: BookingPath,
     pub seed_demo: bool,
     pub db_max_connections: u32,
     pub limits: Limits,
@@ -199,6 +203,7 @@ impl Config {
             queue_opens_minutes: 60,
             sweep_interval_ms: 1000,
             live_coalesce_ms: 75,
+            booking_path: BookingPath::Coalesced,
             seed_demo: true,
             db_max_connections: 32,
             limits: Limits::default(),
@@ -331,6 +336,9 @@ impl Config {
         }
         if let Some(value) = var("LIVE_COALESCE_MS") {
             config.live_coalesce_ms = parse("LIVE_COALESCE_MS", &value)?;
+        }
+        if let Some(value) = var("BOOKING_PATH") {
+            config.booking_path = parse("BOOKING_PATH", &value)?;
         }
         if let Some(value) = var("SEED_DEMO") {
             config.seed_demo = parse_bool("SEED_DEMO", &value)?;

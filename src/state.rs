@@ -6,6 +6,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::auth::throttle::Throttles;
 use crate::auth::tokens::TokenKeys;
+use crate::booking::coalesce::DirectBooking;
 use crate::config::Config;
 use crate::db::StatementCounter;
 use crate::events::live_feed::SeatFeeds;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub throttles: Arc<Throttles>,
     /// The payment provider (the simulated one unless a real one is wired in).
     pub payments: Payments,
+    /// `bookTickets`, by the configured path (per-tier coalescing or one transaction pair each).
+    pub direct_booking: DirectBooking,
     /// Live seat-map feeds of the events this instance has subscribers for.
     pub feeds: SeatFeeds,
     /// Open WebSocket connections per user on this instance.

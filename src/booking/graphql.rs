@@ -464,17 +464,11 @@ impl BookingMutation {
             "bookTickets",
             &input,
             || async {
-                Ok(service::book_tickets(
-                    &state.db,
-                    state.payments.as_ref(),
-                    &policy,
-                    shopper,
-                    tier_id,
-                    quantity,
-                    &input.payment_token,
-                )
-                .await?
-                .id)
+                Ok(state
+                    .direct_booking
+                    .book(shopper, tier_id, quantity, &input.payment_token)
+                    .await?
+                    .id)
             },
         )
         .await;

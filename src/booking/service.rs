@@ -15,7 +15,8 @@ use rand::RngCore;
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
+    EntityTrait, FromQueryResult, IntoActiveModel, PaginatorTrait, QueryFilter, QuerySelect, Set,
+    TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -65,7 +66,7 @@ impl Buyer {
         }
     }
 
-    fn check_admission(&self, event: &event::Model) -> AppResult<()> {
+    pub(crate) fn check_admission(&self, event: &event::Model) -> AppResult<()> {
         if !event.waiting_room_required {
             return Ok(());
         }
@@ -128,7 +129,7 @@ pub(crate) const ONE_ACTIVE_HOLD: ConstraintRule = ConstraintRule {
     },
 };
 
-const TIER_SOLD_OUT: ConstraintRule = ConstraintRule {
+pub(crate) const TIER_SOLD_OUT: ConstraintRule = ConstraintRule {
     name: "ticket_tiers_available_within_capacity",
     sqlite_columns: "ticket_tiers_available_within_capacity",
     error: || AppError::SoldOut("not enough tickets left".into()),
@@ -146,12 +147,23 @@ const SEAT_ALREADY_TICKETED: ConstraintRule = ConstraintRule {
     error: || AppError::SoldOut("a seat was sold to someone else".into()),
 };
 
-/// An event that sells now to this buyer: published, not cancelled, sale started, not over, and, for
-/// an event with a waiting room, the buyer admitted by a queue pass.
+/// An event that sells now to this buyer: on sale (see [`event_selling`]) and, for an event with a
+/// waiting room, the buyer admitted by a queue pass.
 async fn event_on_sale(
     db: &impl ConnectionTrait,
     event_id: Uuid,
     buyer: &Buyer,
+    now: DateTime<Utc>,
+) -> AppResult<event::Model> {
+    let event = event_selling(db, event_id, now).await?;
+    buyer.check_admission(&event)?;
+    Ok(event)
+}
+
+/// An event that sells now: published, not cancelled, sale started, not over.
+pub(crate) async fn event_selling(
+    db: &impl ConnectionTrait,
+    event_id: Uuid,
     now: DateTime<Utc>,
 ) -> AppResult<event::Model> {
     let event = Event::find_by_id(event_id)
@@ -172,7 +184,6 @@ async fn event_on_sale(
     if event.ends_at <= now {
         return Err(AppError::Conflict("the event is over".into()));
     }
-    buyer.check_admission(&event)?;
     Ok(event)
 }
 
@@ -241,7 +252,7 @@ async fn expire_own_stale_hold(
     }
 }
 
-fn new_hold(
+pub(crate) fn new_hold(
     user_id: Uuid,
     event_id: Uuid,
     tier_id: Option<Uuid>,
@@ -265,6 +276,23 @@ fn new_hold(
     }
 }
 
+/// The tier, if it sells general admission (reserved tiers sell seats, not units).
+pub(crate) async fn general_admission_tier(
+    db: &impl ConnectionTrait,
+    tier_id: Uuid,
+) -> AppResult<ticket_tier::Model> {
+    let tier = TicketTier::find_by_id(tier_id)
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("tier"))?;
+    if tier.kind != TierKind::GeneralAdmission {
+        return Err(AppError::bad_input(
+            "this tier sells reserved seats: use holdSeats or holdBestAvailable",
+        ));
+    }
+    Ok(tier)
+}
+
 /// Holds `quantity` general-admission tickets of a tier: one conditional decrement of the tier, so the
 /// stock can never go below zero however many buyers race.
 pub async fn hold_tickets(
@@ -276,15 +304,7 @@ pub async fn hold_tickets(
 ) -> AppResult<hold::Model> {
     let user_id = buyer.user_id;
     let now = Utc::now();
-    let tier = TicketTier::find_by_id(tier_id)
-        .one(db)
-        .await?
-        .ok_or(AppError::NotFound("tier"))?;
-    if tier.kind != TierKind::GeneralAdmission {
-        return Err(AppError::bad_input(
-            "this tier sells reserved seats: use holdSeats or holdBestAvailable",
-        ));
-    }
+    let tier = general_admission_tier(db, tier_id).await?;
     expire_own_stale_hold(db, policy, user_id, tier.event_id, now).await?;
     let txn = db.begin().await?;
     let event = event_on_sale(&txn, tier.event_id, &buyer, now).await?;
@@ -413,7 +433,7 @@ pub async fn hold_seats(
     Ok(hold)
 }
 
-/// Marks locked, available seats as held by `hold_id` and moves their tiers' counters.
+/// Marks locked, available seats as held by `hold_id`, moves their tiers' counters and logs the change.
 async fn take_seats(
     txn: &DatabaseTransaction,
     event_id: Uuid,
@@ -421,7 +441,24 @@ async fn take_seats(
     seats: &[(Uuid, Uuid)],
     now: DateTime<Utc>,
 ) -> AppResult<()> {
-    let ids: Vec<Uuid> = seats.iter().map(|(seat, _)| *seat).collect();
+    hold_seat_rows(txn, event_id, hold_id, seats, now).await?;
+    let changed: Vec<(Uuid, SeatStatus, Uuid)> = seats
+        .iter()
+        .map(|(seat, tier)| (*seat, SeatStatus::Held, *tier))
+        .collect();
+    changelog::record(txn, event_id, &changed, now).await?;
+    Ok(())
+}
+
+/// Marks locked, available `(seat, tier)` rows as held by `hold_id` and takes them off their tiers'
+/// counters, without logging (callers that hold many seats log once).
+pub(crate) async fn hold_seat_rows(
+    txn: &DatabaseTransaction,
+    event_id: Uuid,
+    hold_id: Uuid,
+    seats: &[(Uuid, Uuid)],
+    now: DateTime<Utc>,
+) -> AppResult<()> {
     let updated = EventSeat::update_many()
         .col_expr(
             event_seat::Column::Status,
@@ -434,7 +471,7 @@ async fn take_seats(
         )
         .col_expr(event_seat::Column::UpdatedAt, Expr::value(now))
         .filter(event_seat::Column::EventId.eq(event_id))
-        .filter(event_seat::Column::SeatId.is_in(ids))
+        .filter(event_seat::Column::SeatId.is_in(seats.iter().map(|(seat, _)| *seat)))
         .filter(event_seat::Column::Status.eq(SeatStatus::Available))
         .exec(txn)
         .await?;
@@ -448,13 +485,7 @@ async fn take_seats(
     for (_, tier_id) in seats {
         *per_tier.entry(*tier_id).or_default() += 1;
     }
-    adjust_tiers(txn, &per_tier, -1, now).await?;
-    let changed: Vec<(Uuid, SeatStatus, Uuid)> = seats
-        .iter()
-        .map(|(seat, tier)| (*seat, SeatStatus::Held, *tier))
-        .collect();
-    changelog::record(txn, event_id, &changed, now).await?;
-    Ok(())
+    adjust_tiers(txn, &per_tier, -1, now).await
 }
 
 /// Returns the seats matching `condition` to `available`, clearing their hold or order and bumping
@@ -839,8 +870,7 @@ pub async fn checkout(
     let reference = match charge {
         ChargeOutcome::Succeeded { reference } => reference,
         ChargeOutcome::Declined { reason } => {
-            record_payment(
-                db,
+            payment_row(
                 None,
                 user_id,
                 PaymentKind::Charge,
@@ -850,6 +880,7 @@ pub async fn checkout(
                 None,
                 PaymentStatus::Declined,
             )
+            .insert(db)
             .await?;
             return Err(AppError::PaymentDeclined(reason));
         }
@@ -866,9 +897,9 @@ pub async fn checkout(
     }
 }
 
+/// A row of the payments table, written in the caller's transaction or on its own.
 #[allow(clippy::too_many_arguments)]
-async fn record_payment(
-    db: &impl ConnectionTrait,
+pub(crate) fn payment_row(
     order_id: Option<Uuid>,
     user_id: Uuid,
     kind: PaymentKind,
@@ -877,7 +908,7 @@ async fn record_payment(
     provider: &str,
     reference: Option<String>,
     status: PaymentStatus,
-) -> AppResult<()> {
+) -> payment::ActiveModel {
     payment::ActiveModel {
         id: Set(Uuid::now_v7()),
         order_id: Set(order_id),
@@ -890,9 +921,6 @@ async fn record_payment(
         status: Set(status),
         created_at: Set(Utc::now()),
     }
-    .insert(db)
-    .await?;
-    Ok(())
 }
 
 /// A random nonce for a ticket's QR payload.
@@ -922,23 +950,12 @@ async fn convert_hold(
         return Err(AppError::HoldExpired);
     }
     let lines = hold_lines(&txn, &locked).await?;
-    let order = order::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        user_id: Set(locked.user_id),
-        event_id: Set(locked.event_id),
-        hold_id: Set(Some(locked.id)),
-        status: Set(OrderStatus::Paid),
-        total_cents: Set(total),
-        refunded_cents: Set(0),
-        currency: Set(currency.to_owned()),
-        payment_reference: Set(Some(payment_reference.to_owned())),
-        created_at: Set(now),
-        updated_at: Set(now),
-        cancelled_at: Set(None),
-    }
-    .insert(&txn)
-    .await
-    .map_err(|err| AppError::on_constraint(err, &[HOLD_ALREADY_ORDERED]))?;
+    let order = paid_order(&locked, total, currency, payment_reference, now)
+        .into_active_model()
+        .reset_all()
+        .insert(&txn)
+        .await
+        .map_err(|err| AppError::on_constraint(err, &[HOLD_ALREADY_ORDERED]))?;
 
     let seats: Vec<event_seat::Model> = if locked.tier_id.is_none() {
         EventSeat::find()
@@ -969,21 +986,11 @@ async fn convert_hold(
                 .map(|s| Some(s.seat_id))
                 .collect()
         };
-        tickets.extend(seat_ids.into_iter().map(|seat_id| ticket::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            order_id: Set(order.id),
-            order_line_id: Set(line_id),
-            event_id: Set(locked.event_id),
-            tier_id: Set(tier.id),
-            seat_id: Set(seat_id),
-            status: Set(TicketStatus::Valid),
-            nonce: Set(new_ticket_nonce()),
-            checked_in_at: Set(None),
-            checked_in_gate: Set(None),
-            checked_in_by: Set(None),
-            created_at: Set(now),
-            cancelled_at: Set(None),
-        }));
+        tickets.extend(
+            seat_ids
+                .into_iter()
+                .map(|seat_id| valid_ticket(&order, line_id, tier.id, seat_id, now)),
+        );
     }
     for chunk in tickets.chunks(500) {
         Ticket::insert_many(chunk.to_vec())
@@ -1029,8 +1036,7 @@ async fn convert_hold(
         .filter(hold::Column::Id.eq(locked.id))
         .exec(&txn)
         .await?;
-    record_payment(
-        &txn,
+    payment_row(
         Some(order.id),
         locked.user_id,
         PaymentKind::Charge,
@@ -1040,9 +1046,59 @@ async fn convert_hold(
         Some(payment_reference.to_owned()),
         PaymentStatus::Succeeded,
     )
+    .insert(&txn)
     .await?;
     txn.commit().await?;
     Ok(order)
+}
+
+/// The order a paid, still-active hold becomes.
+pub(crate) fn paid_order(
+    hold: &hold::Model,
+    total_cents: i64,
+    currency: &str,
+    payment_reference: &str,
+    now: DateTime<Utc>,
+) -> order::Model {
+    order::Model {
+        id: Uuid::now_v7(),
+        user_id: hold.user_id,
+        event_id: hold.event_id,
+        hold_id: Some(hold.id),
+        status: OrderStatus::Paid,
+        total_cents,
+        refunded_cents: 0,
+        currency: currency.to_owned(),
+        payment_reference: Some(payment_reference.to_owned()),
+        created_at: now,
+        updated_at: now,
+        cancelled_at: None,
+    }
+}
+
+/// A fresh valid ticket of `order`, for a seat or (with `seat_id` None) a general-admission unit.
+pub(crate) fn valid_ticket(
+    order: &order::Model,
+    order_line_id: Uuid,
+    tier_id: Uuid,
+    seat_id: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> ticket::ActiveModel {
+    ticket::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        order_id: Set(order.id),
+        order_line_id: Set(order_line_id),
+        event_id: Set(order.event_id),
+        tier_id: Set(tier_id),
+        seat_id: Set(seat_id),
+        status: Set(TicketStatus::Valid),
+        nonce: Set(new_ticket_nonce()),
+        checked_in_at: Set(None),
+        checked_in_gate: Set(None),
+        checked_in_by: Set(None),
+        created_at: Set(now),
+        cancelled_at: Set(None),
+    }
 }
 
 /// Holds and pays for general-admission tickets in one call. A declined payment releases the hold at

@@ -15,7 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use entity::enums::{HoldSource, HoldStatus, SeatStatus, TierKind, WaitlistStatus};
 use entity::prelude::*;
 use entity::{event_seat, hold, seat, ticket_tier, waitlist_entry};
-use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType};
+use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
     DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
@@ -23,7 +23,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::booking::best_available::{self, Candidate};
-use crate::booking::service::{ONE_ACTIVE_HOLD, adjust_tiers};
+use crate::booking::service::{ONE_ACTIVE_HOLD, adjust_tiers, hold_seat_rows};
 use crate::db::is_postgres;
 use crate::error::{AppError, AppResult};
 use crate::events::changelog;
@@ -331,34 +331,15 @@ async fn take_for_hold(
     offer: &hold::Model,
     now: DateTime<Utc>,
 ) -> AppResult<()> {
-    let mut per_tier: BTreeMap<Uuid, i32> = BTreeMap::new();
     match stock {
         Stock::Units { tier, quantity } => {
-            per_tier.insert(*tier, *quantity);
+            adjust_tiers(txn, &BTreeMap::from([(*tier, *quantity)]), -1, now).await
         }
         Stock::Seats(seats) => {
-            for seat in seats {
-                *per_tier.entry(seat.tier_id).or_default() += 1;
-            }
-            EventSeat::update_many()
-                .col_expr(
-                    event_seat::Column::Status,
-                    Expr::value(SeatStatus::Held.as_str()),
-                )
-                .col_expr(event_seat::Column::HoldId, Expr::value(offer.id))
-                .col_expr(
-                    event_seat::Column::Version,
-                    Expr::col(event_seat::Column::Version).add(1),
-                )
-                .col_expr(event_seat::Column::UpdatedAt, Expr::value(now))
-                .filter(event_seat::Column::EventId.eq(offer.event_id))
-                .filter(event_seat::Column::SeatId.is_in(seats.iter().map(|s| s.seat_id)))
-                .filter(event_seat::Column::Status.eq(SeatStatus::Available))
-                .exec(txn)
-                .await?;
+            let rows: Vec<(Uuid, Uuid)> = seats.iter().map(|s| (s.seat_id, s.tier_id)).collect();
+            hold_seat_rows(txn, offer.event_id, offer.id, &rows, now).await
         }
     }
-    adjust_tiers(txn, &per_tier, -1, now).await
 }
 
 /// How many events one pass of [`promote_waiting`] looks at.

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use entity::enums::{HoldStatus, SeatStatus, TicketStatus};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use seatstorm::booking::coalesce::BookingPath;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -140,7 +141,87 @@ fn count_codes(results: &[Value]) -> std::collections::BTreeMap<String, usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_buyers_racing_for_fifty_tickets_buy_exactly_fifty() {
+    let app = race_for_fifty(BookingPath::Coalesced).await;
+    let stats = app.state.direct_booking.stats();
+    assert_eq!(stats.requests, 500, "every booking went through a lane");
+    assert!(
+        stats.batches < stats.requests,
+        "concurrent bookings share batches: {stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simple_booking_path_sells_exactly_fifty_too() {
+    let app = race_for_fifty(BookingPath::Simple).await;
+    assert_eq!(app.state.direct_booking.stats().requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answers_every_buyer_with_their_own_outcome() {
     let app = TestApp::spawn().await;
+    let event = create_event_shaped(&app, "Mixed Batch", 5, Shape::default()).await;
+    let tiers = tiers(&app, event.event_id).await;
+    let book = |token: String, quantity: i32, payment: &'static str| {
+        let app = &app;
+        let input = json!({ "input": { "tierId": tiers.standing, "quantity": quantity, "paymentToken": payment, "idempotencyKey": key() } });
+        async move { app.graphql_as(&token, BOOK, input).await }
+    };
+    let payers = app.buyers(30).await;
+    let decliners = app.buyers(5).await;
+    let greedy = app.buyers(1).await.remove(0);
+    let holder = app.buyers(1).await.remove(0);
+    app.data_as(
+        &holder,
+        HOLD_TICKETS,
+        json!({ "input": { "tierId": tiers.standing, "quantity": 1, "idempotencyKey": key() } }),
+    )
+    .await;
+
+    let (paid, declined, over_cap, already_holding) = futures::join!(
+        futures::future::join_all(payers.iter().map(|t| book(t.clone(), 2, "tok_visa"))),
+        futures::future::join_all(decliners.iter().map(|t| book(t.clone(), 1, "tok_decline"))),
+        book(greedy, 9, "tok_visa"),
+        book(holder.clone(), 1, "tok_visa"),
+    );
+    assert_eq!(count_codes(&paid).get("OK"), Some(&30), "{paid:?}");
+    assert_eq!(
+        count_codes(&declined).get("PAYMENT_DECLINED"),
+        Some(&5),
+        "{declined:?}"
+    );
+    assert_eq!(error_code(&over_cap), "LIMIT_EXCEEDED");
+    assert_eq!(error_code(&already_holding), "CONFLICT");
+    // 100 - 60 sold - 1 held: 39 left, so of 25 more pairs 19 sell and 6 are refused.
+    let late = app.buyers(25).await;
+    let late = futures::future::join_all(late.into_iter().map(|t| book(t, 2, "tok_visa"))).await;
+    let codes = count_codes(&late);
+    assert_eq!(codes.get("OK"), Some(&19), "{codes:?}");
+    assert_eq!(codes.get("SOLD_OUT"), Some(&6), "{codes:?}");
+
+    let sold = check_books(&app, event.event_id).await;
+    assert!(sold.contains(&(tiers.standing, 98)), "{sold:?}");
+    let active_holds = entity::prelude::Hold::find()
+        .filter(entity::hold::Column::EventId.eq(event.event_id))
+        .filter(entity::hold::Column::Status.eq(HoldStatus::Active))
+        .count(&app.state.db)
+        .await
+        .expect("count");
+    assert_eq!(active_holds, 1, "only the holder's own hold is left");
+    let declines = entity::prelude::Payment::find()
+        .filter(entity::payment::Column::Status.eq(entity::enums::PaymentStatus::Declined))
+        .count(&app.state.db)
+        .await
+        .expect("count");
+    assert_eq!(declines, 5, "every decline is on record");
+}
+
+/// 500 buyers race for 50 general-admission tickets on `path`; exactly 50 win, with an order each.
+async fn race_for_fifty(path: BookingPath) -> TestApp {
+    let app = TestApp::spawn_with(Options {
+        booking_path: Some(path),
+        ..Options::default()
+    })
+    .await;
     let event = create_event_shaped(
         &app,
         "GA Race",
@@ -175,6 +256,7 @@ async fn five_hundred_buyers_racing_for_fifty_tickets_buy_exactly_fifty() {
         orders, 50,
         "every confirmation has its order, and nothing else does"
     );
+    app
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@ use chrono::{Duration, Utc};
 use entity::enums::{EventCategory, SectionKind, TierKind};
 use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 use seatstorm::app::App;
+use seatstorm::booking::coalesce::BookingPath;
 use seatstorm::config::{Config, CorsOrigins, Secret};
 use seatstorm::events::manage::{NewEvent, NewTier, create_event, publish_event};
 use seatstorm::state::AppState;
@@ -45,6 +46,7 @@ pub struct Options {
     pub redis_url: Option<String>,
     /// WebSocket limits: (init timeout s, keep-alive s, subscriptions per connection, connections per user).
     pub ws_limits: Option<(u64, u64, usize, usize)>,
+    pub booking_path: Option<BookingPath>,
 }
 
 impl TestApp {
@@ -97,6 +99,9 @@ impl TestApp {
         }
         if let Some(limit) = options.mutations_per_minute {
             config.mutations_per_minute = limit;
+        }
+        if let Some(path) = options.booking_path {
+            config.booking_path = path;
         }
         if let Some(introspection) = options.introspection {
             config.introspection = introspection;

@@ -2,6 +2,7 @@
 //! live position updates.
 
 use chrono::{Duration, Utc};
+use futures::StreamExt;
 use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -89,11 +90,16 @@ async fn a_thousand_joins_get_unique_contiguous_positions() {
     .await;
     let (event_id, _) = queued_event(&app, 10, 10, Duration::minutes(1)).await;
     let buyers = app.buyers(1000).await;
+    // 200 in flight at once: enough to race, and within what one SQLite connection answers before the
+    // pool's acquire timeout on a loaded machine.
     let joins = buyers
         .iter()
         .map(|token| app.data_as(token, JOIN, json!({ "e": event_id })));
-    let mut positions: Vec<i64> = futures::future::join_all(joins)
-        .await
+    let joined: Vec<Value> = futures::stream::iter(joins)
+        .buffer_unordered(200)
+        .collect()
+        .await;
+    let mut positions: Vec<i64> = joined
         .iter()
         .map(|joined| {
             joined["joinQueue"]["position"]

@@ -1,0 +1,850 @@
+//! Direct booking (`bookTickets`) of general-admission tickets, coalesced per tier.
+//!
+//! With one transaction per booking, an on-sale is capped by the tier's row lock: every buyer waits
+//! for the previous commit. Here each tier has a *lane*: buyers queue on it and the lane takes
+//! everything waiting as one batch, so one pair of transactions serves the whole batch:
+//!
+//! 1. **reserve**: one multi-row insert of holds, then the tier row locked, stock allocated in arrival
+//!    order (each buyer gets all they asked for or SOLD_OUT; a smaller later request may still fit),
+//!    one update of the tier; the holds that got nothing are deleted before commit;
+//! 2. the payments, with no transaction open;
+//! 3. **convert**: one conditional update turns the paid holds into `converted` (a hold the sweeper
+//!    expired meanwhile is refunded, HOLD_EXPIRED), then multi-row inserts of orders, lines, tickets
+//!    and payments. Declined payments release their holds at once.
+//!
+//! Every guarantee of the one-transaction path holds: the CHECK on the tier and the one-active-hold
+//! index stay the last guard; a crash between the steps leaves holds that expire and give the stock
+//! back; fairness is arrival order within a batch (the lane is FIFO) and across batches (the row lock
+//! queue, also across instances). Idempotency stays per request, around the call.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Utc};
+use entity::enums::{HoldStatus, PaymentKind, PaymentStatus, TicketStatus};
+use entity::prelude::*;
+use entity::{event, hold, order, order_line, ticket, ticket_tier};
+use futures::future::join_all;
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, FromQueryResult, IntoActiveModel, QueryFilter, QuerySelect, Set, TransactionTrait,
+    TryIntoModel,
+};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::booking::service::{
+    self, Buyer, HoldPolicy, ONE_ACTIVE_HOLD, Quantity, TIER_SOLD_OUT, event_selling,
+    general_admission_tier, new_hold, paid_order, payment_row, valid_ticket,
+};
+use crate::db::is_postgres;
+use crate::error::{AppError, AppResult};
+use crate::events::changelog;
+use crate::payments::{ChargeOutcome, Payments};
+
+/// Which implementation serves `bookTickets` (config `BOOKING_PATH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BookingPath {
+    /// One hold transaction and one checkout transaction per booking.
+    Simple,
+    /// Concurrent bookings of one tier share their transactions.
+    Coalesced,
+}
+
+impl std::str::FromStr for BookingPath {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "simple" => Ok(Self::Simple),
+            "coalesced" => Ok(Self::Coalesced),
+            other => Err(format!("`{other}` is not `simple` or `coalesced`")),
+        }
+    }
+}
+
+/// The most requests one batch takes; more wait for the next one. Bounds statement size and the time a
+/// batch holds the tier lock.
+const MAX_BATCH: usize = 512;
+/// Requests that may wait on one lane before callers wait to enqueue.
+const LANE_DEPTH: usize = 8192;
+/// A lane with nothing to do for this long stops; the next booking starts a new one.
+const LANE_IDLE: StdDuration = StdDuration::from_secs(30);
+
+struct Request {
+    buyer: Buyer,
+    quantity: Quantity,
+    payment_token: String,
+    reply: oneshot::Sender<AppResult<order::Model>>,
+}
+
+/// Books general-admission tickets by the configured path. Cheap to clone.
+#[derive(Clone)]
+pub struct DirectBooking {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: BookingPath,
+    db: DatabaseConnection,
+    payments: Payments,
+    policy: HoldPolicy,
+    lanes: Mutex<HashMap<Uuid, mpsc::Sender<Request>>>,
+    batches: AtomicU64,
+    batched_requests: AtomicU64,
+}
+
+/// How much coalescing happened since start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoalescingStats {
+    pub batches: u64,
+    pub requests: u64,
+}
+
+impl DirectBooking {
+    pub fn new(
+        path: BookingPath,
+        db: DatabaseConnection,
+        payments: Payments,
+        policy: HoldPolicy,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                path,
+                db,
+                payments,
+                policy,
+                lanes: Mutex::new(HashMap::new()),
+                batches: AtomicU64::new(0),
+                batched_requests: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Holds and pays for `quantity` tickets of a general-admission tier in one call: the order, or
+    /// the buyer's own refusal (SOLD_OUT, PAYMENT_DECLINED, LIMIT_EXCEEDED, ...) with nothing held.
+    pub async fn book(
+        &self,
+        buyer: Buyer,
+        tier_id: Uuid,
+        quantity: Quantity,
+        payment_token: &str,
+    ) -> AppResult<order::Model> {
+        let inner = &self.inner;
+        if inner.path == BookingPath::Simple {
+            return service::book_tickets(
+                &inner.db,
+                inner.payments.as_ref(),
+                &inner.policy,
+                buyer,
+                tier_id,
+                quantity,
+                payment_token,
+            )
+            .await;
+        }
+        let (reply, answer) = oneshot::channel();
+        let mut request = Request {
+            buyer,
+            quantity,
+            payment_token: payment_token.to_owned(),
+            reply,
+        };
+        // A lane that just stopped for idleness refuses the send; the retry starts a fresh one.
+        for _ in 0..3 {
+            let lane = self.lane(tier_id)?;
+            match lane.send(request).await {
+                Ok(()) => {
+                    return answer.await.unwrap_or_else(|_| {
+                        Err(AppError::Internal(anyhow::anyhow!(
+                            "the booking lane stopped before answering"
+                        )))
+                    });
+                }
+                Err(mpsc::error::SendError(returned)) => {
+                    self.forget_lane(tier_id, &lane)?;
+                    request = returned;
+                }
+            }
+        }
+        Err(AppError::Internal(anyhow::anyhow!(
+            "no booking lane would take the request"
+        )))
+    }
+
+    /// Batches run and the requests they served, since start.
+    pub fn stats(&self) -> CoalescingStats {
+        CoalescingStats {
+            batches: self.inner.batches.load(Ordering::Relaxed),
+            requests: self.inner.batched_requests.load(Ordering::Relaxed),
+        }
+    }
+
+    fn lane(&self, tier_id: Uuid) -> AppResult<mpsc::Sender<Request>> {
+        let mut lanes = self.lanes()?;
+        if let Some(lane) = lanes.get(&tier_id).filter(|lane| !lane.is_closed()) {
+            return Ok(lane.clone());
+        }
+        let (sender, receiver) = mpsc::channel(LANE_DEPTH);
+        lanes.insert(tier_id, sender.clone());
+        tokio::spawn(run_lane(self.clone(), tier_id, receiver));
+        Ok(sender)
+    }
+
+    fn forget_lane(&self, tier_id: Uuid, lane: &mpsc::Sender<Request>) -> AppResult<()> {
+        let mut lanes = self.lanes()?;
+        if lanes
+            .get(&tier_id)
+            .is_some_and(|current| current.same_channel(lane))
+        {
+            lanes.remove(&tier_id);
+        }
+        Ok(())
+    }
+
+    fn lanes(&self) -> AppResult<std::sync::MutexGuard<'_, HashMap<Uuid, mpsc::Sender<Request>>>> {
+        self.inner
+            .lanes
+            .lock()
+            .map_err(|_| AppError::Internal(anyhow::anyhow!("the booking lanes lock is poisoned")))
+    }
+}
+
+/// Serves one tier's lane: waits for a request, takes everything else already waiting, books them as
+/// one batch, repeats; stops after [`LANE_IDLE`] without work.
+async fn run_lane(booking: DirectBooking, tier_id: Uuid, mut receiver: mpsc::Receiver<Request>) {
+    loop {
+        let first = match tokio::time::timeout(LANE_IDLE, receiver.recv()).await {
+            Ok(Some(first)) => first,
+            Ok(None) => return,
+            Err(_idle) => {
+                // Unlisted first, so new callers start a fresh lane; then whatever slipped in before
+                // the close is still served.
+                if let Ok(mut lanes) = booking.lanes() {
+                    lanes.remove(&tier_id);
+                }
+                receiver.close();
+                let mut rest = Vec::new();
+                while let Ok(request) = receiver.try_recv() {
+                    rest.push(request);
+                }
+                if !rest.is_empty() {
+                    book_batch(&booking.inner, tier_id, rest).await;
+                }
+                return;
+            }
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        book_batch(&booking.inner, tier_id, batch).await;
+    }
+}
+
+/// One request's place in a batch while it is worked on.
+struct Pending {
+    index: usize,
+    user_id: Uuid,
+    quantity: i32,
+}
+
+async fn book_batch(inner: &Inner, tier_id: Uuid, batch: Vec<Request>) {
+    let size = batch.len();
+    inner.batches.fetch_add(1, Ordering::Relaxed);
+    inner
+        .batched_requests
+        .fetch_add(size as u64, Ordering::Relaxed);
+    let (requests, replies): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .map(|r| ((r.buyer, r.quantity, r.payment_token), r.reply))
+        .unzip();
+    let outcomes = match book_all(inner, tier_id, &requests).await {
+        Ok(outcomes) => outcomes,
+        Err(err) => {
+            tracing::warn!(%tier_id, size, error = %err, "a booking batch failed as a whole");
+            (0..size).map(|_| Err(shared(&err))).collect()
+        }
+    };
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        // A caller that went away (client disconnected) has its order all the same.
+        let _ = reply.send(outcome);
+    }
+}
+
+type Outcomes = Vec<Option<AppResult<order::Model>>>;
+
+async fn book_all(
+    inner: &Inner,
+    tier_id: Uuid,
+    requests: &[(Buyer, Quantity, String)],
+) -> AppResult<Vec<AppResult<order::Model>>> {
+    let db = &inner.db;
+    let now = Utc::now();
+    let tier = general_admission_tier(db, tier_id).await?;
+    let event = event_selling(db, tier.event_id, now).await?;
+    let mut outcomes: Outcomes = (0..requests.len()).map(|_| None).collect();
+    let mut pending = Vec::new();
+    for (index, (buyer, quantity, _)) in requests.iter().enumerate() {
+        match buyer.check_admission(&event) {
+            Ok(()) => pending.push(Pending {
+                index,
+                user_id: buyer.user_id,
+                quantity: quantity.get() as i32,
+            }),
+            Err(refusal) => outcomes[index] = Some(Err(refusal)),
+        }
+    }
+    // After a sell-out most requests find nothing: answer them from the unlocked read, at no cost.
+    // (The reserve step allocates again under the lock; this only filters.)
+    let pending = if tier.available > 0 {
+        within_user_caps(inner, &event, pending, &mut outcomes, now).await?
+    } else {
+        pending
+    };
+    let (pending, _) = allocate(&mut outcomes, pending, tier.available, &tier.name);
+    let reserved = reserve(inner, &tier, &event, pending, &mut outcomes, now).await?;
+    let paid = pay(inner, &tier, requests, reserved, &mut outcomes).await?;
+    convert(inner, &tier, &event, paid, &mut outcomes).await?;
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| {
+            outcome.unwrap_or_else(|| {
+                Err(AppError::Internal(anyhow::anyhow!(
+                    "a batched booking got no outcome"
+                )))
+            })
+        })
+        .collect())
+}
+
+/// Gives each request, in arrival order, all it asks for while `available` lasts; the others are
+/// SOLD_OUT. Returns (served, refused).
+fn allocate<T: AsRef<Pending>>(
+    outcomes: &mut Outcomes,
+    requests: Vec<T>,
+    available: i32,
+    tier_name: &str,
+) -> (Vec<T>, Vec<T>) {
+    let mut left = available;
+    let mut served = Vec::with_capacity(requests.len());
+    let mut refused = Vec::new();
+    for item in requests {
+        let request = item.as_ref();
+        if request.quantity <= left {
+            left -= request.quantity;
+            served.push(item);
+        } else {
+            outcomes[request.index] = Some(Err(AppError::SoldOut(format!(
+                "fewer than {} tickets left in {tier_name}",
+                request.quantity
+            ))));
+            refused.push(item);
+        }
+    }
+    (served, refused)
+}
+
+impl AsRef<Pending> for Pending {
+    fn as_ref(&self) -> &Pending {
+        self
+    }
+}
+
+impl AsRef<Pending> for Reserved {
+    fn as_ref(&self) -> &Pending {
+        &self.request
+    }
+}
+
+#[derive(FromQueryResult)]
+struct Owned {
+    user_id: Uuid,
+    tickets: i64,
+}
+
+/// Expires the buyers' own stale holds (as the simple path does) and refuses requests that would take
+/// a buyer past the event's per-user cap.
+async fn within_user_caps(
+    inner: &Inner,
+    event: &event::Model,
+    pending: Vec<Pending>,
+    outcomes: &mut Outcomes,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<Pending>> {
+    if pending.is_empty() {
+        return Ok(pending);
+    }
+    let users: Vec<Uuid> = pending.iter().map(|p| p.user_id).collect();
+    let stale: Vec<Uuid> = Hold::find()
+        .select_only()
+        .column(hold::Column::Id)
+        .filter(hold::Column::EventId.eq(event.id))
+        .filter(hold::Column::UserId.is_in(users.iter().copied()))
+        .filter(hold::Column::Status.eq(HoldStatus::Active))
+        .filter(hold::Column::ExpiresAt.lte(now))
+        .into_tuple()
+        .all(&inner.db)
+        .await?;
+    if !stale.is_empty() {
+        crate::booking::sweeper::end_holds(
+            &inner.db,
+            &stale,
+            HoldStatus::Expired,
+            inner.policy.waitlist_claim,
+            now,
+        )
+        .await?;
+    }
+    let owned_query = Query::select()
+        .expr_as(
+            Expr::col((Order, order::Column::UserId)),
+            Alias::new("user_id"),
+        )
+        .expr_as(
+            Expr::col((Ticket, ticket::Column::Id)).count(),
+            Alias::new("tickets"),
+        )
+        .from(Ticket)
+        .inner_join(
+            Order,
+            Expr::col((Order, order::Column::Id)).equals((Ticket, ticket::Column::OrderId)),
+        )
+        .and_where(Expr::col((Order, order::Column::EventId)).eq(event.id))
+        .and_where(Expr::col((Order, order::Column::UserId)).is_in(users))
+        .and_where(Expr::col((Ticket, ticket::Column::Status)).eq(TicketStatus::Valid.as_str()))
+        .group_by_col((Order, order::Column::UserId))
+        .to_owned();
+    let owned: HashMap<Uuid, i64> =
+        Owned::find_by_statement(inner.db.get_database_backend().build(&owned_query))
+            .all(&inner.db)
+            .await?
+            .into_iter()
+            .map(|row| (row.user_id, row.tickets))
+            .collect();
+    let cap = i64::from(event.max_tickets_per_user);
+    Ok(pending
+        .into_iter()
+        .filter(|request| {
+            let have = owned.get(&request.user_id).copied().unwrap_or(0);
+            let fits = have + i64::from(request.quantity) <= cap;
+            if !fits {
+                outcomes[request.index] = Some(Err(AppError::LimitExceeded(format!(
+                    "at most {cap} tickets per person for this event; you have {have}"
+                ))));
+            }
+            fits
+        })
+        .collect())
+}
+
+/// A request whose tickets are held for it.
+struct Reserved {
+    request: Pending,
+    hold: hold::Model,
+}
+
+/// The reserve transaction: holds for the requests, then the tier locked and its stock allocated in
+/// arrival order; holds that got nothing are deleted before commit.
+async fn reserve(
+    inner: &Inner,
+    tier: &ticket_tier::Model,
+    event: &event::Model,
+    pending: Vec<Pending>,
+    outcomes: &mut Outcomes,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<Reserved>> {
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
+    let txn = inner.db.begin().await?;
+    let holds: Vec<hold::Model> = pending
+        .iter()
+        .map(|request| {
+            new_hold(
+                request.user_id,
+                event.id,
+                Some(tier.id),
+                request.quantity,
+                &inner.policy,
+                now,
+            )
+        })
+        .map(|active| active.try_into_model().map_err(AppError::Database))
+        .collect::<AppResult<_>>()?;
+    // The owning rows before the tier, the lock order everywhere. A buyer who already holds tickets
+    // for the event conflicts on the one-active-hold index; DO NOTHING skips just that row.
+    let inserted: HashSet<Uuid> = match Hold::insert_many(
+        holds
+            .iter()
+            .map(|hold| hold.clone().into_active_model().reset_all()),
+    )
+    .on_conflict(OnConflict::new().do_nothing().to_owned())
+    .try_insert()
+    .exec_with_returning_keys(&txn)
+    .await?
+    {
+        sea_orm::TryInsertResult::Inserted(ids) => ids.into_iter().collect(),
+        sea_orm::TryInsertResult::Conflicted | sea_orm::TryInsertResult::Empty => HashSet::new(),
+    };
+    let mut candidates = Vec::new();
+    for (request, hold) in pending.into_iter().zip(holds) {
+        if inserted.contains(&hold.id) {
+            candidates.push(Reserved { request, hold });
+        } else {
+            outcomes[request.index] = Some(Err((ONE_ACTIVE_HOLD.error)()));
+        }
+    }
+    let available = lock_tier(&txn, tier.id).await?;
+    let (reserved, refused) = allocate(outcomes, candidates, available, &tier.name);
+    if !refused.is_empty() {
+        Hold::delete_many()
+            .filter(hold::Column::Id.is_in(refused.iter().map(|r| r.hold.id)))
+            .exec(&txn)
+            .await?;
+    }
+    let taken: i32 = reserved.iter().map(|r| r.request.quantity).sum();
+    if taken > 0 {
+        TicketTier::update_many()
+            .col_expr(
+                ticket_tier::Column::Available,
+                Expr::col(ticket_tier::Column::Available).sub(taken),
+            )
+            .col_expr(ticket_tier::Column::UpdatedAt, Expr::value(now))
+            .filter(ticket_tier::Column::Id.eq(tier.id))
+            .exec(&txn)
+            .await
+            .map_err(|err| AppError::on_constraint(err, &[TIER_SOLD_OUT]))?;
+        changelog::record(&txn, event.id, &[], now).await?;
+    }
+    txn.commit().await?;
+    Ok(reserved)
+}
+
+#[derive(FromQueryResult)]
+struct TierStock {
+    available: i32,
+}
+
+/// Locks the tier row (PostgreSQL; SQLite has one writer) and reads its stock.
+async fn lock_tier(txn: &DatabaseTransaction, tier_id: Uuid) -> AppResult<i32> {
+    let mut select = Query::select();
+    select
+        .column(ticket_tier::Column::Available)
+        .from(TicketTier)
+        .and_where(Expr::col(ticket_tier::Column::Id).eq(tier_id));
+    if is_postgres(txn) {
+        select.lock(sea_orm::sea_query::LockType::Update);
+    }
+    Ok(
+        TierStock::find_by_statement(txn.get_database_backend().build(&select))
+            .one(txn)
+            .await?
+            .ok_or(AppError::NotFound("tier"))?
+            .available,
+    )
+}
+
+/// A reserved request that was charged.
+struct Paid {
+    reserved: Reserved,
+    total_cents: i64,
+    reference: String,
+}
+
+/// Charges every reserved request at once, no transaction open. Declined ones get PAYMENT_DECLINED,
+/// their decline recorded and their holds released.
+async fn pay(
+    inner: &Inner,
+    tier: &ticket_tier::Model,
+    requests: &[(Buyer, Quantity, String)],
+    reserved: Vec<Reserved>,
+    outcomes: &mut Outcomes,
+) -> AppResult<Vec<Paid>> {
+    let provider = inner.payments.as_ref();
+    let charges = join_all(reserved.iter().map(|r| {
+        let token = &requests[r.request.index].2;
+        let total = tier.price_cents * i64::from(r.request.quantity);
+        async move {
+            (
+                total,
+                provider
+                    .charge(token, total, &tier.currency, Uuid::new_v4())
+                    .await,
+            )
+        }
+    }))
+    .await;
+    let mut paid = Vec::with_capacity(reserved.len());
+    let mut declines = Vec::new();
+    let mut released = Vec::new();
+    for (reserved, (total_cents, charge)) in reserved.into_iter().zip(charges) {
+        let index = reserved.request.index;
+        match charge {
+            Ok(ChargeOutcome::Succeeded { reference }) => paid.push(Paid {
+                reserved,
+                total_cents,
+                reference,
+            }),
+            Ok(ChargeOutcome::Declined { reason }) => {
+                declines.push(payment_row(
+                    None,
+                    reserved.request.user_id,
+                    PaymentKind::Charge,
+                    total_cents,
+                    &tier.currency,
+                    provider.name(),
+                    None,
+                    PaymentStatus::Declined,
+                ));
+                released.push(reserved.hold.id);
+                outcomes[index] = Some(Err(AppError::PaymentDeclined(reason)));
+            }
+            Err(err) => {
+                released.push(reserved.hold.id);
+                outcomes[index] = Some(Err(AppError::Internal(err)));
+            }
+        }
+    }
+    Payment::insert_many(declines)
+        .exec_without_returning(&inner.db)
+        .await?;
+    release(inner, &released).await?;
+    Ok(paid)
+}
+
+/// Gives the stock of these holds back at once (to the waitlist first, as every release does).
+async fn release(inner: &Inner, holds: &[Uuid]) -> AppResult<()> {
+    if !holds.is_empty() {
+        crate::booking::sweeper::end_holds(
+            &inner.db,
+            holds,
+            HoldStatus::Released,
+            inner.policy.waitlist_claim,
+            Utc::now(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The convert transaction: the paid holds that are still active become orders with their tickets.
+/// Holds the sweeper expired meanwhile are refunded (HOLD_EXPIRED); if the transaction fails, every
+/// charge is refunded and every hold released.
+async fn convert(
+    inner: &Inner,
+    tier: &ticket_tier::Model,
+    event: &event::Model,
+    paid: Vec<Paid>,
+    outcomes: &mut Outcomes,
+) -> AppResult<()> {
+    if paid.is_empty() {
+        return Ok(());
+    }
+    match write_orders(inner, tier, event, &paid).await {
+        Ok(mut orders) => {
+            for charge in paid {
+                let index = charge.reserved.request.index;
+                match orders.remove(&charge.reserved.hold.id) {
+                    Some(order) => outcomes[index] = Some(Ok(order)),
+                    None => {
+                        refund(inner, &charge).await;
+                        outcomes[index] = Some(Err(AppError::HoldExpired));
+                    }
+                }
+            }
+            Ok(())
+        }
+        Err(err) => {
+            for charge in &paid {
+                refund(inner, charge).await;
+            }
+            let holds: Vec<Uuid> = paid.iter().map(|p| p.reserved.hold.id).collect();
+            if let Err(release_err) = release(inner, &holds).await {
+                tracing::error!(error = %release_err, "releasing the holds of a failed batch failed; the sweeper will expire them");
+            }
+            Err(err)
+        }
+    }
+}
+
+async fn refund(inner: &Inner, charge: &Paid) {
+    if let Err(err) = inner
+        .payments
+        .refund(&charge.reference, charge.total_cents)
+        .await
+    {
+        tracing::error!(hold.id = %charge.reserved.hold.id, error = %err, "refunding a failed booking failed");
+    }
+}
+
+#[derive(FromQueryResult)]
+struct ConvertedHold {
+    id: Uuid,
+}
+
+/// Writes the orders of the paid holds still active; returns them by hold id.
+async fn write_orders(
+    inner: &Inner,
+    tier: &ticket_tier::Model,
+    event: &event::Model,
+    paid: &[Paid],
+) -> AppResult<HashMap<Uuid, order::Model>> {
+    let now = Utc::now();
+    let txn = inner.db.begin().await?;
+    let convert = Query::update()
+        .table(Hold)
+        .value(hold::Column::Status, HoldStatus::Converted.as_str())
+        .value(hold::Column::UpdatedAt, now)
+        .and_where(Expr::col(hold::Column::Id).is_in(paid.iter().map(|p| p.reserved.hold.id)))
+        .and_where(Expr::col(hold::Column::Status).eq(HoldStatus::Active.as_str()))
+        .returning_col(hold::Column::Id)
+        .to_owned();
+    let converted: HashSet<Uuid> =
+        ConvertedHold::find_by_statement(txn.get_database_backend().build(&convert))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|row| row.id)
+            .collect();
+    let mut orders = HashMap::new();
+    let mut lines = Vec::new();
+    let mut tickets = Vec::new();
+    let mut payments = Vec::new();
+    for charge in paid
+        .iter()
+        .filter(|p| converted.contains(&p.reserved.hold.id))
+    {
+        let hold = &charge.reserved.hold;
+        let order = paid_order(
+            hold,
+            charge.total_cents,
+            &tier.currency,
+            &charge.reference,
+            now,
+        );
+        let line_id = Uuid::now_v7();
+        lines.push(order_line::ActiveModel {
+            id: Set(line_id),
+            order_id: Set(order.id),
+            tier_id: Set(tier.id),
+            quantity: Set(hold.quantity),
+            unit_price_cents: Set(tier.price_cents),
+        });
+        tickets
+            .extend((0..hold.quantity).map(|_| valid_ticket(&order, line_id, tier.id, None, now)));
+        payments.push(payment_row(
+            Some(order.id),
+            hold.user_id,
+            PaymentKind::Charge,
+            charge.total_cents,
+            &tier.currency,
+            inner.payments.name(),
+            Some(charge.reference.clone()),
+            PaymentStatus::Succeeded,
+        ));
+        orders.insert(hold.id, order);
+    }
+    if !orders.is_empty() {
+        Order::insert_many(
+            orders
+                .values()
+                .map(|order| order.clone().into_active_model().reset_all()),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+        OrderLine::insert_many(lines)
+            .exec_without_returning(&txn)
+            .await?;
+        // Bounded statements keep SQLite under its bound-parameter limit.
+        for chunk in tickets.chunks(500) {
+            Ticket::insert_many(chunk.to_vec())
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        Payment::insert_many(payments)
+            .exec_without_returning(&txn)
+            .await?;
+        changelog::record(&txn, event.id, &[], now).await?;
+    }
+    txn.commit().await?;
+    Ok(orders)
+}
+
+/// A batch-wide failure, told to each caller of the batch.
+fn shared(err: &AppError) -> AppError {
+    match err {
+        AppError::NotFound(what) => AppError::NotFound(what),
+        AppError::BadUserInput(message) => AppError::BadUserInput(message.clone()),
+        AppError::Conflict(message) => AppError::Conflict(message.clone()),
+        AppError::SoldOut(message) => AppError::SoldOut(message.clone()),
+        AppError::Database(DbErr::ConnectionAcquire(_)) => AppError::Database(
+            DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout),
+        ),
+        other => AppError::Internal(anyhow::anyhow!("the booking batch failed: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(quantities: &[i32]) -> Vec<Pending> {
+        quantities
+            .iter()
+            .enumerate()
+            .map(|(index, quantity)| Pending {
+                index,
+                user_id: Uuid::new_v4(),
+                quantity: *quantity,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stock_goes_in_arrival_order_and_a_smaller_later_request_may_still_fit() {
+        let mut outcomes: Outcomes = (0..4).map(|_| None).collect();
+        let (served, refused) = allocate(&mut outcomes, pending(&[2, 3, 1, 1]), 4, "Floor");
+        assert_eq!(refused.len(), 1);
+        let served: Vec<usize> = served.iter().map(|p| p.index).collect();
+        assert_eq!(
+            served,
+            vec![0, 2, 3],
+            "2 + 1 + 1 = 4; the 3 did not fit after the 2"
+        );
+        assert!(matches!(outcomes[1], Some(Err(AppError::SoldOut(_)))));
+        assert!(outcomes[0].is_none() && outcomes[2].is_none() && outcomes[3].is_none());
+    }
+
+    #[test]
+    fn nothing_left_means_everyone_is_sold_out() {
+        let mut outcomes: Outcomes = (0..3).map(|_| None).collect();
+        let (served, refused) = allocate(&mut outcomes, pending(&[1, 1, 1]), 0, "Floor");
+        assert!(served.is_empty());
+        assert_eq!(refused.len(), 3);
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, Some(Err(AppError::SoldOut(_)))))
+        );
+    }
+
+    #[test]
+    fn batch_wide_failures_keep_their_code_for_every_caller() {
+        let busy = AppError::Database(DbErr::ConnectionAcquire(
+            sea_orm::error::ConnAcquireErr::Timeout,
+        ));
+        assert_eq!(shared(&busy).code(), "SERVER_BUSY");
+        assert_eq!(shared(&AppError::NotFound("tier")).code(), "NOT_FOUND");
+        assert_eq!(
+            shared(&AppError::Internal(anyhow::anyhow!("boom"))).code(),
+            "INTERNAL_SERVER_ERROR"
+        );
+    }
+}
