@@ -448,7 +448,8 @@ impl BookingMutation {
     }
 
     /// Holds and pays for general-admission tickets in one call: confirmed, or refused (SOLD_OUT,
-    /// PAYMENT_DECLINED) with nothing held.
+    /// PAYMENT_DECLINED, LIMIT_EXCEEDED, CONFLICT if you hold tickets for the event) with nothing held.
+    /// Built for the on-sale rush: concurrent bookings of a tier are served together, in arrival order.
     #[graphql(guard = "RoleGuard::SIGNED_IN")]
     async fn book_tickets(&self, ctx: &Context<'_>, input: BookTicketsInput) -> Result<Order> {
         let state = ctx.state().extend()?;
