@@ -22,6 +22,8 @@ pub mod gql;
 pub mod guardrails;
 /// The live event bus.
 pub mod live;
+/// Prometheus metrics: GraphQL operations, bookings, errors, transports, bus, pool, queues.
+pub mod metrics;
 /// Stored notifications for users.
 pub mod notifications;
 /// Orders: listing, cancellation (full, partial, undo).

@@ -20,6 +20,7 @@ use crate::events::loaders::{
 use crate::events::mutations::EventMutation;
 use crate::events::subscriptions::EventSubscription;
 use crate::guardrails::Guardrails;
+use crate::metrics::{GraphQLMetrics, Metrics};
 use crate::notifications::graphql::{
     NotificationMutation, NotificationQuery, NotificationSubscription,
 };
@@ -100,12 +101,15 @@ fn builder(
     limits: &Limits,
     introspection: bool,
     throttles: Arc<Throttles>,
+    metrics: Metrics,
 ) -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     let builder = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
         SubscriptionRoot::default(),
     )
+    // First, so its request hook also times and counts what the guardrails refuse.
+    .extension(GraphQLMetrics::new(metrics))
     .extension(Guardrails::new(throttles))
     .limit_depth(limits.max_query_depth)
     .limit_complexity(limits.max_query_complexity);
@@ -120,16 +124,26 @@ fn builder(
 pub fn build_schema(state: AppState) -> AppSchema {
     let limits = state.config.limits.clone();
     let introspection = state.config.introspection;
-    builder(&limits, introspection, Arc::clone(&state.throttles))
-        .data(state)
-        .finish()
+    builder(
+        &limits,
+        introspection,
+        Arc::clone(&state.throttles),
+        state.metrics.clone(),
+    )
+    .data(state)
+    .finish()
 }
 
 /// The SDL of the schema, as committed in `schema.graphql`.
 pub fn sdl() -> String {
-    builder(&Limits::default(), true, Arc::new(Throttles::new(1)))
-        .finish()
-        .sdl()
+    builder(
+        &Limits::default(),
+        true,
+        Arc::new(Throttles::new(1)),
+        Metrics::new(),
+    )
+    .finish()
+    .sdl()
 }
 
 /// Per-request DataLoaders: created for each request so no cached row outlives it or crosses users.

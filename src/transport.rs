@@ -122,9 +122,12 @@ pub(crate) async fn graphiql_or_websocket(
         })
         .is_some_and(|p| p == "graphql-ws");
     let registry = state.app.ws_connections.clone();
+    let metrics = state.app.metrics.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
+        .on_upgrade(move |socket| async move {
+            let _open = metrics.websocket_connection();
             crate::websocket::serve(socket, protocol, legacy, schema, tokens, limits, registry)
+                .await;
         })
 }
