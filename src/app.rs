@@ -26,6 +26,7 @@ use crate::events::live_feed::SeatFeeds;
 use crate::live::Bus;
 use crate::metrics::Metrics;
 use crate::payments::SimulatedProvider;
+use crate::persisted::PersistedQueries;
 use crate::queue::pass::PassKeys;
 use crate::schema::{AppSchema, build_schema};
 use crate::state::AppState;
@@ -107,7 +108,9 @@ impl App {
             state.clone(),
             std::time::Duration::from_millis(state.config.sweep_interval_ms),
         );
-        let schema = build_schema(state.clone());
+        let persisted = PersistedQueries::load(&state.config.persisted_queries)
+            .context("loading persisted queries")?;
+        let schema = build_schema(state.clone(), persisted);
         let router = router(HttpState {
             app: state.clone(),
             schema,

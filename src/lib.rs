@@ -30,6 +30,8 @@ pub mod notifications;
 pub mod orders;
 /// Payment provider trait, the simulated provider, refunds.
 pub mod payments;
+/// Persisted queries: Apollo's automatic persisted queries and the known-documents-only mode.
+pub mod persisted;
 /// The virtual waiting room for on-sales: queue positions, paced admission, queue passes.
 pub mod queue;
 /// The GraphQL schema and SDL export.

@@ -27,6 +27,7 @@ use crate::notifications::graphql::{
 use crate::orders::graphql::{OrderMutation, OrderQuery};
 use crate::orders::loaders::{LinesByOrderLoader, TicketsByOrderLoader};
 use crate::orders::subscriptions::OrderSubscription;
+use crate::persisted::PersistedQueries;
 use crate::queue::graphql::{QueueMutation, QueueQuery, QueueSubscription};
 use crate::state::AppState;
 use crate::tickets::graphql::{TicketMutation, TicketQuery, TicketSubscription};
@@ -121,7 +122,7 @@ fn builder(
 }
 
 /// The schema the server runs, carrying the shared state.
-pub fn build_schema(state: AppState) -> AppSchema {
+pub fn build_schema(state: AppState, persisted: PersistedQueries) -> AppSchema {
     let limits = state.config.limits.clone();
     let introspection = state.config.introspection;
     builder(
@@ -130,6 +131,8 @@ pub fn build_schema(state: AppState) -> AppSchema {
         Arc::clone(&state.throttles),
         state.metrics.clone(),
     )
+    // After the metrics, which then count its refusals; it hands the parsed document on to the rest.
+    .extension(persisted)
     .data(state)
     .finish()
 }

@@ -45,6 +45,7 @@ pub struct Options {
     pub redis_url: Option<String>,
     /// WebSocket limits: (init timeout s, keep-alive s, subscriptions per connection, connections per user).
     pub ws_limits: Option<(u64, u64, usize, usize)>,
+    pub persisted_queries: Option<seatstorm::persisted::PersistedQueryConfig>,
 }
 
 impl TestApp {
@@ -103,6 +104,9 @@ impl TestApp {
         }
         if let Some(cors) = options.cors_origins {
             config.cors_origins = cors;
+        }
+        if let Some(persisted) = options.persisted_queries {
+            config.persisted_queries = persisted;
         }
         Self::start(config, Some(database)).await
     }

@@ -3,8 +3,10 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use seatstorm::persisted::{PersistedQueryConfig, document_hash};
+
 use crate::booking::tiers;
-use crate::helpers::{Shape, TestApp, create_event_shaped, error_code};
+use crate::helpers::{Options, Shape, TestApp, create_event_shaped, error_code};
 use crate::subscriptions::{connect, next_for, send};
 
 const BOOK: &str =
@@ -211,4 +213,138 @@ async fn a_request_id_sent_is_echoed_and_one_is_made_when_absent() {
     assert!(Uuid::parse_str(id).is_ok(), "a generated id: {id}");
     let health = reqwest::get(app.url("/health")).await.expect("request");
     assert!(health.headers().contains_key("x-request-id"));
+}
+
+const EVENTS: &str = "{ events(first: 1) { edges { cursor } } }";
+const HEARTBEAT: &str = "subscription { heartbeat(intervalSeconds: 1) }";
+
+fn persisted(hash: &str) -> Value {
+    json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } })
+}
+
+/// Posts a raw GraphQL-over-HTTP body, such as one with `extensions` and no `query`.
+async fn post(app: &TestApp, body: Value) -> Value {
+    let response = reqwest::Client::new()
+        .post(app.url("/graphql"))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_persisted_queries_register_on_a_miss_and_then_travel_as_a_hash() {
+    let app = TestApp::spawn().await;
+    let hash = document_hash(EVENTS);
+    let miss = post(&app, json!({ "extensions": persisted(&hash) })).await;
+    assert_eq!(error_code(&miss), "PERSISTED_QUERY_NOT_FOUND");
+    // Apollo clients recognise the miss by this message and resend with the document.
+    assert_eq!(miss["errors"][0]["message"], "PersistedQueryNotFound");
+
+    let registered = post(
+        &app,
+        json!({ "query": EVENTS, "extensions": persisted(&hash) }),
+    )
+    .await;
+    assert!(registered.get("errors").is_none(), "{registered}");
+    assert!(registered["data"]["events"]["edges"].is_array());
+
+    let hit = post(&app, json!({ "extensions": persisted(&hash) })).await;
+    assert!(hit.get("errors").is_none(), "{hit}");
+    assert_eq!(hit["data"], registered["data"]);
+
+    let mismatch = post(
+        &app,
+        json!({ "query": EVENTS, "extensions": persisted(&"0".repeat(64)) }),
+    )
+    .await;
+    assert_eq!(error_code(&mismatch), "BAD_USER_INPUT");
+    let metrics = scrape(&app).await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "seatstorm_graphql_errors_total",
+            &[
+                ("field", "(request)"),
+                ("code", "PERSISTED_QUERY_NOT_FOUND")
+            ]
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_persisted_queries_work_over_websocket_too() {
+    let app = TestApp::spawn().await;
+    let hash = document_hash(HEARTBEAT);
+    let mut socket = connect(&app, "graphql-transport-ws", json!({})).await;
+    let subscribe = |id: &str, query: Option<&str>| {
+        let mut payload = json!({ "extensions": persisted(&hash) });
+        if let Some(query) = query {
+            payload["query"] = json!(query);
+        }
+        json!({ "id": id, "type": "subscribe", "payload": payload })
+    };
+    send(&mut socket, subscribe("miss", None)).await;
+    let miss = next_for(&mut socket, "miss").await;
+    assert_eq!(
+        miss["payload"]["errors"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_FOUND",
+        "{miss}"
+    );
+    send(&mut socket, subscribe("register", Some(HEARTBEAT))).await;
+    let registered = next_for(&mut socket, "register").await;
+    assert!(
+        registered["payload"]["data"]["heartbeat"].is_string(),
+        "{registered}"
+    );
+    send(&mut socket, subscribe("hit", None)).await;
+    let hit = next_for(&mut socket, "hit").await;
+    assert!(hit["payload"]["data"]["heartbeat"].is_string(), "{hit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_known_documents_only_the_manifest_is_all_that_runs() {
+    const MANIFEST_QUERY: &str = "query Upcoming { events(first: 2) { edges { cursor } } }";
+    let manifest = std::env::temp_dir().join(format!("seatstorm-manifest-{}.json", Uuid::new_v4()));
+    std::fs::write(
+        &manifest,
+        json!({ document_hash(MANIFEST_QUERY): MANIFEST_QUERY }).to_string(),
+    )
+    .expect("manifest written");
+    let app = TestApp::spawn_with(Options {
+        persisted_queries: Some(PersistedQueryConfig {
+            only_known: true,
+            manifest: Some(manifest.clone()),
+            cache_size: 1000,
+        }),
+        ..Options::default()
+    })
+    .await;
+    let _ = std::fs::remove_file(&manifest);
+
+    let raw = post(&app, json!({ "query": EVENTS })).await;
+    assert_eq!(error_code(&raw), "PERSISTED_QUERY_REQUIRED");
+    assert!(raw.get("data").is_none_or(Value::is_null), "{raw}");
+    let unknown_hash = document_hash(EVENTS);
+    let unknown = post(&app, json!({ "extensions": persisted(&unknown_hash) })).await;
+    assert_eq!(error_code(&unknown), "PERSISTED_QUERY_NOT_FOUND");
+    // The APQ way of registering a new document is closed too.
+    let registration = post(
+        &app,
+        json!({ "query": EVENTS, "extensions": persisted(&unknown_hash) }),
+    )
+    .await;
+    assert_eq!(error_code(&registration), "PERSISTED_QUERY_REQUIRED");
+
+    let known = post(
+        &app,
+        json!({ "extensions": persisted(&document_hash(MANIFEST_QUERY)) }),
+    )
+    .await;
+    assert!(known.get("errors").is_none(), "{known}");
+    assert!(known["data"]["events"]["edges"].is_array());
+    let known_raw = post(&app, json!({ "query": MANIFEST_QUERY })).await;
+    assert!(known_raw.get("errors").is_none(), "{known_raw}");
 }
