@@ -36,7 +36,7 @@ impl ExtensionFactory for GraphQLMetrics {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(MetricsExtension {
             metrics: self.0.clone(),
-            request: Mutex::new(RequestFacts::default()),
+            request: Arc::default(),
         })
     }
 }
@@ -53,14 +53,42 @@ struct RequestFacts {
 
 struct MetricsExtension {
     metrics: Metrics,
-    request: Mutex<RequestFacts>,
+    /// Shared with the response stream of a subscription, which outlives the hook that made it.
+    request: Arc<Mutex<RequestFacts>>,
+}
+
+fn lock(facts: &Mutex<RequestFacts>) -> std::sync::MutexGuard<'_, RequestFacts> {
+    facts
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl MetricsExtension {
     fn facts(&self) -> std::sync::MutexGuard<'_, RequestFacts> {
-        self.request
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.request)
+    }
+}
+
+/// Counts each error of a response under its root field and `extensions.code`.
+fn count_errors(metrics: &Metrics, facts: &RequestFacts, response: &Response) {
+    for error in &response.errors {
+        let field = match error.path.first() {
+            Some(PathSegment::Field(key)) => facts
+                .root_fields
+                .get(key)
+                .map_or(key.as_str(), String::as_str),
+            _ => NO_FIELD,
+        };
+        let code = error
+            .extensions
+            .as_ref()
+            .and_then(|extensions| extensions.get("code"))
+            .and_then(|code| match code {
+                Value::String(code) => Some(code.as_str()),
+                _ => None,
+            })
+            .unwrap_or(NO_CODE);
+        metrics.count_error(field, code);
     }
 }
 
@@ -74,25 +102,7 @@ impl Extension for MetricsExtension {
         let label = facts.label.as_deref().unwrap_or(UNPARSED);
         self.metrics
             .observe_operation(label, facts.kind.unwrap_or("unknown"), elapsed);
-        for error in &response.errors {
-            let field = match error.path.first() {
-                Some(PathSegment::Field(key)) => facts
-                    .root_fields
-                    .get(key)
-                    .map_or(key.as_str(), String::as_str),
-                _ => NO_FIELD,
-            };
-            let code = error
-                .extensions
-                .as_ref()
-                .and_then(|extensions| extensions.get("code"))
-                .and_then(|code| match code {
-                    Value::String(code) => Some(code.as_str()),
-                    _ => None,
-                })
-                .unwrap_or(NO_CODE);
-            self.metrics.count_error(field, code);
-        }
+        count_errors(&self.metrics, &facts, &response);
         response
     }
 
@@ -103,10 +113,15 @@ impl Extension for MetricsExtension {
         next: NextSubscribe<'_>,
     ) -> BoxStream<'s, Response> {
         let guard = self.metrics.streaming_operation();
+        let metrics = self.metrics.clone();
+        let facts = Arc::clone(&self.request);
         next.run(ctx, stream)
             .map(move |response| {
                 // The guard lives as long as the stream: the gauge drops when the client stops it.
                 let _held = &guard;
+                if !response.errors.is_empty() {
+                    count_errors(&metrics, &lock(&facts), &response);
+                }
                 response
             })
             .boxed()
