@@ -13,8 +13,10 @@ use tokio::net::TcpListener;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::services::ServeDir;
 use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 use crate::auth::avatar::AVATAR_URL_PREFIX;
 use crate::auth::throttle::Throttles;
@@ -23,7 +25,9 @@ use crate::booking::coalesce::DirectBooking;
 use crate::config::{Config, CorsOrigins};
 use crate::events::live_feed::SeatFeeds;
 use crate::live::Bus;
+use crate::metrics::Metrics;
 use crate::payments::{Payments, SimulatedProvider};
+use crate::persisted::PersistedQueries;
 use crate::queue::pass::PassKeys;
 use crate::schema::{AppSchema, build_schema};
 use crate::state::AppState;
@@ -37,6 +41,9 @@ const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 /// The longest an HTTP request may take before it is answered 408.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The header carrying a request's id, accepted from the client or generated, echoed in the response.
+const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
 
 /// A built server, bound to its port but not yet serving.
 pub struct App {
@@ -104,12 +111,15 @@ impl App {
             direct_booking,
             feeds,
             ws_connections: ConnectionRegistry::default(),
+            metrics: Metrics::new(),
         };
         crate::booking::sweeper::spawn(
             state.clone(),
             std::time::Duration::from_millis(state.config.sweep_interval_ms),
         );
-        let schema = build_schema(state.clone());
+        let persisted = PersistedQueries::load(&state.config.persisted_queries)
+            .context("loading persisted queries")?;
+        let schema = build_schema(state.clone(), persisted);
         let router = router(HttpState {
             app: state.clone(),
             schema,
@@ -160,6 +170,7 @@ fn router(state: HttpState) -> Router {
         )
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .nest_service(AVATAR_URL_PREFIX, avatars)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         // No request may tie up a connection and its database work forever; subscriptions are not
@@ -170,6 +181,11 @@ fn router(state: HttpState) -> Router {
         ))
         // A 16,000-seat map is megabytes of JSON; gzip shrinks it about tenfold for clients that accept it.
         .layer(CompressionLayer::new())
+        // Every log line of a request carries its id; the id the client (or the load balancer) sent is
+        // kept, so one id follows a request through nginx, this instance and the client's own logs.
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .with_state(state);
     match cors {
         Some(cors) => router.layer(cors),
@@ -193,6 +209,27 @@ fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
             .max_age(std::time::Duration::from_secs(3600)),
     )
+}
+
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    // The path only: query strings are the client's business and stay out of the logs.
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = request.uri().path(),
+        request_id,
+    )
+}
+
+/// Prometheus text exposition of this instance's metrics.
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let body = state.app.metrics.render(&state.app).await;
+    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response()
 }
 
 async fn health() -> Json<serde_json::Value> {

@@ -33,6 +33,9 @@
 //! | `WS_MAX_CONNECTIONS_PER_USER` | `20` | WebSocket connections per signed-in user, per instance (then 4429) |
 //! | `INTROSPECTION` | `true` | whether the schema answers introspection queries |
 //! | `LOG_FORMAT` | `text` | `text` or `json` |
+//! | `APQ_CACHE_SIZE` | `1000` | documents remembered for automatic persisted queries (0: off) |
+//! | `PERSISTED_QUERIES_MANIFEST` | unset | JSON file of known documents by sha256, loaded at start |
+//! | `PERSISTED_QUERIES_ONLY` | `false` | accept only the manifest's documents (needs the manifest) |
 //!
 //! A `.env` file in the working directory is read first by the binary (never by tests).
 
@@ -43,6 +46,7 @@ use std::path::PathBuf;
 use rand::RngCore;
 
 use crate::booking::coalesce::BookingPath;
+use crate::persisted::PersistedQueryConfig;
 
 /// Everything the server needs to start. Tests build it in code with [`Config::embedded`].
 #[derive(Clone, Debug)]
@@ -75,6 +79,7 @@ pub struct Config {
     pub limits: Limits,
     pub introspection: bool,
     pub log_format: LogFormat,
+    pub persisted_queries: PersistedQueryConfig,
 }
 
 /// Guards against expensive or abusive requests.
@@ -209,6 +214,7 @@ impl Config {
             limits: Limits::default(),
             introspection: true,
             log_format: LogFormat::Text,
+            persisted_queries: PersistedQueryConfig::default(),
         }
     }
 
@@ -377,6 +383,19 @@ impl Config {
         if let Some(value) = var("INTROSPECTION") {
             config.introspection = parse_bool("INTROSPECTION", &value)?;
         }
+        if let Some(value) = var("APQ_CACHE_SIZE") {
+            config.persisted_queries.cache_size = parse("APQ_CACHE_SIZE", &value)?;
+        }
+        config.persisted_queries.manifest = var("PERSISTED_QUERIES_MANIFEST").map(PathBuf::from);
+        if let Some(value) = var("PERSISTED_QUERIES_ONLY") {
+            config.persisted_queries.only_known = parse_bool("PERSISTED_QUERIES_ONLY", &value)?;
+            if config.persisted_queries.only_known && config.persisted_queries.manifest.is_none() {
+                return Err(ConfigError::Invalid {
+                    name: "PERSISTED_QUERIES_ONLY",
+                    reason: "needs PERSISTED_QUERIES_MANIFEST, the documents to accept".into(),
+                });
+            }
+        }
         if let Some(value) = var("LOG_FORMAT") {
             config.log_format = match value.to_ascii_lowercase().as_str() {
                 "text" => LogFormat::Text,
@@ -507,6 +526,24 @@ mod tests {
         );
         let any = config_from(&[("CORS_ORIGINS", "*")]).expect("valid");
         assert_eq!(any.cors_origins, CorsOrigins::Any);
+    }
+
+    #[test]
+    fn known_documents_only_needs_a_manifest() {
+        let result = config_from(&[("PERSISTED_QUERIES_ONLY", "true")]);
+        assert!(matches!(
+            result,
+            Err(ConfigError::Invalid {
+                name: "PERSISTED_QUERIES_ONLY",
+                ..
+            })
+        ));
+        let config = config_from(&[
+            ("PERSISTED_QUERIES_ONLY", "true"),
+            ("PERSISTED_QUERIES_MANIFEST", "/etc/seatstorm/queries.json"),
+        ])
+        .expect("valid");
+        assert!(config.persisted_queries.only_known);
     }
 
     #[test]

@@ -38,6 +38,13 @@ pub enum AppError {
     /// The event sells through its waiting room and the buyer has no valid queue pass.
     #[error("{0}")]
     QueueRequired(String),
+    /// A persisted query's hash is unknown: Apollo clients then resend it with the document. The
+    /// message is the one those clients look for.
+    #[error("PersistedQueryNotFound")]
+    PersistedQueryNotFound,
+    /// Only documents known to the server are accepted, and this one is not.
+    #[error("only persisted queries known to this server are accepted")]
+    PersistedQueryRequired,
     #[error(transparent)]
     Database(#[from] DbErr),
     #[error(transparent)]
@@ -60,6 +67,8 @@ impl AppError {
             Self::PaymentDeclined(_) => "PAYMENT_DECLINED",
             Self::QueueRequired(_) => "QUEUE_REQUIRED",
             Self::TooManyRequests(_) => "TOO_MANY_REQUESTS",
+            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Self::PersistedQueryRequired => "PERSISTED_QUERY_REQUIRED",
             // Every database connection stayed busy for the whole acquire timeout: overload, not a
             // fault. A retry with the same idempotency key is safe.
             Self::Database(DbErr::ConnectionAcquire(_)) => "SERVER_BUSY",
@@ -174,6 +183,11 @@ mod tests {
             (AppError::HoldExpired, "HOLD_EXPIRED"),
             (AppError::PaymentDeclined("x".into()), "PAYMENT_DECLINED"),
             (AppError::QueueRequired("x".into()), "QUEUE_REQUIRED"),
+            (
+                AppError::PersistedQueryNotFound,
+                "PERSISTED_QUERY_NOT_FOUND",
+            ),
+            (AppError::PersistedQueryRequired, "PERSISTED_QUERY_REQUIRED"),
             (
                 AppError::Internal(anyhow::anyhow!("boom")),
                 "INTERNAL_SERVER_ERROR",

@@ -22,12 +22,16 @@ pub mod gql;
 pub mod guardrails;
 /// The live event bus.
 pub mod live;
+/// Prometheus metrics: GraphQL operations, bookings, errors, transports, bus, pool, queues.
+pub mod metrics;
 /// Stored notifications for users.
 pub mod notifications;
 /// Orders: listing, cancellation (full, partial, undo).
 pub mod orders;
 /// Payment provider trait, the simulated provider, refunds.
 pub mod payments;
+/// Persisted queries: Apollo's automatic persisted queries and the known-documents-only mode.
+pub mod persisted;
 /// The virtual waiting room for on-sales: queue positions, paced admission, queue passes.
 pub mod queue;
 /// The GraphQL schema and SDL export.

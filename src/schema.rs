@@ -20,12 +20,14 @@ use crate::events::loaders::{
 use crate::events::mutations::EventMutation;
 use crate::events::subscriptions::EventSubscription;
 use crate::guardrails::Guardrails;
+use crate::metrics::{GraphQLMetrics, Metrics};
 use crate::notifications::graphql::{
     NotificationMutation, NotificationQuery, NotificationSubscription,
 };
 use crate::orders::graphql::{OrderMutation, OrderQuery};
 use crate::orders::loaders::{LinesByOrderLoader, TicketsByOrderLoader};
 use crate::orders::subscriptions::OrderSubscription;
+use crate::persisted::PersistedQueries;
 use crate::queue::graphql::{QueueMutation, QueueQuery, QueueSubscription};
 use crate::state::AppState;
 use crate::tickets::graphql::{TicketMutation, TicketQuery, TicketSubscription};
@@ -100,12 +102,15 @@ fn builder(
     limits: &Limits,
     introspection: bool,
     throttles: Arc<Throttles>,
+    metrics: Metrics,
 ) -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     let builder = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
         SubscriptionRoot::default(),
     )
+    // First, so its request hook also times and counts what the guardrails refuse.
+    .extension(GraphQLMetrics::new(metrics))
     .extension(Guardrails::new(throttles))
     .limit_depth(limits.max_query_depth)
     .limit_complexity(limits.max_query_complexity);
@@ -117,19 +122,31 @@ fn builder(
 }
 
 /// The schema the server runs, carrying the shared state.
-pub fn build_schema(state: AppState) -> AppSchema {
+pub fn build_schema(state: AppState, persisted: PersistedQueries) -> AppSchema {
     let limits = state.config.limits.clone();
     let introspection = state.config.introspection;
-    builder(&limits, introspection, Arc::clone(&state.throttles))
-        .data(state)
-        .finish()
+    builder(
+        &limits,
+        introspection,
+        Arc::clone(&state.throttles),
+        state.metrics.clone(),
+    )
+    // After the metrics, which then count its refusals; it hands the parsed document on to the rest.
+    .extension(persisted)
+    .data(state)
+    .finish()
 }
 
 /// The SDL of the schema, as committed in `schema.graphql`.
 pub fn sdl() -> String {
-    builder(&Limits::default(), true, Arc::new(Throttles::new(1)))
-        .finish()
-        .sdl()
+    builder(
+        &Limits::default(),
+        true,
+        Arc::new(Throttles::new(1)),
+        Metrics::new(),
+    )
+    .finish()
+    .sdl()
 }
 
 /// Per-request DataLoaders: created for each request so no cached row outlives it or crosses users.

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::db::StatementCounter;
 use crate::events::live_feed::SeatFeeds;
 use crate::live::Bus;
+use crate::metrics::Metrics;
 use crate::payments::Payments;
 use crate::queue::pass::PassKeys;
 use crate::tickets::signing::TicketSigner;
@@ -43,4 +44,6 @@ pub struct AppState {
     pub feeds: SeatFeeds,
     /// Open WebSocket connections per user on this instance.
     pub ws_connections: ConnectionRegistry,
+    /// This instance's Prometheus metrics, served at `/metrics`.
+    pub metrics: Metrics,
 }

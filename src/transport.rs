@@ -9,6 +9,7 @@ use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse};
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
 use axum::response::{Html, IntoResponse, Response};
+use tracing::Instrument as _;
 
 use crate::app::HttpState;
 use crate::auth::Viewer;
@@ -122,9 +123,17 @@ pub(crate) async fn graphiql_or_websocket(
         })
         .is_some_and(|p| p == "graphql-ws");
     let registry = state.app.ws_connections.clone();
+    let metrics = state.app.metrics.clone();
+    // The connection outlives this request, but its logs keep the upgrade request's id.
+    let span = tracing::Span::current();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
-            crate::websocket::serve(socket, protocol, legacy, schema, tokens, limits, registry)
+            async move {
+                let _open = metrics.websocket_connection();
+                crate::websocket::serve(socket, protocol, legacy, schema, tokens, limits, registry)
+                    .await;
+            }
+            .instrument(span)
         })
 }

@@ -13,6 +13,9 @@
 
 mod redis_transport;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -66,35 +69,75 @@ struct Envelope {
 
 const ENVELOPE_VERSION: u32 = 1;
 
+/// Running totals of what went over the bus, kept for metrics.
+#[derive(Debug, Default)]
+pub(crate) struct BusCounters {
+    published: AtomicU64,
+    received: AtomicU64,
+    publish_failures: AtomicU64,
+    resyncs: AtomicU64,
+}
+
+impl BusCounters {
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What went over this instance's bus since start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BusStats {
+    /// Messages this instance published.
+    pub published: u64,
+    /// Messages this instance received for its subscribers (from Redis, or its own in-process).
+    pub received: u64,
+    /// Publishes to Redis that failed or timed out, delivered to this instance only.
+    pub publish_failures: u64,
+    /// Reconnections of the Redis subscriber (each one tells clients to resync).
+    pub resyncs: u64,
+    /// Messages the slowest local subscriber has yet to read: how far it lags.
+    pub backlog: usize,
+}
+
 /// Cheap to clone: every clone shares the local channel and the Redis connections.
 #[derive(Clone)]
 pub struct Bus {
     local: broadcast::Sender<LiveMessage>,
     redis: Option<RedisTransport>,
+    counters: Arc<BusCounters>,
 }
 
 impl Bus {
     pub fn in_process() -> Self {
         let (local, _) = broadcast::channel(CHANNEL_CAPACITY);
-        Self { local, redis: None }
+        Self {
+            local,
+            redis: None,
+            counters: Arc::default(),
+        }
     }
 
     /// Connects to Redis and starts this instance's one subscriber task. Fails when Redis is unreachable
     /// at start; after that, the subscriber reconnects by itself.
     pub async fn redis(url: &str, channel: String) -> anyhow::Result<Self> {
         let (local, _) = broadcast::channel(CHANNEL_CAPACITY);
-        let redis = RedisTransport::start(url, channel, local.clone()).await?;
+        let counters = Arc::<BusCounters>::default();
+        let redis =
+            RedisTransport::start(url, channel, local.clone(), Arc::clone(&counters)).await?;
         Ok(Self {
             local,
             redis: Some(redis),
+            counters,
         })
     }
 
     /// Publishes to every subscriber on every instance. Having no subscriber is not an error; a Redis
     /// failure is logged and the message still reaches this instance's subscribers.
     pub async fn publish(&self, message: LiveMessage) {
+        BusCounters::add(&self.counters.published);
         match &self.redis {
             None => {
+                BusCounters::add(&self.counters.received);
                 let _ = self.local.send(message);
             }
             Some(redis) => {
@@ -102,12 +145,24 @@ impl Bus {
                 // other instances catch up from the database when the bus returns.
                 let outcome = tokio::time::timeout(PUBLISH_TIMEOUT, redis.publish(&message)).await;
                 if !matches!(outcome, Ok(Ok(()))) {
+                    BusCounters::add(&self.counters.publish_failures);
                     tracing::warn!(
                         "publishing to Redis failed or timed out; delivering locally only"
                     );
                     let _ = self.local.send(message);
                 }
             }
+        }
+    }
+
+    pub fn stats(&self) -> BusStats {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        BusStats {
+            published: read(&self.counters.published),
+            received: read(&self.counters.received),
+            publish_failures: read(&self.counters.publish_failures),
+            resyncs: read(&self.counters.resyncs),
+            backlog: self.local.len(),
         }
     }
 
@@ -139,6 +194,8 @@ mod tests {
             receiver.recv().await.ok(),
             Some(LiveMessage::InventoryChanged { event_id })
         );
+        let stats = bus.stats();
+        assert_eq!((stats.published, stats.received, stats.backlog), (1, 1, 0));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Redis pub/sub transport: a connection manager for PUBLISH and one subscriber task per instance.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -8,7 +9,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use tokio::sync::broadcast;
 
-use super::{ENVELOPE_VERSION, Envelope, LiveMessage};
+use super::{BusCounters, ENVELOPE_VERSION, Envelope, LiveMessage};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -24,6 +25,7 @@ impl RedisTransport {
         url: &str,
         channel: String,
         local: broadcast::Sender<LiveMessage>,
+        counters: Arc<BusCounters>,
     ) -> anyhow::Result<Self> {
         let client = redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?;
         let publisher = client
@@ -39,7 +41,13 @@ impl RedisTransport {
             .subscribe(&channel)
             .await
             .context("cannot subscribe to the live channel")?;
-        tokio::spawn(run_subscriber(client, channel.clone(), local, pubsub));
+        tokio::spawn(run_subscriber(
+            client,
+            channel.clone(),
+            local,
+            pubsub,
+            counters,
+        ));
         Ok(Self { publisher, channel })
     }
 
@@ -69,6 +77,7 @@ async fn run_subscriber(
     channel: String,
     local: broadcast::Sender<LiveMessage>,
     first: redis::aio::PubSub,
+    counters: Arc<BusCounters>,
 ) {
     let mut pubsub = Some(first);
     let mut backoff = MIN_BACKOFF;
@@ -79,6 +88,7 @@ async fn run_subscriber(
                 Ok(connection) => {
                     tracing::info!("Redis subscriber reconnected; telling clients to resync");
                     backoff = MIN_BACKOFF;
+                    BusCounters::add(&counters.resyncs);
                     let _ = local.send(LiveMessage::Resync);
                     connection
                 }
@@ -94,6 +104,7 @@ async fn run_subscriber(
         while let Some(message) = messages.next().await {
             match serde_json::from_slice::<Envelope>(message.get_payload_bytes()) {
                 Ok(envelope) if envelope.v == ENVELOPE_VERSION => {
+                    BusCounters::add(&counters.received);
                     let _ = local.send(envelope.message);
                 }
                 Ok(envelope) => {

@@ -480,3 +480,33 @@ pub async fn stats(
         max_active_shoppers: event.max_active_shoppers,
     })
 }
+
+/// Every waiting room at once, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueTotals {
+    pub waiting: u64,
+    pub shopping: u64,
+    pub admitted: i64,
+}
+
+/// Shoppers waiting and shopping across all events, and everyone admitted so far.
+pub async fn totals(db: &impl ConnectionTrait, now: DateTime<Utc>) -> AppResult<QueueTotals> {
+    let with_status =
+        |status: QueueStatus| QueueEntry::find().filter(queue_entry::Column::Status.eq(status));
+    // One row per event with a waiting room: few enough to add up here, and no SUM type differences
+    // between PostgreSQL (numeric) and SQLite.
+    let admitted: Vec<i64> = EventQueue::find()
+        .select_only()
+        .column(event_queue::Column::AdmittedCount)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(QueueTotals {
+        waiting: with_status(QueueStatus::Waiting).count(db).await?,
+        shopping: with_status(QueueStatus::Admitted)
+            .filter(queue_entry::Column::PassExpiresAt.gt(now))
+            .count(db)
+            .await?,
+        admitted: admitted.iter().sum(),
+    })
+}

@@ -47,6 +47,7 @@ pub struct Options {
     /// WebSocket limits: (init timeout s, keep-alive s, subscriptions per connection, connections per user).
     pub ws_limits: Option<(u64, u64, usize, usize)>,
     pub booking_path: Option<BookingPath>,
+    pub persisted_queries: Option<seatstorm::persisted::PersistedQueryConfig>,
 }
 
 impl TestApp {
@@ -108,6 +109,9 @@ impl TestApp {
         }
         if let Some(cors) = options.cors_origins {
             config.cors_origins = cors;
+        }
+        if let Some(persisted) = options.persisted_queries {
+            config.persisted_queries = persisted;
         }
         Self::start(config, Some(database)).await
     }

@@ -9,6 +9,7 @@ mod hardening;
 mod helpers;
 mod live;
 mod notifications;
+mod ops;
 mod order_updates;
 mod organizer;
 mod queue;
