@@ -283,6 +283,7 @@ async function enterQueue(eventId) {
   $("queue-text").textContent = "Joining the waiting room…";
   try {
     const { joinQueue } = await api.request(JOIN_QUEUE, { id: eventId });
+    if (state.event?.id !== eventId) return;
     renderQueue(joinQueue);
   } catch (error) {
     showError(error);
