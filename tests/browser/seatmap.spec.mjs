@@ -105,6 +105,15 @@ test("a seat bought on one page turns sold on the other, live", async () => {
   await expectNoError(buyer);
   await watcher.waitForSelector(`#seat-info[data-seat-id="${seat.id}"][data-status="HELD"]`, ATTACHED);
 
+  // Both pages are the demo customer, who may have one live hold per event: the API refuses a
+  // second one and the page shows its code.
+  const other = await findSeat(watcher, "104", row, (number % 30) + 1);
+  assert.equal(other.status, "AVAILABLE");
+  await watcher.click("#toggle-seat");
+  await watcher.click("#hold");
+  await watcher.waitForSelector('#message[data-code="CONFLICT"]', ATTACHED);
+  await findSeat(watcher, "104", row, number);
+
   await buyer.click("#buy");
   await buyer.waitForSelector("#message[data-order-id]", ATTACHED);
   await expectNoError(buyer);
