@@ -129,12 +129,10 @@ async function loadEvents() {
   const { events } = await api.request(EVENTS);
   const select = $("event");
   select.replaceChildren(
-    ...events.nodes.map((event) => {
-      const option = new Option(`${event.title} · ${event.venue.name}`, event.id);
-      option.dataset.reserved = String(event.tiers.some((tier) => tier.kind === "RESERVED"));
-      return option;
-    }),
+    ...events.nodes.map((event) => new Option(`${event.title} · ${event.venue.name}`, event.id)),
   );
+  // The one named in ?event=, else the first with reserved seats (a general-admission event has no
+  // seats to draw).
   const wanted = new URLSearchParams(location.search).get("event");
   const first = events.nodes.find((event) => event.id === wanted) ??
     events.nodes.find((event) => event.tiers.some((tier) => tier.kind === "RESERVED"));
