@@ -13,13 +13,16 @@
 # screenshot in target/browser/seatmap.png. Everything it started is stopped, even on failure.
 # With PostgreSQL it creates a database of its own (psql needed) and drops it afterwards.
 #
-# Knobs: CHROMIUM_PATH (default /usr/bin/chromium), CARGO_TARGET_DIR, KEEP_LOGS=1.
+# Knobs: CHROMIUM_PATH (default /usr/bin/chromium), PG_BIN (for psql when it is not on PATH),
+# CARGO_TARGET_DIR, KEEP_LOGS=1 (keep the server logs).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 readonly ROOT=$PWD
 readonly PROG="browser-test.sh"
 export CHROMIUM_PATH=${CHROMIUM_PATH:-/usr/bin/chromium}
+# psql from PATH, else from the PostgreSQL that scripts/services.sh runs.
+PSQL=$(command -v psql || echo "${PG_BIN:-/usr/lib/postgresql/15/bin}/psql")
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() {
@@ -57,7 +60,7 @@ cleanup() {
         wait "$pid" 2>/dev/null || true
     done
     if [[ -n $db_name ]]; then
-        psql "$admin_url" -q -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS \"$db_name\" WITH (FORCE)" \
+        "$PSQL" "$admin_url" -q -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS \"$db_name\" WITH (FORCE)" \
             >/dev/null 2>&1 || log "could not drop database $db_name"
     fi
     if ((rc != 0)); then
@@ -123,10 +126,10 @@ common_env=(
 )
 case $mode in
 postgres)
-    command -v psql >/dev/null 2>&1 || die "psql is needed to create the test database"
+    [[ -x $PSQL ]] || die "psql is needed to create the test database"
     admin_url=$TEST_DATABASE_URL
     db_name="seatstorm_browser_$$_$RANDOM"
-    psql "$admin_url" -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$db_name\"" >/dev/null
+    "$PSQL" "$admin_url" -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$db_name\"" >/dev/null
     # Same server and credentials, our own database: replace the path of the URL.
     database_url=$(printf '%s' "$admin_url" | sed -E "s#^(postgres(ql)?://[^/]+)/?[^?]*#\1/$db_name#")
     common_env+=(
