@@ -33,7 +33,7 @@ use crate::schema::{AppSchema, build_schema};
 use crate::state::AppState;
 use crate::tickets::signing::TicketSigner;
 use crate::websocket::ConnectionRegistry;
-use crate::{db, demo, transport};
+use crate::{db, demo, demo_page, transport};
 
 /// Largest request body accepted: room for a 2 MB avatar in a multipart request, nothing near what
 /// would let one client tie up memory.
@@ -171,6 +171,7 @@ fn router(state: HttpState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .merge(demo_page::router())
         .nest_service(AVATAR_URL_PREFIX, avatars)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         // No request may tie up a connection and its database work forever; subscriptions are not

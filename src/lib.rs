@@ -12,6 +12,8 @@ pub mod config;
 pub mod db;
 /// Demo venues, events and accounts for the embedded default.
 pub mod demo;
+/// The live seat-map page served at `/demo`.
+pub mod demo_page;
 /// The error type and its stable GraphQL codes.
 pub mod error;
 /// Events, ticket tiers, seat inventory and the seat map.

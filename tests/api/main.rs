@@ -3,6 +3,7 @@
 
 mod auth;
 mod booking;
+mod demo_page;
 mod errors;
 mod events;
 mod hardening;
