@@ -15,7 +15,10 @@
 //! Every guarantee of the one-transaction path holds: the CHECK on the tier and the one-active-hold
 //! index stay the last guard; a crash between the steps leaves holds that expire and give the stock
 //! back; fairness is arrival order within a batch (the lane is FIFO) and across batches (the row lock
-//! queue, also across instances). Idempotency stays per request, around the call.
+//! queue, also across instances). Idempotency keys are written by the batch too: claimed (`in_flight`)
+//! in the reserve transaction, before any stock is taken, and completed in the convert transaction, so
+//! a booking costs no commit of its own. A key that is already taken sends its request down the
+//! ordinary idempotency path (wait for the first, return its order).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +28,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Utc};
 use entity::enums::{HoldStatus, PaymentKind, PaymentStatus, TicketStatus};
 use entity::prelude::*;
-use entity::{event, hold, order, order_line, ticket, ticket_tier};
+use entity::{event, hold, idempotency_key, order, order_line, ticket, ticket_tier};
 use futures::future::join_all;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
@@ -36,6 +39,7 @@ use sea_orm::{
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::booking::idempotency::{self, IdempotencyKey};
 use crate::booking::service::{
     self, Buyer, HoldPolicy, ONE_ACTIVE_HOLD, Quantity, TIER_SOLD_OUT, event_selling,
     general_admission_tier, new_hold, paid_order, payment_row, valid_ticket,
@@ -74,12 +78,21 @@ const LANE_DEPTH: usize = 8192;
 /// A lane with nothing to do for this long stops; the next booking starts a new one.
 const LANE_IDLE: StdDuration = StdDuration::from_secs(30);
 
+/// What a lane answers: the order, a refusal, or `Ok(None)` when the request's idempotency key was
+/// already taken (by a retry in flight or done).
+type Answer = AppResult<Option<order::Model>>;
+
 struct Request {
     buyer: Buyer,
     quantity: Quantity,
     payment_token: String,
-    reply: oneshot::Sender<AppResult<order::Model>>,
+    key: IdempotencyKey,
+    request_hash: String,
+    reply: oneshot::Sender<Answer>,
 }
+
+/// The operation name idempotency keys of direct bookings are stored under.
+const OPERATION: &str = "bookTickets";
 
 /// Books general-admission tickets by the configured path. Cheap to clone.
 #[derive(Clone)]
@@ -124,33 +137,53 @@ impl DirectBooking {
         }
     }
 
-    /// Holds and pays for `quantity` tickets of a general-admission tier in one call: the order, or
-    /// the buyer's own refusal (SOLD_OUT, PAYMENT_DECLINED, LIMIT_EXCEEDED, ...) with nothing held.
+    /// Holds and pays for `quantity` tickets of a general-admission tier in one call, once per
+    /// idempotency key: the order's id, or the buyer's own refusal (SOLD_OUT, PAYMENT_DECLINED,
+    /// LIMIT_EXCEEDED, ...) with nothing held.
+    #[allow(clippy::too_many_arguments)]
     pub async fn book(
         &self,
         buyer: Buyer,
         tier_id: Uuid,
         quantity: Quantity,
         payment_token: &str,
-    ) -> AppResult<order::Model> {
+        key: IdempotencyKey,
+        request_hash: String,
+    ) -> AppResult<Uuid> {
         let inner = &self.inner;
-        if inner.path == BookingPath::Simple {
-            return service::book_tickets(
+        let one_at_a_time = |buyer: Buyer, key: IdempotencyKey, request_hash: String| async move {
+            idempotency::once(
                 &inner.db,
-                inner.payments.as_ref(),
-                &inner.policy,
-                buyer,
-                tier_id,
-                quantity,
-                payment_token,
+                buyer.user_id,
+                &key,
+                OPERATION,
+                request_hash,
+                || async {
+                    Ok(service::book_tickets(
+                        &inner.db,
+                        inner.payments.as_ref(),
+                        &inner.policy,
+                        buyer.clone(),
+                        tier_id,
+                        quantity,
+                        payment_token,
+                    )
+                    .await?
+                    .id)
+                },
             )
-            .await;
+            .await
+        };
+        if inner.path == BookingPath::Simple {
+            return one_at_a_time(buyer, key, request_hash).await;
         }
         let (reply, answer) = oneshot::channel();
         let mut request = Request {
-            buyer,
+            buyer: buyer.clone(),
             quantity,
             payment_token: payment_token.to_owned(),
+            key: key.clone(),
+            request_hash: request_hash.clone(),
             reply,
         };
         // A lane that just stopped for idleness refuses the send; the retry starts a fresh one.
@@ -158,11 +191,16 @@ impl DirectBooking {
             let lane = self.lane(tier_id)?;
             match lane.send(request).await {
                 Ok(()) => {
-                    return answer.await.unwrap_or_else(|_| {
-                        Err(AppError::Internal(anyhow::anyhow!(
+                    return match answer.await {
+                        Ok(Ok(Some(order))) => Ok(order.id),
+                        // The key is taken: wait for (or read) the first request's answer; if that
+                        // one failed meanwhile, this runs the booking on its own.
+                        Ok(Ok(None)) => one_at_a_time(buyer, key, request_hash).await,
+                        Ok(Err(refusal)) => Err(refusal),
+                        Err(_) => Err(AppError::Internal(anyhow::anyhow!(
                             "the booking lane stopped before answering"
-                        )))
-                    });
+                        ))),
+                    };
                 }
                 Err(mpsc::error::SendError(returned)) => {
                     self.forget_lane(tier_id, &lane)?;
@@ -255,6 +293,15 @@ struct Pending {
     quantity: i32,
 }
 
+/// What a batch needs of each request besides its place.
+struct Wanted {
+    buyer: Buyer,
+    quantity: Quantity,
+    payment_token: String,
+    key: IdempotencyKey,
+    request_hash: String,
+}
+
 async fn book_batch(inner: &Inner, tier_id: Uuid, batch: Vec<Request>) {
     let size = batch.len();
     inner.batches.fetch_add(1, Ordering::Relaxed);
@@ -263,7 +310,18 @@ async fn book_batch(inner: &Inner, tier_id: Uuid, batch: Vec<Request>) {
         .fetch_add(size as u64, Ordering::Relaxed);
     let (requests, replies): (Vec<_>, Vec<_>) = batch
         .into_iter()
-        .map(|r| ((r.buyer, r.quantity, r.payment_token), r.reply))
+        .map(|r| {
+            (
+                Wanted {
+                    buyer: r.buyer,
+                    quantity: r.quantity,
+                    payment_token: r.payment_token,
+                    key: r.key,
+                    request_hash: r.request_hash,
+                },
+                r.reply,
+            )
+        })
         .unzip();
     let outcomes = match book_all(inner, tier_id, &requests).await {
         Ok(outcomes) => outcomes,
@@ -278,25 +336,21 @@ async fn book_batch(inner: &Inner, tier_id: Uuid, batch: Vec<Request>) {
     }
 }
 
-type Outcomes = Vec<Option<AppResult<order::Model>>>;
+type Outcomes = Vec<Option<Answer>>;
 
-async fn book_all(
-    inner: &Inner,
-    tier_id: Uuid,
-    requests: &[(Buyer, Quantity, String)],
-) -> AppResult<Vec<AppResult<order::Model>>> {
+async fn book_all(inner: &Inner, tier_id: Uuid, requests: &[Wanted]) -> AppResult<Vec<Answer>> {
     let db = &inner.db;
     let now = Utc::now();
     let tier = general_admission_tier(db, tier_id).await?;
     let event = event_selling(db, tier.event_id, now).await?;
     let mut outcomes: Outcomes = (0..requests.len()).map(|_| None).collect();
     let mut pending = Vec::new();
-    for (index, (buyer, quantity, _)) in requests.iter().enumerate() {
-        match buyer.check_admission(&event) {
+    for (index, wanted) in requests.iter().enumerate() {
+        match wanted.buyer.check_admission(&event) {
             Ok(()) => pending.push(Pending {
                 index,
-                user_id: buyer.user_id,
-                quantity: quantity.get() as i32,
+                user_id: wanted.buyer.user_id,
+                quantity: wanted.quantity.get() as i32,
             }),
             Err(refusal) => outcomes[index] = Some(Err(refusal)),
         }
@@ -309,7 +363,7 @@ async fn book_all(
         pending
     };
     let (pending, _) = allocate(&mut outcomes, pending, tier.available, &tier.name);
-    let reserved = reserve(inner, &tier, &event, pending, &mut outcomes, now).await?;
+    let reserved = reserve(inner, &tier, &event, requests, pending, &mut outcomes, now).await?;
     let paid = pay(inner, &tier, requests, reserved, &mut outcomes).await?;
     convert(inner, &tier, &event, paid, &mut outcomes).await?;
     Ok(outcomes
@@ -444,18 +498,21 @@ async fn within_user_caps(
         .collect())
 }
 
-/// A request whose tickets are held for it.
+/// A request whose tickets are held for it, and its idempotency key's row.
 struct Reserved {
     request: Pending,
     hold: hold::Model,
+    key: idempotency_key::Model,
 }
 
-/// The reserve transaction: holds for the requests, then the tier locked and its stock allocated in
-/// arrival order; holds that got nothing are deleted before commit.
+/// The reserve transaction: the requests' idempotency keys claimed, holds for them, then the tier
+/// locked and its stock allocated in arrival order; the holds and keys of requests that got nothing
+/// are deleted before commit.
 async fn reserve(
     inner: &Inner,
     tier: &ticket_tier::Model,
     event: &event::Model,
+    requests: &[Wanted],
     pending: Vec<Pending>,
     outcomes: &mut Outcomes,
     now: DateTime<Utc>,
@@ -464,6 +521,31 @@ async fn reserve(
         return Ok(Vec::new());
     }
     let txn = inner.db.begin().await?;
+    let keys: Vec<idempotency_key::Model> = pending
+        .iter()
+        .map(|request| {
+            let wanted = &requests[request.index];
+            idempotency::in_flight(
+                request.user_id,
+                &wanted.key,
+                OPERATION,
+                &wanted.request_hash,
+                now,
+            )
+        })
+        .collect();
+    let claimed = insert_skipping_conflicts::<idempotency_key::Entity, _>(&txn, &keys).await?;
+    let (pending, keys): (Vec<Pending>, Vec<idempotency_key::Model>) = pending
+        .into_iter()
+        .zip(keys)
+        .filter(|(request, key)| {
+            let fresh = claimed.contains(&key.id);
+            if !fresh {
+                outcomes[request.index] = Some(Ok(None));
+            }
+            fresh
+        })
+        .unzip();
     let holds: Vec<hold::Model> = pending
         .iter()
         .map(|request| {
@@ -480,25 +562,15 @@ async fn reserve(
         .collect::<AppResult<_>>()?;
     // The owning rows before the tier, the lock order everywhere. A buyer who already holds tickets
     // for the event conflicts on the one-active-hold index; DO NOTHING skips just that row.
-    let inserted: HashSet<Uuid> = match Hold::insert_many(
-        holds
-            .iter()
-            .map(|hold| hold.clone().into_active_model().reset_all()),
-    )
-    .on_conflict(OnConflict::new().do_nothing().to_owned())
-    .try_insert()
-    .exec_with_returning_keys(&txn)
-    .await?
-    {
-        sea_orm::TryInsertResult::Inserted(ids) => ids.into_iter().collect(),
-        sea_orm::TryInsertResult::Conflicted | sea_orm::TryInsertResult::Empty => HashSet::new(),
-    };
+    let inserted = insert_skipping_conflicts::<hold::Entity, _>(&txn, &holds).await?;
     let mut candidates = Vec::new();
-    for (request, hold) in pending.into_iter().zip(holds) {
+    let mut unused_keys = Vec::new();
+    for ((request, hold), key) in pending.into_iter().zip(holds).zip(keys) {
         if inserted.contains(&hold.id) {
-            candidates.push(Reserved { request, hold });
+            candidates.push(Reserved { request, hold, key });
         } else {
             outcomes[request.index] = Some(Err((ONE_ACTIVE_HOLD.error)()));
+            unused_keys.push(key.id);
         }
     }
     let available = lock_tier(&txn, tier.id).await?;
@@ -509,6 +581,8 @@ async fn reserve(
             .exec(&txn)
             .await?;
     }
+    unused_keys.extend(refused.iter().map(|r| r.key.id));
+    forget_keys(&txn, &unused_keys).await?;
     let taken: i32 = reserved.iter().map(|r| r.request.quantity).sum();
     if taken > 0 {
         TicketTier::update_many()
@@ -525,6 +599,46 @@ async fn reserve(
     }
     txn.commit().await?;
     Ok(reserved)
+}
+
+/// Inserts the rows, skipping any that would break a unique index (`ON CONFLICT DO NOTHING`, with no
+/// target so partial indexes count); returns the primary keys of those inserted.
+async fn insert_skipping_conflicts<E, M>(
+    txn: &DatabaseTransaction,
+    rows: &[M],
+) -> AppResult<HashSet<Uuid>>
+where
+    E: EntityTrait<Model = M>,
+    M: sea_orm::ModelTrait<Entity = E> + IntoActiveModel<E::ActiveModel> + Clone,
+    E::ActiveModel: ActiveModelTrait<Entity = E> + Send,
+    <E::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType: Into<Uuid>,
+{
+    if rows.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let inserted = E::insert_many(
+        rows.iter()
+            .map(|row| row.clone().into_active_model().reset_all()),
+    )
+    .on_conflict(OnConflict::new().do_nothing().to_owned())
+    .try_insert()
+    .exec_with_returning_keys(txn)
+    .await?;
+    Ok(match inserted {
+        sea_orm::TryInsertResult::Inserted(ids) => ids.into_iter().map(Into::into).collect(),
+        sea_orm::TryInsertResult::Conflicted | sea_orm::TryInsertResult::Empty => HashSet::new(),
+    })
+}
+
+/// Deletes idempotency keys whose requests failed, so a retry runs again.
+async fn forget_keys(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<()> {
+    if !ids.is_empty() {
+        idempotency_key::Entity::delete_many()
+            .filter(idempotency_key::Column::Id.is_in(ids.iter().copied()))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
 }
 
 #[derive(FromQueryResult)]
@@ -563,13 +677,13 @@ struct Paid {
 async fn pay(
     inner: &Inner,
     tier: &ticket_tier::Model,
-    requests: &[(Buyer, Quantity, String)],
+    requests: &[Wanted],
     reserved: Vec<Reserved>,
     outcomes: &mut Outcomes,
 ) -> AppResult<Vec<Paid>> {
     let provider = inner.payments.as_ref();
     let charges = join_all(reserved.iter().map(|r| {
-        let token = &requests[r.request.index].2;
+        let token = &requests[r.request.index].payment_token;
         let total = tier.price_cents * i64::from(r.request.quantity);
         async move {
             (
@@ -584,6 +698,7 @@ async fn pay(
     let mut paid = Vec::with_capacity(reserved.len());
     let mut declines = Vec::new();
     let mut released = Vec::new();
+    let mut failed_keys = Vec::new();
     for (reserved, (total_cents, charge)) in reserved.into_iter().zip(charges) {
         let index = reserved.request.index;
         match charge {
@@ -604,10 +719,12 @@ async fn pay(
                     PaymentStatus::Declined,
                 ));
                 released.push(reserved.hold.id);
+                failed_keys.push(reserved.key.id);
                 outcomes[index] = Some(Err(AppError::PaymentDeclined(reason)));
             }
             Err(err) => {
                 released.push(reserved.hold.id);
+                failed_keys.push(reserved.key.id);
                 outcomes[index] = Some(Err(AppError::Internal(err)));
             }
         }
@@ -615,6 +732,7 @@ async fn pay(
     Payment::insert_many(declines)
         .exec_without_returning(&inner.db)
         .await?;
+    forget_keys(&inner.db, &failed_keys).await?;
     release(inner, &released).await?;
     Ok(paid)
 }
@@ -652,7 +770,7 @@ async fn convert(
             for charge in paid {
                 let index = charge.reserved.request.index;
                 match orders.remove(&charge.reserved.hold.id) {
-                    Some(order) => outcomes[index] = Some(Ok(order)),
+                    Some(order) => outcomes[index] = Some(Ok(Some(order))),
                     None => {
                         refund(inner, &charge).await;
                         outcomes[index] = Some(Err(AppError::HoldExpired));
@@ -666,6 +784,10 @@ async fn convert(
                 refund(inner, charge).await;
             }
             let holds: Vec<Uuid> = paid.iter().map(|p| p.reserved.hold.id).collect();
+            let keys: Vec<Uuid> = paid.iter().map(|p| p.reserved.key.id).collect();
+            if let Err(forget_err) = forget_keys(&inner.db, &keys).await {
+                tracing::error!(error = %forget_err, "forgetting the idempotency keys of a failed batch failed");
+            }
             if let Err(release_err) = release(inner, &holds).await {
                 tracing::error!(error = %release_err, "releasing the holds of a failed batch failed; the sweeper will expire them");
             }
@@ -714,6 +836,7 @@ async fn write_orders(
             .map(|row| row.id)
             .collect();
     let mut orders = HashMap::new();
+    let mut completed_keys = Vec::new();
     let mut lines = Vec::new();
     let mut tickets = Vec::new();
     let mut payments = Vec::new();
@@ -749,8 +872,19 @@ async fn write_orders(
             Some(charge.reference.clone()),
             PaymentStatus::Succeeded,
         ));
+        completed_keys.push(idempotency::completed(
+            &charge.reserved.key,
+            serde_json::json!(order.id),
+        ));
         orders.insert(hold.id, order);
     }
+    // Every key of the batch goes: those of converted holds come back completed with their order,
+    // those of holds that expired meanwhile stay gone so a retry runs again.
+    forget_keys(
+        &txn,
+        &paid.iter().map(|p| p.reserved.key.id).collect::<Vec<_>>(),
+    )
+    .await?;
     if !orders.is_empty() {
         Order::insert_many(
             orders
@@ -771,6 +905,13 @@ async fn write_orders(
         Payment::insert_many(payments)
             .exec_without_returning(&txn)
             .await?;
+        idempotency_key::Entity::insert_many(
+            completed_keys
+                .into_iter()
+                .map(|key| key.into_active_model().reset_all()),
+        )
+        .exec_without_returning(&txn)
+        .await?;
         changelog::record(&txn, event.id, &[], now).await?;
     }
     txn.commit().await?;

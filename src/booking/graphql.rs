@@ -458,21 +458,19 @@ impl BookingMutation {
         let policy = state.config.hold_policy();
         let tier_id = parse_id(&input.tier_id, "tierId").extend()?;
         let quantity = Quantity::parse(input.quantity, &policy).extend()?;
-        let order_id = idempotent(
-            state,
-            viewer.user_id,
-            &input.idempotency_key,
-            "bookTickets",
-            &input,
-            || async {
-                Ok(state
-                    .direct_booking
-                    .book(shopper, tier_id, quantity, &input.payment_token)
-                    .await?
-                    .id)
-            },
-        )
-        .await;
+        let key = IdempotencyKey::parse(&input.idempotency_key).extend()?;
+        let request_hash = idempotency::request_hash("bookTickets", &input).extend()?;
+        let order_id = state
+            .direct_booking
+            .book(
+                shopper,
+                tier_id,
+                quantity,
+                &input.payment_token,
+                key,
+                request_hash,
+            )
+            .await;
         let order_id = match order_id {
             Ok(id) => id,
             Err(err) if input.join_waitlist_if_sold_out => {

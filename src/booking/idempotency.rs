@@ -12,7 +12,10 @@ use chrono::{DateTime, Utc};
 use entity::enums::IdempotencyStatus;
 use entity::idempotency_key;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    IntoActiveModel, QueryFilter,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -109,6 +112,39 @@ where
     }
 }
 
+/// The row that claims `key` for a request that is still running.
+pub(crate) fn in_flight(
+    user_id: Uuid,
+    key: &IdempotencyKey,
+    operation: &str,
+    request_hash: &str,
+    now: DateTime<Utc>,
+) -> idempotency_key::Model {
+    idempotency_key::Model {
+        id: Uuid::now_v7(),
+        user_id,
+        key: key.0.clone(),
+        operation: operation.to_owned(),
+        request_hash: request_hash.to_owned(),
+        status: IdempotencyStatus::InFlight,
+        response: None,
+        created_at: now,
+        expires_at: now + chrono::Duration::hours(KEY_TTL_HOURS),
+    }
+}
+
+/// The claimed row once its request is done, with the response a retry gets.
+pub(crate) fn completed(
+    claimed: &idempotency_key::Model,
+    response: serde_json::Value,
+) -> idempotency_key::Model {
+    idempotency_key::Model {
+        status: IdempotencyStatus::Completed,
+        response: Some(response),
+        ..claimed.clone()
+    }
+}
+
 async fn claim(
     db: &DatabaseConnection,
     user_id: Uuid,
@@ -117,17 +153,9 @@ async fn claim(
     request_hash: &str,
     now: DateTime<Utc>,
 ) -> AppResult<bool> {
-    let row = idempotency_key::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        user_id: Set(user_id),
-        key: Set(key.0.clone()),
-        operation: Set(operation.to_owned()),
-        request_hash: Set(request_hash.to_owned()),
-        status: Set(IdempotencyStatus::InFlight),
-        response: Set(None),
-        created_at: Set(now),
-        expires_at: Set(now + chrono::Duration::hours(KEY_TTL_HOURS)),
-    };
+    let row = in_flight(user_id, key, operation, request_hash, now)
+        .into_active_model()
+        .reset_all();
     let inserted = idempotency_key::Entity::insert(row)
         .on_conflict(
             OnConflict::columns([

@@ -213,6 +213,20 @@ async fn a_batch_answers_every_buyer_with_their_own_outcome() {
         .await
         .expect("count");
     assert_eq!(declines, 5, "every decline is on record");
+    let in_flight = entity::prelude::IdempotencyKey::find()
+        .filter(
+            entity::idempotency_key::Column::Status.eq(entity::enums::IdempotencyStatus::InFlight),
+        )
+        .count(&app.state.db)
+        .await
+        .expect("count");
+    assert_eq!(in_flight, 0, "no idempotency key is left claimed");
+    // A failed booking's key is forgotten, so the same request runs again instead of replaying.
+    let retry = json!({ "input": { "tierId": tiers.standing, "quantity": 1, "paymentToken": "tok_decline", "idempotencyKey": "declined-twice" } });
+    for _ in 0..2 {
+        let declined = app.graphql_as(&decliners[0], BOOK, retry.clone()).await;
+        assert_eq!(error_code(&declined), "PAYMENT_DECLINED");
+    }
 }
 
 /// 500 buyers race for 50 general-admission tickets on `path`; exactly 50 win, with an order each.
