@@ -62,11 +62,23 @@ for run in $RUNS; do
         BIND_ADDR=127.0.0.1:$PORT RUST_LOG=warn ./target/release/seatstorm >"$svc/server.log" 2>&1 &
     server_pid=$!
     for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null && break; sleep 0.2; done
-    echo "== $mode at $concurrency, $path path ==" >&2
-    ./target/release/ticket-war --url "http://127.0.0.1:$PORT" --mode "$mode" --concurrency "$concurrency" \
-        --tickets "$TICKETS" --rows 100 --seats-per-row 100 --duration "$SECONDS_PER_RUN" \
-        --subscribers "$SUBSCRIBERS" --database-url "$DATABASE_URL" --json |
-        sed "s/^{/{\"booking_path\":\"$path\",/" || echo "{\"run\":\"$run\",\"failed\":true}"
+    echo "== $mode at $concurrency, $path path, $SUBSCRIBERS subscribers ==" >&2
+    idle_rss=$(ps -o rss= -p "$server_pid" | tr -d ' ')
+    # The server's peak resident memory over the run, for the memory cost of subscribers.
+    (peak=0; while kill -0 "$server_pid" 2>/dev/null; do
+        rss=$(ps -o rss= -p "$server_pid" | tr -d ' '); ((${rss:-0} > peak)) && peak=$rss
+        echo "$peak" >"$svc/peak_rss"; sleep 0.5
+    done) &
+    sampler=$!
+    if report=$(./target/release/ticket-war --url "http://127.0.0.1:$PORT" --mode "$mode" \
+        --concurrency "$concurrency" --tickets "$TICKETS" --rows 100 --seats-per-row 100 \
+        --duration "$SECONDS_PER_RUN" --subscribers "$SUBSCRIBERS" --database-url "$DATABASE_URL" --json); then
+        peak_rss=$(cat "$svc/peak_rss" 2>/dev/null || echo 0)
+        echo "$report" | sed "s/^{/{\"booking_path\":\"$path\",\"server_idle_rss_kb\":${idle_rss:-0},\"server_peak_rss_kb\":$peak_rss,/"
+    else
+        echo "{\"run\":\"$run\",\"failed\":true}"
+    fi
+    kill "$sampler" 2>/dev/null || true
     kill "$server_pid" && wait "$server_pid" 2>/dev/null || true
     server_pid=""
 done
