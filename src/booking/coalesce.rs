@@ -364,7 +364,7 @@ async fn book_all(inner: &Inner, tier_id: Uuid, requests: &[Wanted]) -> AppResul
     };
     let (pending, _) = allocate(&mut outcomes, pending, tier.available, &tier.name);
     let reserved = reserve(inner, &tier, &event, requests, pending, &mut outcomes, now).await?;
-    let paid = pay(inner, &tier, requests, reserved, &mut outcomes).await?;
+    let paid = pay(inner, &tier, requests, reserved, &mut outcomes).await;
     convert(inner, &tier, &event, paid, &mut outcomes).await?;
     Ok(outcomes
         .into_iter()
@@ -680,7 +680,7 @@ async fn pay(
     requests: &[Wanted],
     reserved: Vec<Reserved>,
     outcomes: &mut Outcomes,
-) -> AppResult<Vec<Paid>> {
+) -> Vec<Paid> {
     let provider = inner.payments.as_ref();
     let charges = join_all(reserved.iter().map(|r| {
         let token = &requests[r.request.index].payment_token;
@@ -729,12 +729,21 @@ async fn pay(
             }
         }
     }
-    Payment::insert_many(declines)
+    // The money has moved: tidying up after the failed charges must not keep the paid ones from
+    // becoming orders (what is missed here, the sweeper and the key's time to live clear later).
+    if let Err(err) = Payment::insert_many(declines)
         .exec_without_returning(&inner.db)
-        .await?;
-    forget_keys(&inner.db, &failed_keys).await?;
-    release(inner, &released).await?;
-    Ok(paid)
+        .await
+    {
+        tracing::error!(error = %err, "recording declined payments failed");
+    }
+    if let Err(err) = forget_keys(&inner.db, &failed_keys).await {
+        tracing::error!(error = %err, "forgetting the keys of failed payments failed");
+    }
+    if let Err(err) = release(inner, &released).await {
+        tracing::error!(error = %err, "releasing the holds of failed payments failed; the sweeper will expire them");
+    }
+    paid
 }
 
 /// Gives the stock of these holds back at once (to the waitlist first, as every release does).
