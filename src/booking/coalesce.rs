@@ -26,14 +26,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
-use entity::enums::{HoldStatus, PaymentKind, PaymentStatus, TicketStatus};
+use entity::enums::{HoldStatus, PaymentKind, PaymentStatus};
 use entity::prelude::*;
-use entity::{event, hold, idempotency_key, order, order_line, ticket, ticket_tier};
+use entity::{event, hold, idempotency_key, order, order_line, ticket_tier};
 use futures::future::join_all;
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, FromQueryResult, IntoActiveModel, QueryFilter, QuerySelect, Set, TransactionTrait,
+    EntityTrait, FromQueryResult, IntoActiveModel, QueryFilter, Set, TransactionTrait,
     TryIntoModel,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -42,7 +42,8 @@ use uuid::Uuid;
 use crate::booking::idempotency::{self, IdempotencyKey};
 use crate::booking::service::{
     self, Buyer, HoldPolicy, ONE_ACTIVE_HOLD, Quantity, TIER_SOLD_OUT, event_selling,
-    general_admission_tier, new_hold, paid_order, payment_row, valid_ticket,
+    expire_stale_holds, general_admission_tier, new_hold, owned_tickets, paid_order, payment_row,
+    valid_ticket, within_cap,
 };
 use crate::db::is_postgres;
 use crate::error::{AppError, AppResult};
@@ -417,12 +418,6 @@ impl AsRef<Pending> for Reserved {
     }
 }
 
-#[derive(FromQueryResult)]
-struct Owned {
-    user_id: Uuid,
-    tickets: i64,
-}
-
 /// Expires the buyers' own stale holds (as the simple path does) and refuses requests that would take
 /// a buyer past the event's per-user cap.
 async fn within_user_caps(
@@ -436,64 +431,19 @@ async fn within_user_caps(
         return Ok(pending);
     }
     let users: Vec<Uuid> = pending.iter().map(|p| p.user_id).collect();
-    let stale: Vec<Uuid> = Hold::find()
-        .select_only()
-        .column(hold::Column::Id)
-        .filter(hold::Column::EventId.eq(event.id))
-        .filter(hold::Column::UserId.is_in(users.iter().copied()))
-        .filter(hold::Column::Status.eq(HoldStatus::Active))
-        .filter(hold::Column::ExpiresAt.lte(now))
-        .into_tuple()
-        .all(&inner.db)
-        .await?;
-    if !stale.is_empty() {
-        crate::booking::sweeper::end_holds(
-            &inner.db,
-            &stale,
-            HoldStatus::Expired,
-            inner.policy.waitlist_claim,
-            now,
-        )
-        .await?;
-    }
-    let owned_query = Query::select()
-        .expr_as(
-            Expr::col((Order, order::Column::UserId)),
-            Alias::new("user_id"),
-        )
-        .expr_as(
-            Expr::col((Ticket, ticket::Column::Id)).count(),
-            Alias::new("tickets"),
-        )
-        .from(Ticket)
-        .inner_join(
-            Order,
-            Expr::col((Order, order::Column::Id)).equals((Ticket, ticket::Column::OrderId)),
-        )
-        .and_where(Expr::col((Order, order::Column::EventId)).eq(event.id))
-        .and_where(Expr::col((Order, order::Column::UserId)).is_in(users))
-        .and_where(Expr::col((Ticket, ticket::Column::Status)).eq(TicketStatus::Valid.as_str()))
-        .group_by_col((Order, order::Column::UserId))
-        .to_owned();
-    let owned: HashMap<Uuid, i64> =
-        Owned::find_by_statement(inner.db.get_database_backend().build(&owned_query))
-            .all(&inner.db)
-            .await?
-            .into_iter()
-            .map(|row| (row.user_id, row.tickets))
-            .collect();
-    let cap = i64::from(event.max_tickets_per_user);
+    expire_stale_holds(&inner.db, &inner.policy, event.id, &users, now).await?;
+    let owned = owned_tickets(&inner.db, event.id, &users).await?;
     Ok(pending
         .into_iter()
         .filter(|request| {
             let have = owned.get(&request.user_id).copied().unwrap_or(0);
-            let fits = have + i64::from(request.quantity) <= cap;
-            if !fits {
-                outcomes[request.index] = Some(Err(AppError::LimitExceeded(format!(
-                    "at most {cap} tickets per person for this event; you have {have}"
-                ))));
+            match within_cap(event, have, request.quantity as u32) {
+                Ok(()) => true,
+                Err(refusal) => {
+                    outcomes[request.index] = Some(Err(refusal));
+                    false
+                }
             }
-            fits
         })
         .collect())
 }

@@ -12,11 +12,10 @@ use entity::{
     event, event_seat, hold, order, order_line, payment, seat, section, ticket, ticket_tier,
 };
 use rand::RngCore;
-use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockBehavior, LockType, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, FromQueryResult, IntoActiveModel, PaginatorTrait, QueryFilter, QuerySelect, Set,
-    TransactionTrait,
+    EntityTrait, FromQueryResult, IntoActiveModel, QueryFilter, QuerySelect, Set, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -195,23 +194,13 @@ async fn check_user_cap(
     user_id: Uuid,
     wanted: u32,
 ) -> AppResult<()> {
-    // The orders subquery already limits this to the event: filtering tickets by event too makes
-    // PostgreSQL scan every ticket of the event, which grows with the on-sale.
-    let owned = Ticket::find()
-        .filter(ticket::Column::Status.eq(TicketStatus::Valid))
-        .filter(
-            ticket::Column::OrderId.in_subquery(
-                Query::select()
-                    .column(order::Column::Id)
-                    .from(Order)
-                    .and_where(Expr::col(order::Column::UserId).eq(user_id))
-                    .and_where(Expr::col(order::Column::EventId).eq(event.id))
-                    .to_owned(),
-            ),
-        )
-        .count(db)
-        .await?;
-    if owned + u64::from(wanted) > event.max_tickets_per_user as u64 {
+    let owned = owned_tickets(db, event.id, &[user_id]).await?;
+    within_cap(event, owned.get(&user_id).copied().unwrap_or(0), wanted)
+}
+
+/// LIMIT_EXCEEDED if `owned` tickets plus `wanted` more pass the event's per-user cap.
+pub(crate) fn within_cap(event: &event::Model, owned: i64, wanted: u32) -> AppResult<()> {
+    if owned + i64::from(wanted) > i64::from(event.max_tickets_per_user) {
         return Err(AppError::LimitExceeded(format!(
             "at most {} tickets per person for this event; you have {owned}",
             event.max_tickets_per_user
@@ -220,36 +209,79 @@ async fn check_user_cap(
     Ok(())
 }
 
-/// Expires the user's own active hold on this event if its time is up, so a new hold is not refused
-/// because the sweeper has not come round yet.
-async fn expire_own_stale_hold(
+#[derive(FromQueryResult)]
+struct Owned {
+    user_id: Uuid,
+    tickets: i64,
+}
+
+/// Valid tickets each of `users` owns for the event (users with none are absent).
+pub(crate) async fn owned_tickets(
+    db: &impl ConnectionTrait,
+    event_id: Uuid,
+    users: &[Uuid],
+) -> AppResult<HashMap<Uuid, i64>> {
+    // The buyers' orders already pin the event: filtering tickets by event too makes PostgreSQL scan
+    // every ticket of the event, which grows with the on-sale.
+    let query = Query::select()
+        .expr_as(
+            Expr::col((Order, order::Column::UserId)),
+            Alias::new("user_id"),
+        )
+        .expr_as(
+            Expr::col((Ticket, ticket::Column::Id)).count(),
+            Alias::new("tickets"),
+        )
+        .from(Ticket)
+        .inner_join(
+            Order,
+            Expr::col((Order, order::Column::Id)).equals((Ticket, ticket::Column::OrderId)),
+        )
+        .and_where(Expr::col((Order, order::Column::EventId)).eq(event_id))
+        .and_where(Expr::col((Order, order::Column::UserId)).is_in(users.iter().copied()))
+        .and_where(Expr::col((Ticket, ticket::Column::Status)).eq(TicketStatus::Valid.as_str()))
+        .group_by_col((Order, order::Column::UserId))
+        .to_owned();
+    Ok(
+        Owned::find_by_statement(db.get_database_backend().build(&query))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|row| (row.user_id, row.tickets))
+            .collect(),
+    )
+}
+
+/// Expires these users' own active holds on this event whose time is up, so a new hold is not
+/// refused because the sweeper has not come round yet.
+pub(crate) async fn expire_stale_holds(
     db: &DatabaseConnection,
     policy: &HoldPolicy,
-    user_id: Uuid,
     event_id: Uuid,
+    users: &[Uuid],
     now: DateTime<Utc>,
 ) -> AppResult<()> {
-    let stale = Hold::find()
-        .filter(hold::Column::UserId.eq(user_id))
+    let stale: Vec<Uuid> = Hold::find()
+        .select_only()
+        .column(hold::Column::Id)
         .filter(hold::Column::EventId.eq(event_id))
+        .filter(hold::Column::UserId.is_in(users.iter().copied()))
         .filter(hold::Column::Status.eq(HoldStatus::Active))
         .filter(hold::Column::ExpiresAt.lte(now))
-        .one(db)
+        .into_tuple()
+        .all(db)
         .await?;
-    match stale {
-        Some(stale) => {
-            crate::booking::sweeper::end_holds(
-                db,
-                &[stale.id],
-                HoldStatus::Expired,
-                policy.waitlist_claim,
-                now,
-            )
-            .await?;
-            Ok(())
-        }
-        None => Ok(()),
+    if !stale.is_empty() {
+        crate::booking::sweeper::end_holds(
+            db,
+            &stale,
+            HoldStatus::Expired,
+            policy.waitlist_claim,
+            now,
+        )
+        .await?;
     }
+    Ok(())
 }
 
 pub(crate) fn new_hold(
@@ -305,7 +337,7 @@ pub async fn hold_tickets(
     let user_id = buyer.user_id;
     let now = Utc::now();
     let tier = general_admission_tier(db, tier_id).await?;
-    expire_own_stale_hold(db, policy, user_id, tier.event_id, now).await?;
+    expire_stale_holds(db, policy, tier.event_id, &[user_id], now).await?;
     let txn = db.begin().await?;
     let event = event_on_sale(&txn, tier.event_id, &buyer, now).await?;
     check_user_cap(&txn, &event, user_id, quantity.get()).await?;
@@ -370,7 +402,7 @@ pub async fn hold_seats(
         )));
     }
     let now = Utc::now();
-    expire_own_stale_hold(db, policy, user_id, event_id, now).await?;
+    expire_stale_holds(db, policy, event_id, &[user_id], now).await?;
     let txn = db.begin().await?;
     let event = event_on_sale(&txn, event_id, &buyer, now).await?;
     check_user_cap(&txn, &event, user_id, seat_ids.len() as u32).await?;
@@ -571,7 +603,7 @@ pub async fn hold_best_available(
 ) -> AppResult<hold::Model> {
     let user_id = buyer.user_id;
     let now = Utc::now();
-    expire_own_stale_hold(db, policy, user_id, request.event_id, now).await?;
+    expire_stale_holds(db, policy, request.event_id, &[user_id], now).await?;
     let txn = db.begin().await?;
     let event = event_on_sale(&txn, request.event_id, &buyer, now).await?;
     check_user_cap(&txn, &event, user_id, request.quantity.get()).await?;
