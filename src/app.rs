@@ -22,6 +22,7 @@ use crate::auth::avatar::AVATAR_URL_PREFIX;
 use crate::auth::throttle::Throttles;
 use crate::auth::tokens::TokenKeys;
 use crate::booking::coalesce::DirectBooking;
+use crate::booking::seat_lane::SeatHolding;
 use crate::config::{Config, CorsOrigins};
 use crate::events::live_feed::SeatFeeds;
 use crate::live::Bus;
@@ -98,6 +99,7 @@ impl App {
             payments.clone(),
             config.hold_policy(),
         );
+        let seat_holding = SeatHolding::new(config.booking_path, db.clone(), config.hold_policy());
         let state = AppState {
             config: Arc::new(config),
             db,
@@ -109,6 +111,7 @@ impl App {
             throttles,
             payments,
             direct_booking,
+            seat_holding,
             feeds,
             ws_connections: ConnectionRegistry::default(),
             metrics: Metrics::new(),

@@ -21,29 +21,30 @@
 //! ordinary idempotency path (wait for the first, return its order).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration as StdDuration;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use entity::enums::{HoldStatus, PaymentKind, PaymentStatus};
 use entity::prelude::*;
 use entity::{event, hold, idempotency_key, order, order_line, ticket_tier};
 use futures::future::join_all;
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
     EntityTrait, FromQueryResult, IntoActiveModel, QueryFilter, Set, TransactionTrait,
     TryIntoModel,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::booking::idempotency::{self, IdempotencyKey};
+use crate::booking::lanes::{
+    self, CoalescingStats, Lanes, Pending, answer_all, forget_keys, insert_skipping_conflicts,
+    within_user_caps,
+};
 use crate::booking::service::{
     self, Buyer, HoldPolicy, ONE_ACTIVE_HOLD, Quantity, TIER_SOLD_OUT, event_selling,
-    expire_stale_holds, general_admission_tier, new_hold, owned_tickets, paid_order, payment_row,
-    valid_ticket, within_cap,
+    general_admission_tier, new_hold, paid_order, payment_row, valid_ticket,
 };
 use crate::db::is_postgres;
 use crate::error::{AppError, AppResult};
@@ -70,14 +71,6 @@ impl std::str::FromStr for BookingPath {
         }
     }
 }
-
-/// The most requests one batch takes; more wait for the next one. Bounds statement size and the time a
-/// batch holds the tier lock.
-const MAX_BATCH: usize = 512;
-/// Requests that may wait on one lane before callers wait to enqueue.
-const LANE_DEPTH: usize = 8192;
-/// A lane with nothing to do for this long stops; the next booking starts a new one.
-const LANE_IDLE: StdDuration = StdDuration::from_secs(30);
 
 /// What a lane answers: the order, a refusal, or `Ok(None)` when the request's idempotency key was
 /// already taken (by a retry in flight or done).
@@ -106,16 +99,7 @@ struct Inner {
     db: DatabaseConnection,
     payments: Payments,
     policy: HoldPolicy,
-    lanes: Mutex<HashMap<Uuid, mpsc::Sender<Request>>>,
-    batches: AtomicU64,
-    batched_requests: AtomicU64,
-}
-
-/// How much coalescing happened since start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CoalescingStats {
-    pub batches: u64,
-    pub requests: u64,
+    lanes: Arc<Lanes<Request>>,
 }
 
 impl DirectBooking {
@@ -131,9 +115,7 @@ impl DirectBooking {
                 db,
                 payments,
                 policy,
-                lanes: Mutex::new(HashMap::new()),
-                batches: AtomicU64::new(0),
-                batched_requests: AtomicU64::new(0),
+                lanes: Lanes::new(),
             }),
         }
     }
@@ -178,120 +160,37 @@ impl DirectBooking {
         if inner.path == BookingPath::Simple {
             return one_at_a_time(buyer, key, request_hash).await;
         }
-        let (reply, answer) = oneshot::channel();
-        let mut request = Request {
-            buyer: buyer.clone(),
-            quantity,
-            payment_token: payment_token.to_owned(),
-            key: key.clone(),
-            request_hash: request_hash.clone(),
-            reply,
-        };
-        // A lane that just stopped for idleness refuses the send; the retry starts a fresh one.
-        for _ in 0..3 {
-            let lane = self.lane(tier_id)?;
-            match lane.send(request).await {
-                Ok(()) => {
-                    return match answer.await {
-                        Ok(Ok(Some(order))) => Ok(order.id),
-                        // The key is taken: wait for (or read) the first request's answer; if that
-                        // one failed meanwhile, this runs the booking on its own.
-                        Ok(Ok(None)) => one_at_a_time(buyer, key, request_hash).await,
-                        Ok(Err(refusal)) => Err(refusal),
-                        Err(_) => Err(AppError::Internal(anyhow::anyhow!(
-                            "the booking lane stopped before answering"
-                        ))),
-                    };
-                }
-                Err(mpsc::error::SendError(returned)) => {
-                    self.forget_lane(tier_id, &lane)?;
-                    request = returned;
-                }
-            }
+        let booking = self.clone();
+        let answer = inner
+            .lanes
+            .ask(
+                tier_id,
+                |reply| Request {
+                    buyer: buyer.clone(),
+                    quantity,
+                    payment_token: payment_token.to_owned(),
+                    key: key.clone(),
+                    request_hash: request_hash.clone(),
+                    reply,
+                },
+                move |batch| {
+                    let booking = booking.clone();
+                    async move { book_batch(&booking.inner, tier_id, batch).await }
+                },
+            )
+            .await?;
+        match answer {
+            Some(order) => Ok(order.id),
+            // The key is taken: wait for (or read) the first request's answer; if that one failed
+            // meanwhile, this runs the booking on its own.
+            None => one_at_a_time(buyer, key, request_hash).await,
         }
-        Err(AppError::Internal(anyhow::anyhow!(
-            "no booking lane would take the request"
-        )))
     }
 
     /// Batches run and the requests they served, since start.
     pub fn stats(&self) -> CoalescingStats {
-        CoalescingStats {
-            batches: self.inner.batches.load(Ordering::Relaxed),
-            requests: self.inner.batched_requests.load(Ordering::Relaxed),
-        }
+        self.inner.lanes.stats()
     }
-
-    fn lane(&self, tier_id: Uuid) -> AppResult<mpsc::Sender<Request>> {
-        let mut lanes = self.lanes()?;
-        if let Some(lane) = lanes.get(&tier_id).filter(|lane| !lane.is_closed()) {
-            return Ok(lane.clone());
-        }
-        let (sender, receiver) = mpsc::channel(LANE_DEPTH);
-        lanes.insert(tier_id, sender.clone());
-        tokio::spawn(run_lane(self.clone(), tier_id, receiver));
-        Ok(sender)
-    }
-
-    fn forget_lane(&self, tier_id: Uuid, lane: &mpsc::Sender<Request>) -> AppResult<()> {
-        let mut lanes = self.lanes()?;
-        if lanes
-            .get(&tier_id)
-            .is_some_and(|current| current.same_channel(lane))
-        {
-            lanes.remove(&tier_id);
-        }
-        Ok(())
-    }
-
-    fn lanes(&self) -> AppResult<std::sync::MutexGuard<'_, HashMap<Uuid, mpsc::Sender<Request>>>> {
-        self.inner
-            .lanes
-            .lock()
-            .map_err(|_| AppError::Internal(anyhow::anyhow!("the booking lanes lock is poisoned")))
-    }
-}
-
-/// Serves one tier's lane: waits for a request, takes everything else already waiting, books them as
-/// one batch, repeats; stops after [`LANE_IDLE`] without work.
-async fn run_lane(booking: DirectBooking, tier_id: Uuid, mut receiver: mpsc::Receiver<Request>) {
-    loop {
-        let first = match tokio::time::timeout(LANE_IDLE, receiver.recv()).await {
-            Ok(Some(first)) => first,
-            Ok(None) => return,
-            Err(_idle) => {
-                // Unlisted first, so new callers start a fresh lane; then whatever slipped in before
-                // the close is still served.
-                if let Ok(mut lanes) = booking.lanes() {
-                    lanes.remove(&tier_id);
-                }
-                receiver.close();
-                let mut rest = Vec::new();
-                while let Ok(request) = receiver.try_recv() {
-                    rest.push(request);
-                }
-                if !rest.is_empty() {
-                    book_batch(&booking.inner, tier_id, rest).await;
-                }
-                return;
-            }
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
-        book_batch(&booking.inner, tier_id, batch).await;
-    }
-}
-
-/// One request's place in a batch while it is worked on.
-struct Pending {
-    index: usize,
-    user_id: Uuid,
-    quantity: i32,
 }
 
 /// What a batch needs of each request besides its place.
@@ -304,11 +203,6 @@ struct Wanted {
 }
 
 async fn book_batch(inner: &Inner, tier_id: Uuid, batch: Vec<Request>) {
-    let size = batch.len();
-    inner.batches.fetch_add(1, Ordering::Relaxed);
-    inner
-        .batched_requests
-        .fetch_add(size as u64, Ordering::Relaxed);
     let (requests, replies): (Vec<_>, Vec<_>) = batch
         .into_iter()
         .map(|r| {
@@ -324,22 +218,13 @@ async fn book_batch(inner: &Inner, tier_id: Uuid, batch: Vec<Request>) {
             )
         })
         .unzip();
-    let outcomes = match book_all(inner, tier_id, &requests).await {
-        Ok(outcomes) => outcomes,
-        Err(err) => {
-            tracing::warn!(%tier_id, size, error = %err, "a booking batch failed as a whole");
-            (0..size).map(|_| Err(shared(&err))).collect()
-        }
-    };
-    for (reply, outcome) in replies.into_iter().zip(outcomes) {
-        // A caller that went away (client disconnected) has its order all the same.
-        let _ = reply.send(outcome);
-    }
+    let outcomes = book_all(inner, tier_id, &requests).await;
+    answer_all(replies, outcomes, "booking", tier_id);
 }
 
-type Outcomes = Vec<Option<Answer>>;
+type Outcomes = lanes::Outcomes<Option<order::Model>>;
 
-async fn book_all(inner: &Inner, tier_id: Uuid, requests: &[Wanted]) -> AppResult<Vec<Answer>> {
+async fn book_all(inner: &Inner, tier_id: Uuid, requests: &[Wanted]) -> AppResult<Outcomes> {
     let db = &inner.db;
     let now = Utc::now();
     let tier = general_admission_tier(db, tier_id).await?;
@@ -359,7 +244,15 @@ async fn book_all(inner: &Inner, tier_id: Uuid, requests: &[Wanted]) -> AppResul
     // After a sell-out most requests find nothing: answer them from the unlocked read, at no cost.
     // (The reserve step allocates again under the lock; this only filters.)
     let pending = if tier.available > 0 {
-        within_user_caps(inner, &event, pending, &mut outcomes, now).await?
+        within_user_caps(
+            &inner.db,
+            &inner.policy,
+            &event,
+            pending,
+            &mut outcomes,
+            now,
+        )
+        .await?
     } else {
         pending
     };
@@ -367,16 +260,7 @@ async fn book_all(inner: &Inner, tier_id: Uuid, requests: &[Wanted]) -> AppResul
     let reserved = reserve(inner, &tier, &event, requests, pending, &mut outcomes, now).await?;
     let paid = pay(inner, &tier, requests, reserved, &mut outcomes).await;
     convert(inner, &tier, &event, paid, &mut outcomes).await?;
-    Ok(outcomes
-        .into_iter()
-        .map(|outcome| {
-            outcome.unwrap_or_else(|| {
-                Err(AppError::Internal(anyhow::anyhow!(
-                    "a batched booking got no outcome"
-                )))
-            })
-        })
-        .collect())
+    Ok(outcomes)
 }
 
 /// Gives each request, in arrival order, all it asks for while `available` lasts; the others are
@@ -406,46 +290,10 @@ fn allocate<T: AsRef<Pending>>(
     (served, refused)
 }
 
-impl AsRef<Pending> for Pending {
-    fn as_ref(&self) -> &Pending {
-        self
-    }
-}
-
 impl AsRef<Pending> for Reserved {
     fn as_ref(&self) -> &Pending {
         &self.request
     }
-}
-
-/// Expires the buyers' own stale holds (as the simple path does) and refuses requests that would take
-/// a buyer past the event's per-user cap.
-async fn within_user_caps(
-    inner: &Inner,
-    event: &event::Model,
-    pending: Vec<Pending>,
-    outcomes: &mut Outcomes,
-    now: DateTime<Utc>,
-) -> AppResult<Vec<Pending>> {
-    if pending.is_empty() {
-        return Ok(pending);
-    }
-    let users: Vec<Uuid> = pending.iter().map(|p| p.user_id).collect();
-    expire_stale_holds(&inner.db, &inner.policy, event.id, &users, now).await?;
-    let owned = owned_tickets(&inner.db, event.id, &users).await?;
-    Ok(pending
-        .into_iter()
-        .filter(|request| {
-            let have = owned.get(&request.user_id).copied().unwrap_or(0);
-            match within_cap(event, have, request.quantity as u32) {
-                Ok(()) => true,
-                Err(refusal) => {
-                    outcomes[request.index] = Some(Err(refusal));
-                    false
-                }
-            }
-        })
-        .collect())
 }
 
 /// A request whose tickets are held for it, and its idempotency key's row.
@@ -549,46 +397,6 @@ async fn reserve(
     }
     txn.commit().await?;
     Ok(reserved)
-}
-
-/// Inserts the rows, skipping any that would break a unique index (`ON CONFLICT DO NOTHING`, with no
-/// target so partial indexes count); returns the primary keys of those inserted.
-async fn insert_skipping_conflicts<E, M>(
-    txn: &DatabaseTransaction,
-    rows: &[M],
-) -> AppResult<HashSet<Uuid>>
-where
-    E: EntityTrait<Model = M>,
-    M: sea_orm::ModelTrait<Entity = E> + IntoActiveModel<E::ActiveModel> + Clone,
-    E::ActiveModel: ActiveModelTrait<Entity = E> + Send,
-    <E::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType: Into<Uuid>,
-{
-    if rows.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let inserted = E::insert_many(
-        rows.iter()
-            .map(|row| row.clone().into_active_model().reset_all()),
-    )
-    .on_conflict(OnConflict::new().do_nothing().to_owned())
-    .try_insert()
-    .exec_with_returning_keys(txn)
-    .await?;
-    Ok(match inserted {
-        sea_orm::TryInsertResult::Inserted(ids) => ids.into_iter().map(Into::into).collect(),
-        sea_orm::TryInsertResult::Conflicted | sea_orm::TryInsertResult::Empty => HashSet::new(),
-    })
-}
-
-/// Deletes idempotency keys whose requests failed, so a retry runs again.
-async fn forget_keys(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<()> {
-    if !ids.is_empty() {
-        idempotency_key::Entity::delete_many()
-            .filter(idempotency_key::Column::Id.is_in(ids.iter().copied()))
-            .exec(db)
-            .await?;
-    }
-    Ok(())
 }
 
 #[derive(FromQueryResult)]
@@ -877,20 +685,6 @@ async fn write_orders(
     Ok(orders)
 }
 
-/// A batch-wide failure, told to each caller of the batch.
-fn shared(err: &AppError) -> AppError {
-    match err {
-        AppError::NotFound(what) => AppError::NotFound(what),
-        AppError::BadUserInput(message) => AppError::BadUserInput(message.clone()),
-        AppError::Conflict(message) => AppError::Conflict(message.clone()),
-        AppError::SoldOut(message) => AppError::SoldOut(message.clone()),
-        AppError::Database(DbErr::ConnectionAcquire(_)) => AppError::Database(
-            DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout),
-        ),
-        other => AppError::Internal(anyhow::anyhow!("the booking batch failed: {other}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -932,19 +726,6 @@ mod tests {
             outcomes
                 .iter()
                 .all(|o| matches!(o, Some(Err(AppError::SoldOut(_)))))
-        );
-    }
-
-    #[test]
-    fn batch_wide_failures_keep_their_code_for_every_caller() {
-        let busy = AppError::Database(DbErr::ConnectionAcquire(
-            sea_orm::error::ConnAcquireErr::Timeout,
-        ));
-        assert_eq!(shared(&busy).code(), "SERVER_BUSY");
-        assert_eq!(shared(&AppError::NotFound("tier")).code(), "NOT_FOUND");
-        assert_eq!(
-            shared(&AppError::Internal(anyhow::anyhow!("boom"))).code(),
-            "INTERNAL_SERVER_ERROR"
         );
     }
 }

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::auth::guards::RoleGuard;
 use crate::booking::idempotency::{self, IdempotencyKey};
+use crate::booking::seat_lane;
 use crate::booking::service::{self, Admission, BestAvailable, Buyer, Quantity};
 use crate::booking::sweeper::{publish_ended, publish_hold_update};
 use crate::error::{AppError, AppResult};
@@ -293,7 +294,9 @@ impl BookingMutation {
     }
 
     /// Holds the best free seats: frontmost first, side by side when `adjacent`, avoiding single
-    /// orphan seats. Concurrent buyers never block each other or get the same seats.
+    /// orphan seats. Concurrent buyers never get the same seats: their requests for one event are
+    /// served together, in arrival order, so an earlier request gets the better seats. SOLD_OUT when
+    /// no fitting seats are free.
     #[graphql(guard = "RoleGuard::SIGNED_IN")]
     async fn hold_best_available(
         &self,
@@ -321,22 +324,13 @@ impl BookingMutation {
             quantity: Quantity::parse(input.quantity, &policy).extend()?,
             adjacent: input.adjacent,
         };
-        let hold_id = idempotent(
-            state,
-            viewer.user_id,
-            &input.idempotency_key,
-            "holdBestAvailable",
-            &input,
-            || async {
-                Ok(
-                    service::hold_best_available(&state.db, &policy, shopper, &request)
-                        .await?
-                        .id,
-                )
-            },
-        )
-        .await
-        .extend()?;
+        let key = IdempotencyKey::parse(&input.idempotency_key).extend()?;
+        let request_hash = idempotency::request_hash(seat_lane::OPERATION, &input).extend()?;
+        let hold_id = state
+            .seat_holding
+            .hold_best(shopper, request, key, request_hash)
+            .await
+            .extend()?;
         hold_result(state, viewer.user_id, hold_id).await.extend()
     }
 

@@ -19,5 +19,7 @@ pub mod best_available;
 pub mod coalesce;
 pub mod graphql;
 pub mod idempotency;
+pub mod lanes;
+pub mod seat_lane;
 pub mod service;
 pub mod sweeper;

@@ -583,7 +583,7 @@ struct CandidateRow {
 }
 
 /// How many free seats one best-available attempt looks at, front to back.
-const CANDIDATE_WINDOW: u64 = 2000;
+pub(crate) const CANDIDATE_WINDOW: u64 = 2000;
 /// Attempts before a best-available request gives up under contention.
 const BEST_AVAILABLE_ATTEMPTS: u32 = 12;
 
@@ -614,17 +614,7 @@ pub async fn hold_best_available(
         .map_err(|err| AppError::on_constraint(err, &[ONE_ACTIVE_HOLD]))?;
     let mut contended: Vec<Uuid> = Vec::new();
     for attempt in 0..BEST_AVAILABLE_ATTEMPTS {
-        let rows = candidate_seats(&txn, request, &contended).await?;
-        let candidates: Vec<Candidate> = rows
-            .iter()
-            .map(|row| Candidate {
-                seat_id: row.seat_id,
-                section_rank: row.sort_order,
-                section_id: row.section_id,
-                row_index: row.row_index,
-                number: row.number,
-            })
-            .collect();
+        let candidates = candidate_seats(&txn, request, &contended, CANDIDATE_WINDOW).await?;
         let spread = 4usize.pow(std::cmp::min(attempt, 6));
         let Some(mut chosen) = ({
             let mut rng = rand::rng();
@@ -663,7 +653,7 @@ pub async fn hold_best_available(
 
 /// Locks those of `seat_ids` that are free and not locked by anyone else (PostgreSQL), in seat order.
 /// Returns (seat, tier) for each seat locked.
-async fn lock_free_seats(
+pub(crate) async fn lock_free_seats(
     txn: &DatabaseTransaction,
     event_id: Uuid,
     seat_ids: &[Uuid],
@@ -693,12 +683,14 @@ async fn lock_free_seats(
     )
 }
 
-/// Free seats matching the request, front to back, read without locking.
-async fn candidate_seats(
-    txn: &DatabaseTransaction,
+/// Up to `limit` free seats matching the request's event, section and tier, front to back, read
+/// without locking.
+pub(crate) async fn candidate_seats(
+    db: &impl ConnectionTrait,
     request: &BestAvailable,
     exclude: &[Uuid],
-) -> AppResult<Vec<CandidateRow>> {
+    limit: u64,
+) -> AppResult<Vec<Candidate>> {
     let mut select = Query::select();
     select
         .column((EventSeat, event_seat::Column::SeatId))
@@ -723,7 +715,7 @@ async fn candidate_seats(
         .order_by((Section, section::Column::SortOrder), sea_orm::Order::Asc)
         .order_by((Seat, seat::Column::RowIndex), sea_orm::Order::Asc)
         .order_by((Seat, seat::Column::Number), sea_orm::Order::Asc)
-        .limit(CANDIDATE_WINDOW);
+        .limit(limit);
     if !exclude.is_empty() {
         select.and_where(
             Expr::col((EventSeat, event_seat::Column::SeatId)).is_not_in(exclude.iter().copied()),
@@ -736,9 +728,18 @@ async fn candidate_seats(
         select.and_where(Expr::col((EventSeat, event_seat::Column::TierId)).eq(tier_id));
     }
     Ok(
-        CandidateRow::find_by_statement(txn.get_database_backend().build(&select))
-            .all(txn)
-            .await?,
+        CandidateRow::find_by_statement(db.get_database_backend().build(&select))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|row| Candidate {
+                seat_id: row.seat_id,
+                section_rank: row.sort_order,
+                section_id: row.section_id,
+                row_index: row.row_index,
+                number: row.number,
+            })
+            .collect(),
     )
 }
 

@@ -1,0 +1,506 @@
+//! Best-available holds (`holdBestAvailable`), coalesced per event.
+//!
+//! One at a time, every best-available hold reads a window of free seats, locks the block it chose and
+//! moves its tier's counter: concurrent buyers aim at the same best seats and then queue on the tier
+//! row. Here each event has a lane (see [`lanes`](crate::booking::lanes)) and a batch is served by one
+//! transaction:
+//!
+//! 1. free seats are read once per batch (unlocked), per distinct section/tier filter;
+//! 2. idempotency keys are written as completed and the holds inserted, both skipping conflicts (a
+//!    key already taken sends its request down the ordinary idempotency path; a buyer who already
+//!    holds seats of the event gets CONFLICT);
+//! 3. seats are chosen in memory in arrival order (earlier buyers get better seats), locked with
+//!    `FOR UPDATE SKIP LOCKED`; seats someone else took meanwhile are avoided and the requests that
+//!    lost one choose again, a few rounds;
+//! 4. one update marks every chosen seat held by its hold, one update per tier moves the counters,
+//!    one change-log entry records the seats.
+//!
+//! A request the batch cannot place (no fit in the window read, or still contended after the rounds)
+//! is retried on its own through the one-at-a-time path, which reads further; SOLD_OUT is answered only
+//! when the batch saw every free seat. The database stays the last guard: the seat status CHECK, the
+//! conditional update (`status = 'available'`), the tier CHECK and the one-active-hold index.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use entity::enums::SeatStatus;
+use entity::prelude::*;
+use entity::{event, event_seat, hold, idempotency_key};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query, TableRef, ValueTuple};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryFilter, TransactionTrait, TryIntoModel,
+};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::booking::best_available::{self, Candidate};
+use crate::booking::coalesce::BookingPath;
+use crate::booking::idempotency::{self, IdempotencyKey};
+use crate::booking::lanes::{
+    CoalescingStats, Lanes, Outcomes, Pending, answer_all, forget_keys, insert_skipping_conflicts,
+    within_user_caps,
+};
+use crate::booking::service::{
+    self, BestAvailable, Buyer, CANDIDATE_WINDOW, HoldPolicy, ONE_ACTIVE_HOLD, adjust_tiers,
+    candidate_seats, event_selling, lock_free_seats, new_hold,
+};
+use crate::error::{AppError, AppResult};
+use crate::events::changelog;
+
+/// The operation name idempotency keys of best-available holds are stored under.
+pub const OPERATION: &str = "holdBestAvailable";
+/// Rounds of choosing again for requests that lost a seat to someone outside the batch.
+const ROUNDS: usize = 4;
+
+/// What a lane answers: the hold's id, a refusal, or `Ok(None)`: run this request on its own (its key
+/// was already taken, or the batch could not place it).
+type Answer = AppResult<Option<Uuid>>;
+
+struct Request {
+    buyer: Buyer,
+    wanted: BestAvailable,
+    key: IdempotencyKey,
+    request_hash: String,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// Holds the best available seats by the configured path (`BOOKING_PATH`). Cheap to clone.
+#[derive(Clone)]
+pub struct SeatHolding {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: BookingPath,
+    db: DatabaseConnection,
+    policy: HoldPolicy,
+    lanes: Arc<Lanes<Request>>,
+}
+
+impl SeatHolding {
+    pub fn new(path: BookingPath, db: DatabaseConnection, policy: HoldPolicy) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                path,
+                db,
+                policy,
+                lanes: Lanes::new(),
+            }),
+        }
+    }
+
+    /// Holds the best `wanted.quantity` free seats once per idempotency key: the hold's id, or the
+    /// buyer's own refusal (SOLD_OUT, LIMIT_EXCEEDED, CONFLICT, ...) with nothing held.
+    pub async fn hold_best(
+        &self,
+        buyer: Buyer,
+        wanted: BestAvailable,
+        key: IdempotencyKey,
+        request_hash: String,
+    ) -> AppResult<Uuid> {
+        let inner = &self.inner;
+        let one_at_a_time = |buyer: Buyer, key: IdempotencyKey, request_hash: String| {
+            let wanted = wanted.clone();
+            async move {
+                idempotency::once(
+                    &inner.db,
+                    buyer.user_id,
+                    &key,
+                    OPERATION,
+                    request_hash,
+                    || async {
+                        Ok(
+                            service::hold_best_available(&inner.db, &inner.policy, buyer, &wanted)
+                                .await?
+                                .id,
+                        )
+                    },
+                )
+                .await
+            }
+        };
+        if inner.path == BookingPath::Simple {
+            return one_at_a_time(buyer, key, request_hash).await;
+        }
+        let event_id = wanted.event_id;
+        let holding = self.clone();
+        let answer = inner
+            .lanes
+            .ask(
+                event_id,
+                |reply| Request {
+                    buyer: buyer.clone(),
+                    wanted: wanted.clone(),
+                    key: key.clone(),
+                    request_hash: request_hash.clone(),
+                    reply,
+                },
+                move |batch| {
+                    let holding = holding.clone();
+                    async move { hold_batch(&holding.inner, event_id, batch).await }
+                },
+            )
+            .await?;
+        match answer {
+            Some(hold_id) => Ok(hold_id),
+            None => one_at_a_time(buyer, key, request_hash).await,
+        }
+    }
+
+    /// Batches run and the requests they served, since start.
+    pub fn stats(&self) -> CoalescingStats {
+        self.inner.lanes.stats()
+    }
+}
+
+async fn hold_batch(inner: &Inner, event_id: Uuid, batch: Vec<Request>) {
+    let (requests, replies): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .map(|r| ((r.buyer, r.wanted, r.key, r.request_hash), r.reply))
+        .unzip();
+    let outcomes = hold_all(inner, event_id, &requests).await;
+    answer_all(replies, outcomes, "best-available", event_id);
+}
+
+type Wanted = (Buyer, BestAvailable, IdempotencyKey, String);
+
+async fn hold_all(
+    inner: &Inner,
+    event_id: Uuid,
+    requests: &[Wanted],
+) -> AppResult<Outcomes<Option<Uuid>>> {
+    let db = &inner.db;
+    let now = Utc::now();
+    let event = event_selling(db, event_id, now).await?;
+    let mut outcomes: Outcomes<Option<Uuid>> = (0..requests.len()).map(|_| None).collect();
+    let mut pending = Vec::new();
+    for (index, (buyer, wanted, _, _)) in requests.iter().enumerate() {
+        match buyer.check_admission(&event) {
+            Ok(()) => pending.push(Pending {
+                index,
+                user_id: buyer.user_id,
+                quantity: wanted.quantity.get() as i32,
+            }),
+            Err(refusal) => outcomes[index] = Some(Err(refusal)),
+        }
+    }
+    let pending = within_user_caps(db, &inner.policy, &event, pending, &mut outcomes, now).await?;
+    if pending.is_empty() {
+        return Ok(outcomes);
+    }
+    let mut pools = read_pools(db, requests, &pending).await?;
+    let txn = db.begin().await?;
+    place(
+        &txn,
+        inner,
+        &event,
+        requests,
+        pending,
+        &mut pools,
+        &mut outcomes,
+        now,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(outcomes)
+}
+
+/// The free seats one section/tier filter can choose from.
+struct Pool {
+    seats: Vec<Candidate>,
+    /// The read returned fewer seats than it asked for: these are all the free seats, so a request
+    /// that finds no fit here is truly SOLD_OUT.
+    complete: bool,
+}
+
+/// The section/tier filter of a request; requests with the same one choose from one pool.
+type Filter = (Option<Uuid>, Option<Uuid>);
+
+fn filter_of(wanted: &BestAvailable) -> Filter {
+    (wanted.section_id, wanted.tier_id)
+}
+
+/// Reads the free seats once per distinct filter in the batch, enough for all its requests.
+async fn read_pools(
+    db: &DatabaseConnection,
+    requests: &[Wanted],
+    pending: &[Pending],
+) -> AppResult<HashMap<Filter, Pool>> {
+    let mut wanted_seats: HashMap<Filter, (usize, u64)> = HashMap::new();
+    for request in pending {
+        let entry = wanted_seats
+            .entry(filter_of(&requests[request.index].1))
+            .or_insert((request.index, 0));
+        entry.1 += request.quantity as u64;
+    }
+    let mut pools = HashMap::new();
+    for (filter, (example, seats)) in wanted_seats {
+        // Room to choose well (blocks, no orphans) beyond the seats the batch takes.
+        let limit = std::cmp::max(CANDIDATE_WINDOW, seats * 4);
+        let seats = candidate_seats(db, &requests[example].1, &[], limit).await?;
+        let complete = (seats.len() as u64) < limit;
+        pools.insert(filter, Pool { seats, complete });
+    }
+    Ok(pools)
+}
+
+/// A request with its hold inserted, and the seats it has been given so far.
+struct Placing {
+    request: Pending,
+    hold: hold::Model,
+    key: idempotency_key::Model,
+    seats: Vec<Uuid>,
+}
+
+/// Inside the batch's transaction: keys, holds, seats chosen and locked, rows updated. Every request
+/// gets its outcome.
+#[allow(clippy::too_many_arguments)]
+async fn place(
+    txn: &DatabaseTransaction,
+    inner: &Inner,
+    event: &event::Model,
+    requests: &[Wanted],
+    pending: Vec<Pending>,
+    pools: &mut HashMap<Filter, Pool>,
+    outcomes: &mut Outcomes<Option<Uuid>>,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    let holds: Vec<hold::Model> = pending
+        .iter()
+        .map(|request| {
+            new_hold(
+                request.user_id,
+                event.id,
+                None,
+                request.quantity,
+                &inner.policy,
+                now,
+            )
+            .try_into_model()
+            .map_err(AppError::Database)
+        })
+        .collect::<AppResult<_>>()?;
+    // The key is stored completed with the hold's id: the hold commits with it or not at all.
+    let keys: Vec<idempotency_key::Model> = pending
+        .iter()
+        .zip(&holds)
+        .map(|(request, hold)| {
+            let (_, _, key, request_hash) = &requests[request.index];
+            idempotency::completed(
+                &idempotency::in_flight(request.user_id, key, OPERATION, request_hash, now),
+                serde_json::json!(hold.id),
+            )
+        })
+        .collect();
+    let claimed = insert_skipping_conflicts::<idempotency_key::Entity, _>(txn, &keys).await?;
+    let mut fresh = Vec::new();
+    for ((request, hold), key) in pending.into_iter().zip(holds).zip(keys) {
+        if claimed.contains(&key.id) {
+            fresh.push((request, hold, key));
+        } else {
+            outcomes[request.index] = Some(Ok(None));
+        }
+    }
+    let fresh_holds: Vec<hold::Model> = fresh.iter().map(|(_, hold, _)| hold.clone()).collect();
+    // The owning rows first, the lock order everywhere; a buyer already holding seats of the event
+    // conflicts on the one-active-hold index and DO NOTHING skips just that row.
+    let inserted = insert_skipping_conflicts::<hold::Entity, _>(txn, &fresh_holds).await?;
+    let mut placing = Vec::new();
+    let mut unused_keys = Vec::new();
+    for (request, hold, key) in fresh {
+        if inserted.contains(&hold.id) {
+            placing.push(Placing {
+                request,
+                hold,
+                key,
+                seats: Vec::new(),
+            });
+        } else {
+            outcomes[request.index] = Some(Err((ONE_ACTIVE_HOLD.error)()));
+            unused_keys.push(key.id);
+        }
+    }
+
+    let (placed, seat_tiers, unplaced) =
+        choose_and_lock(txn, event.id, requests, placing, pools).await?;
+    let mut dropped_holds = Vec::new();
+    for (placing, refusal) in unplaced {
+        outcomes[placing.request.index] = Some(refusal);
+        dropped_holds.push(placing.hold.id);
+        unused_keys.push(placing.key.id);
+    }
+    if !dropped_holds.is_empty() {
+        Hold::delete_many()
+            .filter(hold::Column::Id.is_in(dropped_holds))
+            .exec(txn)
+            .await?;
+    }
+    forget_keys(txn, &unused_keys).await?;
+    if placed.is_empty() {
+        return Ok(());
+    }
+    mark_held(txn, event.id, &placed, now).await?;
+    let mut per_tier: BTreeMap<Uuid, i32> = BTreeMap::new();
+    let mut changed = Vec::new();
+    for placing in &placed {
+        for seat in &placing.seats {
+            let tier = seat_tiers[seat];
+            *per_tier.entry(tier).or_default() += 1;
+            changed.push((*seat, SeatStatus::Held, tier));
+        }
+    }
+    adjust_tiers(txn, &per_tier, -1, now).await?;
+    changelog::record(txn, event.id, &changed, now).await?;
+    for placing in placed {
+        outcomes[placing.request.index] = Some(Ok(Some(placing.hold.id)));
+    }
+    Ok(())
+}
+
+/// Requests that got all their seats, the tier of every seat locked, and the requests left over with
+/// what to answer them.
+type Choice = (
+    Vec<Placing>,
+    HashMap<Uuid, Uuid>,
+    Vec<(Placing, AppResult<Option<Uuid>>)>,
+);
+
+/// Chooses seats for each request in arrival order and locks them; requests that lost a seat to
+/// someone outside the batch choose again, up to [`ROUNDS`] times.
+async fn choose_and_lock(
+    txn: &DatabaseTransaction,
+    event_id: Uuid,
+    requests: &[Wanted],
+    mut waiting: Vec<Placing>,
+    pools: &mut HashMap<Filter, Pool>,
+) -> AppResult<Choice> {
+    let mut placed = Vec::new();
+    let mut unplaced = Vec::new();
+    // Seats locked by this batch: their tier, and whether a request has them.
+    let mut locked: HashMap<Uuid, Uuid> = HashMap::new();
+    let mut given: HashSet<Uuid> = HashSet::new();
+    // Seats someone outside the batch has: never offered again.
+    let mut gone: HashSet<Uuid> = HashSet::new();
+    for round in 0..ROUNDS {
+        if waiting.is_empty() {
+            break;
+        }
+        for pool in pools.values_mut() {
+            pool.seats.retain(|seat| !gone.contains(&seat.seat_id));
+        }
+        let mut chosen_now = Vec::new();
+        for mut placing in std::mem::take(&mut waiting) {
+            let wanted = &requests[placing.request.index].1;
+            let Some(pool) = pools.get(&filter_of(wanted)) else {
+                unplaced.push((placing, Ok(None)));
+                continue;
+            };
+            let free: Vec<Candidate> = pool
+                .seats
+                .iter()
+                .filter(|seat| !given.contains(&seat.seat_id))
+                .cloned()
+                .collect();
+            // spread 1: the batch does not collide with itself, so every buyer gets the best left.
+            match best_available::choose(
+                &free,
+                placing.request.quantity as usize,
+                wanted.adjacent,
+                1,
+                &mut rand::rng(),
+            ) {
+                Some(seats) => {
+                    given.extend(seats.iter().copied());
+                    placing.seats = seats;
+                    chosen_now.push(placing);
+                }
+                None if pool.complete && round == 0 => {
+                    let quantity = placing.request.quantity;
+                    let refusal = AppError::SoldOut(if wanted.adjacent {
+                        format!("no {quantity} adjacent seats are free")
+                    } else {
+                        format!("fewer than {quantity} seats are free")
+                    });
+                    unplaced.push((placing, Err(refusal)));
+                }
+                // Seats beyond the window, or freed since: the one-at-a-time path reads again.
+                None => unplaced.push((placing, Ok(None))),
+            }
+        }
+        let mut to_lock: Vec<Uuid> = chosen_now
+            .iter()
+            .flat_map(|placing| placing.seats.iter().copied())
+            .filter(|seat| !locked.contains_key(seat))
+            .collect();
+        to_lock.sort();
+        for (seat, tier) in lock_free_seats(txn, event_id, &to_lock).await? {
+            locked.insert(seat, tier);
+        }
+        gone.extend(to_lock.iter().filter(|seat| !locked.contains_key(seat)));
+        for placing in chosen_now {
+            if placing.seats.iter().all(|seat| locked.contains_key(seat)) {
+                placed.push(placing);
+            } else {
+                // Its seats that did lock are offered again next round.
+                for seat in &placing.seats {
+                    given.remove(seat);
+                }
+                waiting.push(placing);
+            }
+        }
+    }
+    unplaced.extend(waiting.into_iter().map(|placing| (placing, Ok(None))));
+    Ok((placed, locked, unplaced))
+}
+
+/// Marks every placed request's seats held by its hold, in one statement; the `available` condition
+/// is the last guard, so a count short of the seats rolls the batch back.
+async fn mark_held(
+    txn: &DatabaseTransaction,
+    event_id: Uuid,
+    placed: &[Placing],
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    let pairs: Vec<ValueTuple> = placed
+        .iter()
+        .flat_map(|placing| {
+            placing
+                .seats
+                .iter()
+                .map(|seat| ValueTuple::Two((*seat).into(), placing.hold.id.into()))
+        })
+        .collect();
+    let expected = pairs.len() as u64;
+    let chosen = Alias::new("chosen");
+    let update = Query::update()
+        .table(EventSeat)
+        .value(event_seat::Column::Status, SeatStatus::Held.as_str())
+        .value(
+            event_seat::Column::HoldId,
+            Expr::col((chosen.clone(), Alias::new("column2"))),
+        )
+        .value(
+            event_seat::Column::Version,
+            Expr::col((EventSeat, event_seat::Column::Version)).add(1),
+        )
+        .value(event_seat::Column::UpdatedAt, now)
+        .from(TableRef::ValuesList(pairs, chosen.clone().into()))
+        .and_where(Expr::col((EventSeat, event_seat::Column::EventId)).eq(event_id))
+        .and_where(
+            Expr::col((EventSeat, event_seat::Column::SeatId))
+                .equals((chosen, Alias::new("column1"))),
+        )
+        .and_where(
+            Expr::col((EventSeat, event_seat::Column::Status)).eq(SeatStatus::Available.as_str()),
+        )
+        .to_owned();
+    let updated = txn.execute(&update).await?.rows_affected();
+    if updated != expected {
+        return Err(AppError::Conflict(
+            "the seats changed while being held; try again".into(),
+        ));
+    }
+    Ok(())
+}
