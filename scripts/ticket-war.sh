@@ -7,7 +7,8 @@
 # fresh server and fires ticket-war at it until the house is sold out (or SECONDS pass); pgbench
 # measures the database's own hot-row ceiling in the same session. Prints one JSON report per run on
 # stdout (progress on stderr). Knobs:
-#   RUNS="ga:64 ga:256:simple best-available:64" (mode:concurrency[:booking path, default coalesced])
+#   RUNS="ga:64 ga:256:simple best-available:64" (mode:concurrency[:booking path, default coalesced]
+#        [:hold-only, seat modes: stop at the hold, for holds/s])
 #   TICKETS=20000 (ga capacity)
 #   SUBSCRIBERS=1000 (live WebSocket clients during each run)
 set -euo pipefail
@@ -55,8 +56,10 @@ for clients in 64 256; do
 done
 
 for run in $RUNS; do
-    IFS=: read -r mode concurrency path <<<"$run"
+    IFS=: read -r mode concurrency path extra <<<"$run"
     path=${path:-coalesced}
+    hold_only=()
+    [[ $extra == hold-only ]] && hold_only=(--hold-only)
     psql "$psql_url" -q -c "DROP SCHEMA public CASCADE; CREATE SCHEMA public;" >&2
     BOOKING_PATH=$path JWT_SECRET=ticket-war-benchmark-secret-0123456789 MUTATIONS_PER_MINUTE=100000000 \
         BIND_ADDR=127.0.0.1:$PORT RUST_LOG=warn ./target/release/seatstorm >"$svc/server.log" 2>&1 &
@@ -72,7 +75,8 @@ for run in $RUNS; do
     sampler=$!
     if report=$(./target/release/ticket-war --url "http://127.0.0.1:$PORT" --mode "$mode" \
         --concurrency "$concurrency" --tickets "$TICKETS" --rows 100 --seats-per-row 100 \
-        --duration "$SECONDS_PER_RUN" --subscribers "$SUBSCRIBERS" --database-url "$DATABASE_URL" --json); then
+        --duration "$SECONDS_PER_RUN" --subscribers "$SUBSCRIBERS" --database-url "$DATABASE_URL" \
+        "${hold_only[@]}" --json); then
         peak_rss=$(cat "$svc/peak_rss" 2>/dev/null || echo 0)
         echo "$report" | sed "s/^{/{\"booking_path\":\"$path\",\"server_idle_rss_kb\":${idle_rss:-0},\"server_peak_rss_kb\":$peak_rss,/"
     else

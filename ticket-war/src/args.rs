@@ -28,6 +28,10 @@ pub struct Args {
     pub min_group: u32,
     #[arg(long, default_value_t = 4)]
     pub max_group: u32,
+    /// Seat modes: stop at the hold, no checkout (holds/s); the holds are left to expire. A confirmed
+    /// attempt is then a hold, audited through the buyer's `myHolds`.
+    #[arg(long)]
+    pub hold_only: bool,
     /// Registered buyers (raised to the concurrency, and so no buyer needs more than 100 tickets).
     #[arg(long, default_value_t = 256)]
     pub buyers: usize,

@@ -61,9 +61,14 @@ async fn run(mut args: Args) -> anyhow::Result<bool> {
         Mode::Ga => u64::from(args.quantity),
         _ => u64::from(args.max_group),
     };
-    let needed = field
-        .capacity
-        .div_ceil(setup::PER_BUYER_CAP.saturating_sub(per_attempt).max(1));
+    let needed = if args.hold_only {
+        // One active hold per buyer per event: every hold needs a buyer of its own.
+        field.capacity.div_ceil(u64::from(args.min_group))
+    } else {
+        field
+            .capacity
+            .div_ceil(setup::PER_BUYER_CAP.saturating_sub(per_attempt).max(1))
+    };
     args.buyers = args
         .buyers
         .max(args.concurrency)
@@ -112,6 +117,8 @@ async fn run(mut args: Args) -> anyhow::Result<bool> {
         &field,
         &buyers,
         &storm.confirmed,
+        args.hold_only,
+        shared.seats_held_twice.load(Ordering::Relaxed),
         args.database_url.as_deref(),
     )
     .await

@@ -29,6 +29,7 @@ pub fn json(args: &Args, storm: &StormReport, watch: Option<&WatchReport>, audit
     let seconds = storm.elapsed.as_secs_f64().max(f64::EPSILON);
     json!({
         "mode": args.mode.name(),
+        "hold_only": args.hold_only,
         "concurrency": args.concurrency,
         "rate": args.rate,
         "elapsed_s": (seconds * 1000.0).round() / 1000.0,
@@ -50,7 +51,7 @@ pub fn json(args: &Args, storm: &StormReport, watch: Option<&WatchReport>, audit
         "audit": {
             "sold_per_api": audit.sold_per_api,
             "available_per_api": audit.available_per_api,
-            "orders_checked": audit.orders_checked,
+            "answers_checked": audit.answers_checked,
             "database_checked": audit.database_checked,
             "violations": audit.violations,
         },
@@ -153,10 +154,10 @@ pub fn table(report: &Value) -> String {
         &mut out,
         "audit",
         format!(
-            "{} sold per API, {} available, {} orders checked, database {}",
+            "{} sold per API, {} available, {} answers checked, database {}",
             field(&["audit", "sold_per_api"]),
             field(&["audit", "available_per_api"]),
-            field(&["audit", "orders_checked"]),
+            field(&["audit", "answers_checked"]),
             if report["audit"]["database_checked"] == true {
                 "checked"
             } else {

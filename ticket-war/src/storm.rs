@@ -21,7 +21,8 @@ use crate::setup::Battlefield;
 #[derive(Debug, Clone)]
 pub struct Confirmed {
     pub buyer: usize,
-    pub order_id: String,
+    /// The order's id, or the hold's with `--hold-only`.
+    pub id: String,
     pub tickets: u64,
 }
 
@@ -40,6 +41,8 @@ pub struct Shared {
     pub tickets: AtomicU64,
     /// When each seat's hold was answered: a watcher's delivery latency starts there.
     pub seat_answered: Mutex<HashMap<String, Instant>>,
+    /// Seats the server gave to a second hold while the first still had them.
+    pub seats_held_twice: AtomicU64,
     latency: Mutex<Histogram<u64>>,
     tally: Mutex<Tally>,
 }
@@ -51,6 +54,7 @@ impl Shared {
             attempts: AtomicU64::new(0),
             tickets: AtomicU64::new(0),
             seat_answered: Mutex::new(HashMap::new()),
+            seats_held_twice: AtomicU64::new(0),
             latency: Mutex::new(new_histogram()),
             tally: Mutex::new(Tally::default()),
         })
@@ -98,8 +102,12 @@ impl BuyerPool {
         lock(&self.free).pop()
     }
 
-    fn give_back(&self, buyer: usize) {
-        lock(&self.free).insert(0, buyer);
+    /// Returns the buyer to the pool, unless they now hold seats (one active hold per buyer per
+    /// event: they could only be refused).
+    fn done(&self, buyer: usize, holding: bool) {
+        if !holding {
+            lock(&self.free).insert(0, buyer);
+        }
     }
 }
 
@@ -126,8 +134,9 @@ pub async fn run(
                 tasks.spawn(async move {
                     while keep_going(&shared, &args, deadline) {
                         let Some(buyer) = pool.take() else { break };
-                        attempt(&api, &args, &field, buyer, &buyers[buyer], &shared).await;
-                        pool.give_back(buyer);
+                        let held =
+                            attempt(&api, &args, &field, buyer, &buyers[buyer], &shared).await;
+                        pool.done(buyer, held && args.hold_only);
                     }
                 });
             }
@@ -152,8 +161,9 @@ pub async fn run(
                     let (api, args, field) = (api.clone(), args.clone(), field.clone());
                     let (pool, buyers, shared) = (pool.clone(), buyers.clone(), shared.clone());
                     tasks.spawn(async move {
-                        attempt(&api, &args, &field, buyer, &buyers[buyer], &shared).await;
-                        pool.give_back(buyer);
+                        let held =
+                            attempt(&api, &args, &field, buyer, &buyers[buyer], &shared).await;
+                        pool.done(buyer, held && args.hold_only);
                         drop(permit);
                     });
                 }
@@ -195,7 +205,7 @@ fn count(shared: &Shared, code: &str) {
         .or_default() += 1;
 }
 
-/// One buyer's attempt, timed from the first request to the last answer.
+/// One buyer's attempt, timed from the first request to the last answer; true if confirmed.
 async fn attempt(
     api: &Api,
     args: &Args,
@@ -203,7 +213,7 @@ async fn attempt(
     buyer: usize,
     token: &str,
     shared: &Shared,
-) {
+) -> bool {
     shared.attempts.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     let outcome = match args.mode {
@@ -215,8 +225,9 @@ async fn attempt(
     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let _ = lock(&shared.latency).record(micros.max(1));
     let mut tally = lock(&shared.tally);
+    let confirmed = outcome.is_ok();
     match outcome {
-        Ok((order_id, tickets)) => {
+        Ok((id, tickets)) => {
             *tally.codes.entry("CONFIRMED".into()).or_default() += 1;
             tally.last_confirmed_at = Some(Instant::now());
             let sold = shared.tickets.fetch_add(tickets, Ordering::Relaxed) + tickets;
@@ -226,11 +237,7 @@ async fn attempt(
                     shared.stop.store(true, Ordering::Relaxed);
                 }
             }
-            tally.confirmed.push(Confirmed {
-                buyer,
-                order_id,
-                tickets,
-            });
+            tally.confirmed.push(Confirmed { buyer, id, tickets });
         }
         Err(code) => {
             // Random seats already sold say nothing about the rest of the house.
@@ -243,6 +250,7 @@ async fn attempt(
             *tally.codes.entry(code).or_default() += 1;
         }
     }
+    confirmed
 }
 
 fn key() -> String {
@@ -323,8 +331,18 @@ async fn hold_and_pay(
         let now = Instant::now();
         let mut answered = lock(&shared.seat_answered);
         for seat in &seats {
-            answered.insert(seat.clone(), now);
+            // Nothing in a storm releases a seat (holds outlive it), so a seat answered twice was
+            // held twice.
+            if answered.insert(seat.clone(), now).is_some() {
+                shared.seats_held_twice.fetch_add(1, Ordering::Relaxed);
+            }
         }
+    }
+    if args.hold_only {
+        return Ok((
+            hold["id"].as_str().unwrap_or_default().to_owned(),
+            seats.len() as u64,
+        ));
     }
     let paid = api
         .call(

@@ -13,7 +13,8 @@ use crate::storm::Confirmed;
 pub struct Audit {
     pub sold_per_api: u64,
     pub available_per_api: u64,
-    pub orders_checked: u64,
+    /// Confirmed answers read back: orders, or holds with `--hold-only`.
+    pub answers_checked: u64,
     pub database_checked: bool,
     pub violations: Vec<String>,
 }
@@ -23,6 +24,8 @@ pub async fn audit(
     field: &Battlefield,
     buyers: &[String],
     confirmed: &[Confirmed],
+    hold_only: bool,
+    seats_held_twice: u64,
     database_url: Option<&str>,
 ) -> anyhow::Result<Audit> {
     let mut audit = Audit::default();
@@ -61,14 +64,22 @@ pub async fn audit(
         ));
     }
 
-    // Every confirmed answer has its paid order, with as many tickets as confirmed.
+    if seats_held_twice > 0 {
+        audit.violations.push(format!(
+            "{seats_held_twice} seats were answered to two holds"
+        ));
+    }
+    // Every confirmed answer has its paid order (or active hold), with as many tickets as confirmed.
     let checks = futures::stream::iter(confirmed.iter())
         .map(|booking| async move {
+            if hold_only {
+                return check_hold(api, &buyers[booking.buyer], booking).await;
+            }
             let order = api
                 .must(
                     Some(&buyers[booking.buyer]),
                     "query($id: ID!) { order(id: $id) { status tickets { id status } } }",
-                    json!({ "id": booking.order_id }),
+                    json!({ "id": booking.id }),
                 )
                 .await;
             match order {
@@ -77,7 +88,7 @@ pub async fn audit(
                     if order["order"]["status"] != "PAID" || tickets != booking.tickets {
                         Some(format!(
                             "order {} is {} with {tickets} tickets, confirmed with {}",
-                            booking.order_id, order["order"]["status"], booking.tickets
+                            booking.id, order["order"]["status"], booking.tickets
                         ))
                     } else {
                         None
@@ -85,14 +96,14 @@ pub async fn audit(
                 }
                 Err(err) => Some(format!(
                     "confirmed order {} cannot be read: {err}",
-                    booking.order_id
+                    booking.id
                 )),
             }
         })
         .buffer_unordered(32)
         .collect::<Vec<Option<String>>>()
         .await;
-    audit.orders_checked = checks.len() as u64;
+    audit.answers_checked = checks.len() as u64;
     audit.violations.extend(checks.into_iter().flatten());
 
     if let Some(url) = database_url {
@@ -102,6 +113,31 @@ pub async fn audit(
         audit.database_checked = true;
     }
     Ok(audit)
+}
+
+/// A confirmed hold is among its buyer's active holds, with as many seats as answered.
+async fn check_hold(api: &Api, buyer: &str, hold: &Confirmed) -> Option<String> {
+    match api
+        .must(Some(buyer), "{ myHolds { id quantity } }", json!({}))
+        .await
+    {
+        Ok(holds) => {
+            let found = holds["myHolds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|h| h["id"].as_str() == Some(hold.id.as_str()));
+            match found.and_then(|h| h["quantity"].as_u64()) {
+                Some(quantity) if quantity == hold.tickets => None,
+                Some(quantity) => Some(format!(
+                    "hold {} has {quantity} seats, answered with {}",
+                    hold.id, hold.tickets
+                )),
+                None => Some(format!("hold {} is not among its buyer's holds", hold.id)),
+            }
+        }
+        Err(err) => Some(format!("confirmed hold {} cannot be read: {err}", hold.id)),
+    }
 }
 
 /// The books in the database: per tier sold + held + available = capacity, no seat ticketed twice,
@@ -163,6 +199,18 @@ async fn database_books(url: &str, event_id: &str) -> anyhow::Result<Vec<String>
         violations.push(format!(
             "{} sold seats have no valid ticket",
             unticketed.len()
+        ));
+    }
+    let mismatched = db
+        .query_all_raw(query(format!(
+            "SELECT h.id FROM holds h WHERE h.event_id = {param}{cast} AND h.status = 'active' AND h.tier_id IS NULL
+             AND h.quantity <> (SELECT COUNT(*) FROM event_seats s WHERE s.hold_id = h.id AND s.status = 'held')"
+        )))
+        .await?;
+    if !mismatched.is_empty() {
+        violations.push(format!(
+            "{} seat holds do not hold as many seats as they say",
+            mismatched.len()
         ));
     }
     Ok(violations)
@@ -238,6 +286,24 @@ mod tests {
         );
         assert!(
             violations[1].contains("1 sold seats have no valid ticket"),
+            "{violations:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_seat_hold_short_of_its_seats_is_a_violation() {
+        let hold = "0195f6a0-0000-7000-8000-0000000000bb";
+        let rows = format!(
+            "INSERT INTO holds (id, user_id, event_id, tier_id, quantity, status, source, expires_at, max_expires_at, created_at, updated_at)
+             VALUES ('{hold}', '{}', '{EVENT}', NULL, 2, 'active', 'direct', '2026-01-01T00:10:00Z', '2026-01-01T00:20:00Z', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');
+             INSERT INTO event_seats (event_id, seat_id, section_id, tier_id, status, hold_id, order_id, version, updated_at)
+             VALUES ('{EVENT}', '{}', '{}', '0195f6a0-0000-7000-8000-0000000000aa', 'held', '{hold}', NULL, 1, '2026-01-01T00:00:00Z');",
+            Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()
+        );
+        let violations = books(&(tier(10, 9) + &rows)).await;
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].contains("1 seat holds do not hold as many seats as they say"),
             "{violations:?}"
         );
     }
