@@ -4,7 +4,8 @@
 //! The first request claims the key by inserting its row (`in_flight`); the unique `(user_id, key)`
 //! makes that claim exclusive across instances. It stores the result when done (`completed`), or
 //! deletes the row when it failed, so a retry runs the operation again. A duplicate finds the row and
-//! waits for it to complete. Keys live 24 hours.
+//! waits for it to complete. Keys live 24 hours. A claim older than two minutes belongs to a request
+//! that died between claim and answer (a crash or restart): the next retry takes it over.
 
 use std::time::Duration;
 
@@ -28,6 +29,9 @@ pub const KEY_TTL_HOURS: i64 = 24;
 /// How long a duplicate waits for the first request before giving up with CONFLICT.
 const WAIT_FOR_FIRST: Duration = Duration::from_secs(15);
 const POLL_EVERY: Duration = Duration::from_millis(25);
+/// How long a claim (`in_flight`) is honoured. Far beyond the HTTP request timeout (30 s) and a
+/// booking batch, so only a request that died (crash, restart) leaves one this old.
+const IN_FLIGHT_LEASE: chrono::Duration = chrono::Duration::minutes(2);
 
 /// A validated idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,17 +85,20 @@ where
             // The first request failed and gave the key back between our two statements: claim again.
             continue;
         };
+        if existing.expires_at <= now || abandoned(&existing, now) {
+            // Forgotten, or claimed by a request that died (a crash or restart between its claim and
+            // its answer): run as new. Deleting only this very row keeps a fresh claim safe.
+            idempotency_key::Entity::delete_many()
+                .filter(idempotency_key::Column::Id.eq(existing.id))
+                .filter(idempotency_key::Column::Status.eq(existing.status))
+                .exec(db)
+                .await?;
+            continue;
+        }
         if existing.request_hash != request_hash || existing.operation != operation {
             return Err(AppError::Conflict(
                 "this idempotency key was already used for a different request".into(),
             ));
-        }
-        if existing.expires_at <= now {
-            // Stale: forget it and run as new.
-            idempotency_key::Entity::delete_by_id(existing.id)
-                .exec(db)
-                .await?;
-            continue;
         }
         if existing.status == IdempotencyStatus::Completed {
             let stored = existing.response.ok_or_else(|| {
@@ -110,6 +117,11 @@ where
         }
         tokio::time::sleep(POLL_EVERY).await;
     }
+}
+
+/// True for a claim older than any request can run: its request died without answering.
+fn abandoned(key: &idempotency_key::Model, now: DateTime<Utc>) -> bool {
+    key.status == IdempotencyStatus::InFlight && key.created_at + IN_FLIGHT_LEASE <= now
 }
 
 /// The row that claims `key` for a request that is still running.
@@ -243,6 +255,17 @@ pub async fn delete_expired(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Ap
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_claim_older_than_any_request_is_abandoned() {
+        let now = Utc::now();
+        let key = IdempotencyKey::parse("k").expect("a key");
+        let claim = |age: chrono::Duration| in_flight(Uuid::nil(), &key, "op", "hash", now - age);
+        assert!(!abandoned(&claim(chrono::Duration::seconds(30)), now));
+        assert!(abandoned(&claim(chrono::Duration::minutes(3)), now));
+        let done = completed(&claim(chrono::Duration::hours(1)), serde_json::json!(1));
+        assert!(!abandoned(&done, now), "a completed key keeps its answer");
+    }
 
     #[test]
     fn the_same_request_hashes_the_same_and_another_differently() {

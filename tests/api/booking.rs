@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use entity::enums::{HoldStatus, SeatStatus, TicketStatus};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 use seatstorm::booking::coalesce::BookingPath;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -595,6 +595,43 @@ async fn retries_with_one_idempotency_key_never_create_a_second_order() {
         )
         .await;
     assert_eq!(error_code(&different), "CONFLICT");
+    check_books(&app, event.event_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_claimed_by_a_request_that_died_is_taken_over_by_the_retry() {
+    let app = TestApp::spawn().await;
+    let event = create_event_shaped(&app, "Crashed", 5, Shape::default()).await;
+    let tiers = tiers(&app, event.event_id).await;
+    let token = app.buyers(1).await.remove(0);
+    let me = app.data_as(&token, "{ me { id } }", json!({})).await;
+    let user_id: Uuid = me["me"]["id"].as_str().expect("id").parse().expect("uuid");
+    // What an instance that crashed between claiming the key and answering leaves behind.
+    let claimed_at = chrono::Utc::now() - chrono::Duration::minutes(10);
+    entity::idempotency_key::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user_id),
+        key: Set("died-1".into()),
+        operation: Set("bookTickets".into()),
+        request_hash: Set("whatever the dead request hashed to".into()),
+        status: Set(entity::enums::IdempotencyStatus::InFlight),
+        response: Set(None),
+        created_at: Set(claimed_at),
+        expires_at: Set(claimed_at + chrono::Duration::hours(24)),
+    }
+    .insert(&app.state.db)
+    .await
+    .expect("a stale claim");
+    // Before the lease, this waited 15 s for the dead request and then answered CONFLICT.
+    let retry = app
+        .graphql_as(
+            &token,
+            BOOK,
+            json!({ "input": { "tierId": tiers.standing, "quantity": 2, "paymentToken": "tok_visa", "idempotencyKey": "died-1" } }),
+        )
+        .await;
+    assert!(retry.get("errors").is_none(), "{retry}");
+    assert_eq!(retry["data"]["bookTickets"]["status"], "PAID");
     check_books(&app, event.event_id).await;
 }
 
