@@ -98,8 +98,14 @@ impl App {
             db.clone(),
             payments.clone(),
             config.hold_policy(),
+            bus.clone(),
         );
-        let seat_holding = SeatHolding::new(config.booking_path, db.clone(), config.hold_policy());
+        let seat_holding = SeatHolding::new(
+            config.booking_path,
+            db.clone(),
+            config.hold_policy(),
+            bus.clone(),
+        );
         let state = AppState {
             config: Arc::new(config),
             db,

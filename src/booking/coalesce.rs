@@ -49,6 +49,7 @@ use crate::booking::service::{
 use crate::db::is_postgres;
 use crate::error::{AppError, AppResult};
 use crate::events::changelog;
+use crate::live::{Bus, LiveMessage};
 use crate::payments::{ChargeOutcome, Payments};
 
 /// Which implementation serves `bookTickets` (config `BOOKING_PATH`).
@@ -99,6 +100,7 @@ struct Inner {
     db: DatabaseConnection,
     payments: Payments,
     policy: HoldPolicy,
+    bus: Bus,
     lanes: Arc<Lanes<Request>>,
 }
 
@@ -108,6 +110,7 @@ impl DirectBooking {
         db: DatabaseConnection,
         payments: Payments,
         policy: HoldPolicy,
+        bus: Bus,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -115,14 +118,15 @@ impl DirectBooking {
                 db,
                 payments,
                 policy,
+                bus,
                 lanes: Lanes::new(),
             }),
         }
     }
 
     /// Holds and pays for `quantity` tickets of a general-admission tier in one call, once per
-    /// idempotency key: the order's id, or the buyer's own refusal (SOLD_OUT, PAYMENT_DECLINED,
-    /// LIMIT_EXCEEDED, ...) with nothing held.
+    /// idempotency key: the buyer's order, or their own refusal (SOLD_OUT, PAYMENT_DECLINED,
+    /// LIMIT_EXCEEDED, ...) with nothing held. Seat-map subscribers are told of the change.
     #[allow(clippy::too_many_arguments)]
     pub async fn book(
         &self,
@@ -132,10 +136,11 @@ impl DirectBooking {
         payment_token: &str,
         key: IdempotencyKey,
         request_hash: String,
-    ) -> AppResult<Uuid> {
+    ) -> AppResult<order::Model> {
         let inner = &self.inner;
         let one_at_a_time = |buyer: Buyer, key: IdempotencyKey, request_hash: String| async move {
-            idempotency::once(
+            let user_id = buyer.user_id;
+            let order_id = idempotency::once(
                 &inner.db,
                 buyer.user_id,
                 &key,
@@ -155,7 +160,19 @@ impl DirectBooking {
                     .id)
                 },
             )
-            .await
+            .await?;
+            let order = Order::find_by_id(order_id)
+                .filter(order::Column::UserId.eq(user_id))
+                .one(&inner.db)
+                .await?
+                .ok_or(AppError::NotFound("order"))?;
+            inner
+                .bus
+                .publish(LiveMessage::InventoryChanged {
+                    event_id: order.event_id,
+                })
+                .await;
+            Ok(order)
         };
         if inner.path == BookingPath::Simple {
             return one_at_a_time(buyer, key, request_hash).await;
@@ -180,7 +197,7 @@ impl DirectBooking {
             )
             .await?;
         match answer {
-            Some(order) => Ok(order.id),
+            Some(order) => Ok(order),
             // The key is taken: wait for (or read) the first request's answer; if that one failed
             // meanwhile, this runs the booking on its own.
             None => one_at_a_time(buyer, key, request_hash).await,
@@ -219,6 +236,19 @@ async fn book_batch(inner: &Inner, tier_id: Uuid, batch: Vec<Request>) {
         })
         .unzip();
     let outcomes = book_all(inner, tier_id, &requests).await;
+    // One message for the whole batch: subscribers re-read the seat map's changes anyway.
+    let sold_in = outcomes.as_ref().ok().and_then(|outcomes| {
+        outcomes.iter().find_map(|outcome| match outcome {
+            Some(Ok(Some(order))) => Some(order.event_id),
+            _ => None,
+        })
+    });
+    if let Some(event_id) = sold_in {
+        inner
+            .bus
+            .publish(LiveMessage::InventoryChanged { event_id })
+            .await;
+    }
     answer_all(replies, outcomes, "booking", tier_id);
 }
 

@@ -326,12 +326,13 @@ impl BookingMutation {
         };
         let key = IdempotencyKey::parse(&input.idempotency_key).extend()?;
         let request_hash = idempotency::request_hash(seat_lane::OPERATION, &input).extend()?;
-        let hold_id = state
+        let hold = state
             .seat_holding
             .hold_best(shopper, request, key, request_hash)
             .await
             .extend()?;
-        hold_result(state, viewer.user_id, hold_id).await.extend()
+        publish_hold_update(state, &hold, OrderUpdateKind::HoldCreated).await;
+        Ok(hold.into())
     }
 
     /// Holds general-admission tickets; SOLD_OUT when fewer are left.
@@ -454,7 +455,7 @@ impl BookingMutation {
         let quantity = Quantity::parse(input.quantity, &policy).extend()?;
         let key = IdempotencyKey::parse(&input.idempotency_key).extend()?;
         let request_hash = idempotency::request_hash("bookTickets", &input).extend()?;
-        let order_id = state
+        let order = state
             .direct_booking
             .book(
                 shopper,
@@ -465,13 +466,14 @@ impl BookingMutation {
                 request_hash,
             )
             .await;
-        let order_id = match order_id {
-            Ok(id) => id,
+        let order = match order {
+            Ok(order) => order,
             Err(err) if input.join_waitlist_if_sold_out => {
                 return Err(join_if_sold_out(state, viewer.user_id, tier_id, quantity, err).await);
             }
             Err(err) => return Err(err.extend()),
         };
-        order_result(state, viewer.user_id, order_id).await.extend()
+        publish_order_update(state, &order, OrderUpdateKind::OrderConfirmed).await;
+        Ok(order.into())
     }
 }

@@ -48,15 +48,16 @@ use crate::booking::service::{
 };
 use crate::error::{AppError, AppResult};
 use crate::events::changelog;
+use crate::live::{Bus, LiveMessage};
 
 /// The operation name idempotency keys of best-available holds are stored under.
 pub const OPERATION: &str = "holdBestAvailable";
 /// Rounds of choosing again for requests that lost a seat to someone outside the batch.
 const ROUNDS: usize = 4;
 
-/// What a lane answers: the hold's id, a refusal, or `Ok(None)`: run this request on its own (its key
-/// was already taken, or the batch could not place it).
-type Answer = AppResult<Option<Uuid>>;
+/// What a lane answers: the hold, a refusal, or `Ok(None)`: run this request on its own (its key was
+/// already taken, or the batch could not place it).
+type Answer = AppResult<Option<hold::Model>>;
 
 struct Request {
     buyer: Buyer,
@@ -76,35 +77,39 @@ struct Inner {
     path: BookingPath,
     db: DatabaseConnection,
     policy: HoldPolicy,
+    bus: Bus,
     lanes: Arc<Lanes<Request>>,
 }
 
 impl SeatHolding {
-    pub fn new(path: BookingPath, db: DatabaseConnection, policy: HoldPolicy) -> Self {
+    pub fn new(path: BookingPath, db: DatabaseConnection, policy: HoldPolicy, bus: Bus) -> Self {
         Self {
             inner: Arc::new(Inner {
                 path,
                 db,
                 policy,
+                bus,
                 lanes: Lanes::new(),
             }),
         }
     }
 
-    /// Holds the best `wanted.quantity` free seats once per idempotency key: the hold's id, or the
-    /// buyer's own refusal (SOLD_OUT, LIMIT_EXCEEDED, CONFLICT, ...) with nothing held.
+    /// Holds the best `wanted.quantity` free seats once per idempotency key: the hold, or the buyer's
+    /// own refusal (SOLD_OUT, LIMIT_EXCEEDED, CONFLICT, ...) with nothing held. Seat-map subscribers
+    /// are told of the change.
     pub async fn hold_best(
         &self,
         buyer: Buyer,
         wanted: BestAvailable,
         key: IdempotencyKey,
         request_hash: String,
-    ) -> AppResult<Uuid> {
+    ) -> AppResult<hold::Model> {
         let inner = &self.inner;
         let one_at_a_time = |buyer: Buyer, key: IdempotencyKey, request_hash: String| {
             let wanted = wanted.clone();
             async move {
-                idempotency::once(
+                let user_id = buyer.user_id;
+                let hold_id = idempotency::once(
                     &inner.db,
                     buyer.user_id,
                     &key,
@@ -118,7 +123,10 @@ impl SeatHolding {
                         )
                     },
                 )
-                .await
+                .await?;
+                let hold = service::find_own_hold(&inner.db, user_id, hold_id).await?;
+                inventory_changed(&inner.bus, hold.event_id).await;
+                Ok(hold)
             }
         };
         if inner.path == BookingPath::Simple {
@@ -144,7 +152,7 @@ impl SeatHolding {
             )
             .await?;
         match answer {
-            Some(hold_id) => Ok(hold_id),
+            Some(hold) => Ok(hold),
             None => one_at_a_time(buyer, key, request_hash).await,
         }
     }
@@ -161,6 +169,13 @@ async fn hold_batch(inner: &Inner, event_id: Uuid, batch: Vec<Request>) {
         .map(|r| ((r.buyer, r.wanted, r.key, r.request_hash), r.reply))
         .unzip();
     let outcomes = hold_all(inner, event_id, &requests).await;
+    // One message for the whole batch: subscribers read the seats' changes from the change log.
+    let held_any = outcomes
+        .as_ref()
+        .is_ok_and(|outcomes| outcomes.iter().any(|o| matches!(o, Some(Ok(Some(_))))));
+    if held_any {
+        inventory_changed(&inner.bus, event_id).await;
+    }
     answer_all(replies, outcomes, "best-available", event_id);
 }
 
@@ -170,11 +185,11 @@ async fn hold_all(
     inner: &Inner,
     event_id: Uuid,
     requests: &[Wanted],
-) -> AppResult<Outcomes<Option<Uuid>>> {
+) -> AppResult<Outcomes<Option<hold::Model>>> {
     let db = &inner.db;
     let now = Utc::now();
     let event = event_selling(db, event_id, now).await?;
-    let mut outcomes: Outcomes<Option<Uuid>> = (0..requests.len()).map(|_| None).collect();
+    let mut outcomes: Outcomes<Option<hold::Model>> = (0..requests.len()).map(|_| None).collect();
     let mut pending = Vec::new();
     for (index, (buyer, wanted, _, _)) in requests.iter().enumerate() {
         match buyer.check_admission(&event) {
@@ -264,7 +279,7 @@ async fn place(
     requests: &[Wanted],
     pending: Vec<Pending>,
     pools: &mut HashMap<Filter, Pool>,
-    outcomes: &mut Outcomes<Option<Uuid>>,
+    outcomes: &mut Outcomes<Option<hold::Model>>,
     now: DateTime<Utc>,
 ) -> AppResult<()> {
     let holds: Vec<hold::Model> = pending
@@ -354,7 +369,7 @@ async fn place(
     adjust_tiers(txn, &per_tier, -1, now).await?;
     changelog::record(txn, event.id, &changed, now).await?;
     for placing in placed {
-        outcomes[placing.request.index] = Some(Ok(Some(placing.hold.id)));
+        outcomes[placing.request.index] = Some(Ok(Some(placing.hold)));
     }
     Ok(())
 }
@@ -364,7 +379,7 @@ async fn place(
 type Choice = (
     Vec<Placing>,
     HashMap<Uuid, Uuid>,
-    Vec<(Placing, AppResult<Option<Uuid>>)>,
+    Vec<(Placing, AppResult<Option<hold::Model>>)>,
 );
 
 /// Chooses seats for each request in arrival order and locks them; requests that lost a seat to
@@ -503,4 +518,9 @@ async fn mark_held(
         ));
     }
     Ok(())
+}
+
+async fn inventory_changed(bus: &Bus, event_id: Uuid) {
+    bus.publish(LiveMessage::InventoryChanged { event_id })
+        .await;
 }
