@@ -44,6 +44,7 @@ pub fn json(args: &Args, storm: &StormReport, watch: Option<&WatchReport>, audit
         "subscribers": watch.map(|w| json!({
             "connected": w.connected,
             "messages": w.messages,
+            "resyncs": w.resyncs,
             "delivery": percentiles(&w.delivery),
             "behind": w.behind,
         })),
@@ -141,9 +142,10 @@ pub fn table(report: &Value) -> String {
             &mut out,
             "subscribers",
             format!(
-                "{} connected, {} messages, {} behind",
+                "{} connected, {} messages ({} resync snapshots), {} behind",
                 field(&["subscribers", "connected"]),
                 field(&["subscribers", "messages"]),
+                field(&["subscribers", "resyncs"]),
                 field(&["subscribers", "behind"])
             ),
         );
