@@ -45,6 +45,7 @@ pub fn json(args: &Args, storm: &StormReport, watch: Option<&WatchReport>, audit
             "connected": w.connected,
             "messages": w.messages,
             "resyncs": w.resyncs,
+            "refused": w.refused,
             "delivery": percentiles(&w.delivery),
             "behind": w.behind,
         })),
@@ -142,8 +143,9 @@ pub fn table(report: &Value) -> String {
             &mut out,
             "subscribers",
             format!(
-                "{} connected, {} messages ({} resync snapshots), {} behind",
+                "{} connected, {} refused, {} messages ({} resync snapshots), {} behind",
                 field(&["subscribers", "connected"]),
+                field(&["subscribers", "refused"]),
                 field(&["subscribers", "messages"]),
                 field(&["subscribers", "resyncs"]),
                 field(&["subscribers", "behind"])

@@ -19,6 +19,9 @@ pub struct WatchReport {
     pub messages: u64,
     /// Of those, SNAPSHOTs after the first message: the server resynced a subscriber that fell behind.
     pub resyncs: u64,
+    /// Subscriptions the server answered with an error (SERVER_BUSY at connect, say) instead of data:
+    /// they were connected but never followed the event.
+    pub refused: u64,
     /// From a seat's hold being answered (seat modes) or the last ticket being confirmed (ga mode)
     /// to a subscriber receiving the change, in microseconds.
     pub delivery: Histogram<u64>,
@@ -31,6 +34,7 @@ pub struct Watchers {
     connected: Arc<AtomicU64>,
     messages: Arc<AtomicU64>,
     resyncs: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
     delivery: Arc<std::sync::Mutex<Histogram<u64>>>,
 }
 
@@ -47,6 +51,7 @@ pub async fn start(
         connected: Arc::new(AtomicU64::new(0)),
         messages: Arc::new(AtomicU64::new(0)),
         resyncs: Arc::new(AtomicU64::new(0)),
+        refused: Arc::new(AtomicU64::new(0)),
         delivery: Arc::new(std::sync::Mutex::new(new_histogram())),
     };
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(count.max(1));
@@ -56,13 +61,14 @@ pub async fn start(
             connected: watchers.connected.clone(),
             messages: watchers.messages.clone(),
             resyncs: watchers.resyncs.clone(),
+            refused: watchers.refused.clone(),
             delivery: watchers.delivery.clone(),
         };
         let ready = ready_tx.clone();
         watchers.tasks.spawn(async move {
             follow(&url, mode, &event_id, &shared, &counters, ready)
                 .await
-            .unwrap_or(false)
+                .unwrap_or(false)
         });
     }
     drop(ready_tx);
@@ -98,6 +104,7 @@ impl Watchers {
             connected: self.connected.load(Ordering::Relaxed),
             messages: self.messages.load(Ordering::Relaxed),
             resyncs: self.resyncs.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
             delivery: lock(&self.delivery).clone(),
             behind,
         }
@@ -109,6 +116,7 @@ struct Counters {
     connected: Arc<AtomicU64>,
     messages: Arc<AtomicU64>,
     resyncs: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
     delivery: Arc<std::sync::Mutex<Histogram<u64>>>,
 }
 
@@ -125,6 +133,7 @@ async fn follow(
         connected,
         messages,
         resyncs,
+        refused,
         delivery,
     } = counters;
     let mut request = url.into_client_request()?;
@@ -178,7 +187,13 @@ async fn follow(
                     .await?;
                 continue;
             }
-            Some("next") => {}
+            Some("next") if message["payload"].get("errors").is_none() => {}
+            // The subscription failed or ended: it will never deliver anything, and must not hold
+            // up the storm's start.
+            Some("next" | "error" | "complete") => {
+                refused.fetch_add(1, Ordering::Relaxed);
+                return Ok(false);
+            }
             _ => continue,
         }
         let received = Instant::now();
