@@ -35,8 +35,8 @@ pub struct SeatMapUpdate {
     pub seq: i64,
     /// Sequence number the previous message ended at (for a delta), so a client can check continuity.
     pub previous_seq: Option<i64>,
-    /// Shared with every other subscriber of the same batch or snapshot: the list is built once per
-    /// change, not once per client, and its fields are only turned into text when selected.
+    // Shared with every other subscriber of the same batch or snapshot: the list is built once per
+    // change, not once per client, and its fields are only turned into text when selected.
     pub seats: Arc<[SeatState]>,
 }
 
