@@ -11,6 +11,8 @@
 #        [:hold-only, seat modes: stop at the hold, for holds/s])
 #   TICKETS=20000 (ga capacity)
 #   SUBSCRIBERS=1000 (live WebSocket clients during each run)
+#   RSS_LOG=/path (append "run seconds rss_kb" every 0.5 s, to see which phase the memory belongs to)
+#   PGBENCH=0 (skip the pgbench ceiling, for runs that only compare the server with itself)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -30,6 +32,8 @@ cleanup() {
 trap cleanup EXIT
 
 cargo build --release -q -p seatstorm -p ticket-war >&2
+# Where cargo put them: honours CARGO_TARGET_DIR like cargo itself.
+bin=${CARGO_TARGET_DIR:-target}/release
 PG_DURABLE=1 bash scripts/services.sh start "$svc" >/dev/null
 # shellcheck disable=SC1091
 source "$svc/env"
@@ -48,7 +52,7 @@ COMMIT;
 SQL
 psql_url=$DATABASE_URL
 psql "$psql_url" -q -c "DROP TABLE IF EXISTS hot, bookings; CREATE TABLE hot (id int PRIMARY KEY, available bigint); INSERT INTO hot VALUES (1, 1000000000); CREATE TABLE bookings (id bigserial PRIMARY KEY, hot_id int, at timestamptz);" >&2
-for clients in 64 256; do
+for clients in $([[ ${PGBENCH:-1} == 0 ]] || echo 64 256); do
     for script in hot-decrement hot-booking; do
         tps=$("$pgbench_bin" -n -c "$clients" -j 2 -T 10 -f "$svc/$script.sql" "$psql_url" 2>/dev/null | awk '/^tps/ {print int($3)}')
         echo "{\"pgbench\":\"$script\",\"clients\":$clients,\"tps\":${tps:-0}}"
@@ -62,7 +66,7 @@ for run in $RUNS; do
     [[ $extra == hold-only ]] && hold_only=(--hold-only)
     psql "$psql_url" -q -c "DROP SCHEMA public CASCADE; CREATE SCHEMA public;" >&2
     BOOKING_PATH=$path JWT_SECRET=ticket-war-benchmark-secret-0123456789 MUTATIONS_PER_MINUTE=100000000 \
-        BIND_ADDR=127.0.0.1:$PORT RUST_LOG=warn ./target/release/seatstorm >"$svc/server.log" 2>&1 &
+        BIND_ADDR=127.0.0.1:$PORT RUST_LOG=warn "$bin/seatstorm" >"$svc/server.log" 2>&1 &
     server_pid=$!
     for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null && break; sleep 0.2; done
     echo "== $mode at $concurrency, $path path, $SUBSCRIBERS subscribers ==" >&2
@@ -70,10 +74,12 @@ for run in $RUNS; do
     # The server's peak resident memory over the run, for the memory cost of subscribers.
     (peak=0; while kill -0 "$server_pid" 2>/dev/null; do
         rss=$(ps -o rss= -p "$server_pid" | tr -d ' '); ((${rss:-0} > peak)) && peak=$rss
-        echo "$peak" >"$svc/peak_rss"; sleep 0.5
+        echo "$peak" >"$svc/peak_rss"
+        [[ -n ${RSS_LOG:-} ]] && echo "$run $SECONDS ${rss:-0}" >>"$RSS_LOG"
+        sleep 0.5
     done) &
     sampler=$!
-    if report=$(./target/release/ticket-war --url "http://127.0.0.1:$PORT" --mode "$mode" \
+    if report=$("$bin/ticket-war" --url "http://127.0.0.1:$PORT" --mode "$mode" \
         --concurrency "$concurrency" --tickets "$TICKETS" --rows 100 --seats-per-row 100 \
         --duration "$SECONDS_PER_RUN" --subscribers "$SUBSCRIBERS" --database-url "$DATABASE_URL" \
         "${hold_only[@]}" --json); then

@@ -78,6 +78,9 @@ fn client_address(config: &Config, headers: &HeaderMap, peer: SocketAddr) -> Cli
     ClientAddress(forwarded.unwrap_or_else(|| peer.ip().to_string()))
 }
 
+/// Read buffer of one WebSocket connection (see where it is set).
+const WS_READ_BUFFER: usize = 4 * 1024;
+
 /// `GET /graphql` is GraphiQL for a browser and the subscription endpoint for a WebSocket upgrade.
 pub(crate) async fn graphiql_or_websocket(
     State(state): State<HttpState>,
@@ -128,6 +131,10 @@ pub(crate) async fn graphiql_or_websocket(
     let span = tracing::Span::current();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        // tungstenite zero-fills its whole read buffer before every read, so each connection keeps
+        // that much resident for its lifetime: 128 KiB by default, most of a subscriber's memory.
+        // Clients only send small protocol messages; a larger frame still grows the buffer as needed.
+        .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| {
             async move {
                 let _open = metrics.websocket_connection();

@@ -6,6 +6,7 @@
 //! prescribes: 4403 for a refused token, 4429 for too many connections, 4408 for an init that never
 //! came.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -261,14 +262,24 @@ pub async fn serve(
     let _ = writer.await;
 }
 
+/// The fields of an outgoing message this module looks at. Every `next` message to every subscriber
+/// passes here, so the payload is skipped without building a tree of it.
+#[derive(serde::Deserialize)]
+struct OutgoingHead<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+}
+
 /// Notes subscriptions the server completed, and gives a refused init its protocol close code.
 fn outgoing_message(message: Message, session: &Session) -> Message {
     match message {
         Message::Text(ref text) => {
-            if let Ok(parsed) = serde_json::from_str::<Value>(text) {
-                if parsed["type"] == "complete" {
-                    if let Some(id) = parsed["id"].as_str() {
-                        session.active().remove(id);
+            if let Ok(head) = serde_json::from_str::<OutgoingHead<'_>>(text) {
+                if head.kind == "complete" {
+                    if let Some(id) = head.id {
+                        session.active().remove(id.as_ref());
                     }
                 }
             }

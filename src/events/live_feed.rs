@@ -5,12 +5,20 @@
 //! sequence number from the change log and broadcasts it to its subscribers. Because the batch comes
 //! from the database log, not from the bus message, a lost or reordered bus message cannot make a
 //! client miss or misorder a change; a safety poll every second covers a silent bus.
+//!
+//! A feed also keeps the event's seat map in memory, brought up to date by each batch before it is
+//! broadcast. A new or lagging subscriber takes its snapshot from there, shared, instead of reading
+//! every seat from the database itself: with thousands of subscribers that read was a stampede of
+//! full-table queries and one private copy of the map per client. Batches hold their seats behind an
+//! `Arc`, so every subscriber of a batch shares one list too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use sea_orm::DatabaseConnection;
+use entity::event_seat;
+use entity::prelude::*;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -30,8 +38,89 @@ const SAFETY_POLL: Duration = Duration::from_secs(1);
 pub struct FeedBatch {
     pub from_seq: i64,
     pub to_seq: i64,
-    pub seats: Vec<SeatState>,
+    pub seats: Arc<[SeatState]>,
     pub availability: Availability,
+}
+
+/// Every seat of an event at one sequence number; each seat's `seq` is that number.
+#[derive(Debug)]
+pub struct SeatSnapshot {
+    pub seq: i64,
+    pub seats: Arc<[SeatState]>,
+}
+
+/// The seat map a feed keeps current.
+struct SeatMap {
+    seq: i64,
+    seats: Vec<SeatState>,
+    index: HashMap<Uuid, usize>,
+    /// The snapshot of `seq`, built on first demand and shared until the next batch.
+    snapshot: Option<Arc<SeatSnapshot>>,
+}
+
+impl SeatMap {
+    /// Reads the map. The number first: a change committed between the two reads shows in the seats
+    /// and is applied again by the next batch, which is harmless because a change states a seat's
+    /// status, not a transition.
+    async fn load(db: &DatabaseConnection, event_id: Uuid) -> AppResult<Self> {
+        let seq = changelog::current_seq(db, event_id).await?;
+        let seats: Vec<SeatState> = EventSeat::find()
+            .filter(event_seat::Column::EventId.eq(event_id))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|seat| SeatState {
+                seq,
+                seat_id: seat.seat_id,
+                status: seat.status,
+                tier_id: seat.tier_id,
+            })
+            .collect();
+        let index = seats
+            .iter()
+            .enumerate()
+            .map(|(at, seat)| (seat.seat_id, at))
+            .collect();
+        Ok(Self {
+            seq,
+            seats,
+            index,
+            snapshot: None,
+        })
+    }
+
+    fn apply(&mut self, batch: &FeedBatch) {
+        for change in batch.seats.iter() {
+            match self.index.get(&change.seat_id) {
+                Some(&at) => self.seats[at] = change.clone(),
+                // A seat the map does not know (added to the event after the feed started): the
+                // map grows rather than silently missing it.
+                None => {
+                    self.index.insert(change.seat_id, self.seats.len());
+                    self.seats.push(change.clone());
+                }
+            }
+        }
+        self.seq = batch.to_seq;
+        self.snapshot = None;
+    }
+
+    fn snapshot(&mut self) -> Arc<SeatSnapshot> {
+        let seq = self.seq;
+        Arc::clone(self.snapshot.get_or_insert_with(|| {
+            Arc::new(SeatSnapshot {
+                seq,
+                seats: self
+                    .seats
+                    .iter()
+                    .map(|seat| SeatState {
+                        seq,
+                        ..seat.clone()
+                    })
+                    .collect(),
+            })
+        }))
+    }
 }
 
 /// Stock counts of an event at one sequence number.
@@ -62,13 +151,28 @@ pub async fn availability(db: &DatabaseConnection, event_id: Uuid) -> AppResult<
 pub struct Feed {
     sender: broadcast::Sender<Arc<FeedBatch>>,
     wake: Arc<Notify>,
+    seat_map: Arc<Mutex<SeatMap>>,
     task: JoinHandle<()>,
 }
 
 impl Feed {
+    /// Subscribe before taking a [`snapshot`](Self::snapshot): the feed updates its map before it
+    /// broadcasts a batch, so a subscriber sees every batch after its snapshot (and perhaps one it
+    /// already has, which it skips by number).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedBatch>> {
         self.sender.subscribe()
     }
+
+    /// Every seat as of the last batch broadcast.
+    pub fn snapshot(&self) -> Arc<SeatSnapshot> {
+        lock(&self.seat_map).snapshot()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Drop for Feed {
@@ -83,6 +187,9 @@ pub struct SeatFeeds {
     db: DatabaseConnection,
     coalesce: Duration,
     feeds: Arc<Mutex<HashMap<Uuid, Weak<Feed>>>>,
+    /// Held while a feed starts, so a crowd connecting at once loads the seat map once, not once
+    /// per client. Feeds start rarely; one at a time is enough.
+    starting: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SeatFeeds {
@@ -92,6 +199,7 @@ impl SeatFeeds {
             db,
             coalesce,
             feeds: Arc::new(Mutex::new(HashMap::new())),
+            starting: Arc::new(tokio::sync::Mutex::new(())),
         };
         let mut messages = bus.subscribe();
         let dispatcher = feeds.clone();
@@ -120,9 +228,7 @@ impl SeatFeeds {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Weak<Feed>>> {
-        self.feeds
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.feeds)
     }
 
     fn wake(&self, event_id: Option<Uuid>) {
@@ -147,13 +253,14 @@ impl SeatFeeds {
         if let Some(feed) = self.lock().get(&event_id).and_then(Weak::upgrade) {
             return Ok(feed);
         }
-        let start_seq = changelog::current_seq(&self.db, event_id).await?;
-        let mut feeds = self.lock();
-        // Another subscriber may have started it while we read the sequence.
-        if let Some(feed) = feeds.get(&event_id).and_then(Weak::upgrade) {
+        let _starting = self.starting.lock().await;
+        // Another subscriber may have started it while we waited.
+        if let Some(feed) = self.lock().get(&event_id).and_then(Weak::upgrade) {
             return Ok(feed);
         }
-        feeds.retain(|_, feed| feed.strong_count() > 0);
+        let seat_map = SeatMap::load(&self.db, event_id).await?;
+        let start_seq = seat_map.seq;
+        let seat_map = Arc::new(Mutex::new(seat_map));
         let (sender, _) = broadcast::channel(FEED_CAPACITY);
         let wake = Arc::new(Notify::new());
         let task = tokio::spawn(run_feed(
@@ -163,8 +270,16 @@ impl SeatFeeds {
             self.coalesce,
             sender.clone(),
             Arc::clone(&wake),
+            Arc::clone(&seat_map),
         ));
-        let feed = Arc::new(Feed { sender, wake, task });
+        let feed = Arc::new(Feed {
+            sender,
+            wake,
+            seat_map,
+            task,
+        });
+        let mut feeds = self.lock();
+        feeds.retain(|_, feed| feed.strong_count() > 0);
         feeds.insert(event_id, Arc::downgrade(&feed));
         Ok(feed)
     }
@@ -177,6 +292,7 @@ async fn run_feed(
     coalesce: Duration,
     sender: broadcast::Sender<Arc<FeedBatch>>,
     wake: Arc<Notify>,
+    seat_map: Arc<Mutex<SeatMap>>,
 ) {
     loop {
         tokio::select! {
@@ -188,6 +304,7 @@ async fn run_feed(
         match next_batch(&db, event_id, last).await {
             Ok(Some(batch)) => {
                 last = batch.to_seq;
+                lock(&seat_map).apply(&batch);
                 let _ = sender.send(Arc::new(batch));
             }
             Ok(None) => {}
@@ -211,7 +328,7 @@ async fn next_batch(
     Ok(Some(FeedBatch {
         from_seq: last,
         to_seq: availability.seq,
-        seats,
+        seats: seats.into(),
         availability,
     }))
 }

@@ -1,17 +1,17 @@
 //! Live subscriptions on an event: seat-map deltas with sequence numbers, and availability counts.
 
-use async_graphql::{Context, Enum, ID, Result, ResultExt, SimpleObject, Subscription};
-use entity::event_seat;
-use entity::prelude::*;
+use std::sync::Arc;
+
+use async_graphql::{Context, Enum, ID, Object, Result, ResultExt, SimpleObject, Subscription};
 use futures::Stream;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::DatabaseConnection;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use crate::error::AppResult;
 use crate::events::changelog::{self, SeatState};
 use crate::events::graphql::{SeatStatus, SectionAvailability};
-use crate::events::live_feed::{self, Availability};
+use crate::events::live_feed::{self, Availability, Feed, SeatSnapshot};
 use crate::events::service;
 use crate::gql::{ContextExt, parse_id};
 
@@ -35,26 +35,28 @@ pub struct SeatMapUpdate {
     pub seq: i64,
     /// Sequence number the previous message ended at (for a delta), so a client can check continuity.
     pub previous_seq: Option<i64>,
-    pub seats: Vec<SeatStatusChange>,
+    // Shared with every other subscriber of the same batch or snapshot: the list is built once per
+    // change, not once per client, and its fields are only turned into text when selected.
+    pub seats: Arc<[SeatState]>,
 }
 
 /// A seat's status as of `seq`.
-#[derive(SimpleObject, Clone)]
-pub struct SeatStatusChange {
-    pub seat_id: ID,
-    pub status: SeatStatus,
-    pub tier_id: ID,
-    pub seq: i64,
-}
+#[Object(name = "SeatStatusChange")]
+impl SeatState {
+    async fn seat_id(&self) -> ID {
+        ID(self.seat_id.to_string())
+    }
 
-impl From<&SeatState> for SeatStatusChange {
-    fn from(state: &SeatState) -> Self {
-        Self {
-            seat_id: ID(state.seat_id.to_string()),
-            status: state.status.into(),
-            tier_id: ID(state.tier_id.to_string()),
-            seq: state.seq,
-        }
+    async fn status(&self) -> SeatStatus {
+        self.status.into()
+    }
+
+    async fn tier_id(&self) -> ID {
+        ID(self.tier_id.to_string())
+    }
+
+    async fn seq(&self) -> i64 {
+        self.seq
     }
 }
 
@@ -91,37 +93,17 @@ fn availability_update(event_id: Uuid, availability: &Availability) -> Availabil
     }
 }
 
-async fn snapshot(db: &DatabaseConnection, event_id: Uuid) -> AppResult<SeatMapUpdate> {
-    // The number first: a change committed between the two reads shows in the seats and again in the
-    // next delta, which is harmless because a delta states a seat's status, not a transition.
-    let seq = changelog::current_seq(db, event_id).await?;
-    let seats = EventSeat::find()
-        .filter(event_seat::Column::EventId.eq(event_id))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|seat| SeatStatusChange {
-            seat_id: ID(seat.seat_id.to_string()),
-            status: seat.status.into(),
-            tier_id: ID(seat.tier_id.to_string()),
-            seq,
-        })
-        .collect();
-    Ok(SeatMapUpdate {
+fn snapshot(event_id: Uuid, snapshot: &SeatSnapshot) -> SeatMapUpdate {
+    SeatMapUpdate {
         event_id: ID(event_id.to_string()),
         kind: SeatMapUpdateKind::Snapshot,
-        seq,
+        seq: snapshot.seq,
         previous_seq: None,
-        seats,
-    })
+        seats: Arc::clone(&snapshot.seats),
+    }
 }
 
-fn delta(
-    event_id: Uuid,
-    previous_seq: i64,
-    seq: i64,
-    seats: Vec<SeatStatusChange>,
-) -> SeatMapUpdate {
+fn delta(event_id: Uuid, previous_seq: i64, seq: i64, seats: Arc<[SeatState]>) -> SeatMapUpdate {
     SeatMapUpdate {
         event_id: ID(event_id.to_string()),
         kind: SeatMapUpdateKind::Delta,
@@ -131,26 +113,25 @@ fn delta(
     }
 }
 
-/// The first message: the changes after `since_seq` when the log still has them all, else a snapshot.
+/// The first message: the changes after `since_seq` when the log still has them all, else the feed's
+/// shared snapshot (no database read per client).
 async fn first_update(
     db: &DatabaseConnection,
+    feed: &Feed,
     event_id: Uuid,
     since_seq: Option<i64>,
 ) -> AppResult<SeatMapUpdate> {
-    let current = changelog::current_seq(db, event_id).await?;
-    if let Some(since) = since_seq.filter(|since| (0..=current).contains(since)) {
-        let oldest = changelog::oldest_seq(db, event_id).await?;
-        let complete = oldest.is_none_or(|oldest| oldest <= since + 1);
-        if complete {
-            let seats = changelog::changes_between(db, event_id, since, current)
-                .await?
-                .iter()
-                .map(SeatStatusChange::from)
-                .collect();
-            return Ok(delta(event_id, since, current, seats));
+    if let Some(since) = since_seq {
+        let current = changelog::current_seq(db, event_id).await?;
+        if (0..=current).contains(&since) {
+            let oldest = changelog::oldest_seq(db, event_id).await?;
+            if oldest.is_none_or(|oldest| oldest <= since + 1) {
+                let seats = changelog::changes_between(db, event_id, since, current).await?;
+                return Ok(delta(event_id, since, current, seats.into()));
+            }
         }
     }
-    snapshot(db, event_id).await
+    Ok(snapshot(event_id, &feed.snapshot()))
 }
 
 #[derive(Default)]
@@ -177,9 +158,10 @@ impl EventSubscription {
         // Subscribe before reading the first message, so nothing committed in between is lost.
         let mut batches = feed.subscribe();
         let db = state.db.clone();
-        let first = first_update(&db, event_id, since_seq).await.extend()?;
+        let first = first_update(&db, &feed, event_id, since_seq)
+            .await
+            .extend()?;
         Ok(async_stream::stream! {
-            let _feed = feed;
             let mut sent = first.seq;
             yield first;
             loop {
@@ -188,27 +170,31 @@ impl EventSubscription {
                         if batch.to_seq <= sent {
                             continue;
                         }
-                        let mut seats: Vec<SeatStatusChange> = Vec::new();
-                        if batch.from_seq > sent {
-                            // Never expected (the feed started at or before our first message), but a
-                            // gap is filled from the log rather than skipped.
-                            match changelog::changes_between(&db, event_id, sent, batch.from_seq).await {
-                                Ok(missing) => seats.extend(missing.iter().map(SeatStatusChange::from)),
-                                Err(_) => break,
+                        let seats = if batch.from_seq == sent {
+                            // The usual case: the batch as broadcast, shared with every subscriber.
+                            Arc::clone(&batch.seats)
+                        } else {
+                            let mut seats: Vec<SeatState> = Vec::new();
+                            if batch.from_seq > sent {
+                                // Never expected (the feed started at or before our first message),
+                                // but a gap is filled from the log rather than skipped.
+                                match changelog::changes_between(&db, event_id, sent, batch.from_seq).await {
+                                    Ok(missing) => seats.extend(missing),
+                                    Err(_) => break,
+                                }
                             }
-                        }
-                        seats.extend(batch.seats.iter().filter(|s| s.seq > sent).map(SeatStatusChange::from));
+                            seats.extend(batch.seats.iter().filter(|s| s.seq > sent).cloned());
+                            seats.into()
+                        };
                         let update = delta(event_id, sent, batch.to_seq, seats);
                         sent = batch.to_seq;
                         yield update;
                     }
-                    Err(RecvError::Lagged(_)) => match snapshot(&db, event_id).await {
-                        Ok(update) => {
-                            sent = update.seq;
-                            yield update;
-                        }
-                        Err(_) => break,
-                    },
+                    Err(RecvError::Lagged(_)) => {
+                        let update = snapshot(event_id, &feed.snapshot());
+                        sent = update.seq;
+                        yield update;
+                    }
                     Err(RecvError::Closed) => break,
                 }
             }

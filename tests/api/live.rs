@@ -214,6 +214,60 @@ mod seat_map {
         );
     }
 
+    /// The feed serves a new subscriber's snapshot from the seat map it keeps in memory, so the map
+    /// must carry every change the feed has broadcast, at the number it broadcast it under.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_later_subscriber_snapshot_shows_the_changes_earlier_subscribers_were_sent() {
+        let app = TestApp::spawn().await;
+        let event = create_event_shaped(&app, "Late Joiner", 5, Shape::default()).await;
+        let seats = seat_ids(&app, event.event_id).await;
+        let mut early = connect(&app, "graphql-transport-ws", json!({})).await;
+        subscribe(
+            &mut early,
+            "graphql-transport-ws",
+            SEAT_MAP_CHANGED,
+            json!({ "id": event.event_id }),
+        )
+        .await;
+        let seq = next_data(&mut early).await["seatMapChanged"]["seq"]
+            .as_i64()
+            .expect("seq");
+        let buyers = app.buyers(2).await;
+        hold(&app, &buyers[0], event.event_id, &seats[..2]).await;
+        hold(&app, &buyers[1], event.event_id, &seats[2..3]).await;
+        let mut last = seq;
+        while last < seq + 2 {
+            last = next_data(&mut early).await["seatMapChanged"]["seq"]
+                .as_i64()
+                .expect("seq");
+        }
+
+        // The early subscriber keeps the feed (and its map) alive while the late one joins.
+        let mut late = connect(&app, "graphql-transport-ws", json!({})).await;
+        subscribe(
+            &mut late,
+            "graphql-transport-ws",
+            SEAT_MAP_CHANGED,
+            json!({ "id": event.event_id }),
+        )
+        .await;
+        let snapshot = next_data(&mut late).await["seatMapChanged"].clone();
+        assert_eq!(snapshot["kind"], "SNAPSHOT");
+        assert_eq!(snapshot["seq"], last);
+        let listed = snapshot["seats"].as_array().expect("seats");
+        assert_eq!(listed.len(), seats.len(), "every seat, once");
+        for seat in listed {
+            let id = seat["seatId"].as_str().unwrap_or_default().to_owned();
+            let expected = if seats[..3].contains(&id) {
+                "HELD"
+            } else {
+                "AVAILABLE"
+            };
+            assert_eq!(seat["status"], expected, "{seat}");
+            assert_eq!(seat["seq"], last, "a snapshot's seats carry its number");
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_client_resuming_from_its_last_number_gets_exactly_what_it_missed() {
         let app = TestApp::spawn().await;

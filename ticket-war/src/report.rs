@@ -45,6 +45,8 @@ pub fn json(args: &Args, storm: &StormReport, watch: Option<&WatchReport>, audit
         "subscribers": watch.map(|w| json!({
             "connected": w.connected,
             "messages": w.messages,
+            "resyncs": w.resyncs,
+            "refused": w.refused,
             "delivery": percentiles(&w.delivery),
             "behind": w.behind,
         })),
@@ -142,9 +144,11 @@ pub fn table(report: &Value) -> String {
             &mut out,
             "subscribers",
             format!(
-                "{} connected, {} messages, {} behind",
+                "{} connected, {} refused, {} messages ({} resync snapshots), {} behind",
                 field(&["subscribers", "connected"]),
+                field(&["subscribers", "refused"]),
                 field(&["subscribers", "messages"]),
+                field(&["subscribers", "resyncs"]),
                 field(&["subscribers", "behind"])
             ),
         );

@@ -17,6 +17,11 @@ use crate::storm::{Shared, lock, new_histogram};
 pub struct WatchReport {
     pub connected: u64,
     pub messages: u64,
+    /// Of those, SNAPSHOTs after the first message: the server resynced a subscriber that fell behind.
+    pub resyncs: u64,
+    /// Subscriptions the server answered with an error (SERVER_BUSY at connect, say) instead of data:
+    /// they were connected but never followed the event.
+    pub refused: u64,
     /// From a seat's hold being answered (seat modes) or the last ticket being confirmed (ga mode)
     /// to a subscriber receiving the change, in microseconds.
     pub delivery: Histogram<u64>,
@@ -28,6 +33,8 @@ pub struct Watchers {
     tasks: tokio::task::JoinSet<bool>,
     connected: Arc<AtomicU64>,
     messages: Arc<AtomicU64>,
+    resyncs: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
     delivery: Arc<std::sync::Mutex<Histogram<u64>>>,
 }
 
@@ -43,23 +50,25 @@ pub async fn start(
         tasks: tokio::task::JoinSet::new(),
         connected: Arc::new(AtomicU64::new(0)),
         messages: Arc::new(AtomicU64::new(0)),
+        resyncs: Arc::new(AtomicU64::new(0)),
+        refused: Arc::new(AtomicU64::new(0)),
         delivery: Arc::new(std::sync::Mutex::new(new_histogram())),
     };
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(count.max(1));
     for _ in 0..count {
         let (url, event_id, shared) = (ws_url.to_owned(), event_id.to_owned(), shared.clone());
-        let (connected, messages, delivery) = (
-            watchers.connected.clone(),
-            watchers.messages.clone(),
-            watchers.delivery.clone(),
-        );
+        let counters = Counters {
+            connected: watchers.connected.clone(),
+            messages: watchers.messages.clone(),
+            resyncs: watchers.resyncs.clone(),
+            refused: watchers.refused.clone(),
+            delivery: watchers.delivery.clone(),
+        };
         let ready = ready_tx.clone();
         watchers.tasks.spawn(async move {
-            follow(
-                &url, mode, &event_id, &shared, &connected, &messages, &delivery, ready,
-            )
-            .await
-            .unwrap_or(false)
+            follow(&url, mode, &event_id, &shared, &counters, ready)
+                .await
+                .unwrap_or(false)
         });
     }
     drop(ready_tx);
@@ -94,24 +103,39 @@ impl Watchers {
         WatchReport {
             connected: self.connected.load(Ordering::Relaxed),
             messages: self.messages.load(Ordering::Relaxed),
+            resyncs: self.resyncs.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
             delivery: lock(&self.delivery).clone(),
             behind,
         }
     }
 }
 
+/// What every subscriber adds to.
+struct Counters {
+    connected: Arc<AtomicU64>,
+    messages: Arc<AtomicU64>,
+    resyncs: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
+    delivery: Arc<std::sync::Mutex<Histogram<u64>>>,
+}
+
 /// One subscriber; true once it has seen the storm's final state.
-#[allow(clippy::too_many_arguments)]
 async fn follow(
     url: &str,
     mode: Mode,
     event_id: &str,
     shared: &Shared,
-    connected: &AtomicU64,
-    messages: &AtomicU64,
-    delivery: &std::sync::Mutex<Histogram<u64>>,
+    counters: &Counters,
     ready: tokio::sync::mpsc::Sender<()>,
 ) -> anyhow::Result<bool> {
+    let Counters {
+        connected,
+        messages,
+        resyncs,
+        refused,
+        delivery,
+    } = counters;
     let mut request = url.into_client_request()?;
     request
         .headers_mut()
@@ -163,7 +187,13 @@ async fn follow(
                     .await?;
                 continue;
             }
-            Some("next") => {}
+            Some("next") if message["payload"].get("errors").is_none() => {}
+            // The subscription failed or ended: it will never deliver anything, and must not hold
+            // up the storm's start.
+            Some("next" | "error" | "complete") => {
+                refused.fetch_add(1, Ordering::Relaxed);
+                return Ok(false);
+            }
             _ => continue,
         }
         let received = Instant::now();
@@ -185,6 +215,9 @@ async fn follow(
                 }
             }
             _ => {
+                if data["seatMapChanged"]["kind"] == "SNAPSHOT" {
+                    resyncs.fetch_add(1, Ordering::Relaxed);
+                }
                 let seats = data["seatMapChanged"]["seats"]
                     .as_array()
                     .cloned()
