@@ -10,6 +10,7 @@
 #   RUNS="ga:64 ga:256:simple best-available:64" (mode:concurrency[:booking path, default coalesced])
 #   TICKETS=20000 (ga capacity)
 #   SUBSCRIBERS=1000 (live WebSocket clients during each run)
+# The binaries are taken from where cargo builds them (CARGO_TARGET_DIR, default ./target).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -29,6 +30,7 @@ cleanup() {
 trap cleanup EXIT
 
 cargo build --release -q -p seatstorm -p ticket-war >&2
+bin=${CARGO_TARGET_DIR:-target}/release
 PG_DURABLE=1 bash scripts/services.sh start "$svc" >/dev/null
 # shellcheck disable=SC1091
 source "$svc/env"
@@ -59,7 +61,7 @@ for run in $RUNS; do
     path=${path:-coalesced}
     psql "$psql_url" -q -c "DROP SCHEMA public CASCADE; CREATE SCHEMA public;" >&2
     BOOKING_PATH=$path JWT_SECRET=ticket-war-benchmark-secret-0123456789 MUTATIONS_PER_MINUTE=100000000 \
-        BIND_ADDR=127.0.0.1:$PORT RUST_LOG=warn ./target/release/seatstorm >"$svc/server.log" 2>&1 &
+        BIND_ADDR=127.0.0.1:$PORT RUST_LOG=warn "$bin"/seatstorm >"$svc/server.log" 2>&1 &
     server_pid=$!
     for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null && break; sleep 0.2; done
     echo "== $mode at $concurrency, $path path, $SUBSCRIBERS subscribers ==" >&2
@@ -70,7 +72,7 @@ for run in $RUNS; do
         echo "$peak" >"$svc/peak_rss"; sleep 0.5
     done) &
     sampler=$!
-    if report=$(./target/release/ticket-war --url "http://127.0.0.1:$PORT" --mode "$mode" \
+    if report=$("$bin"/ticket-war --url "http://127.0.0.1:$PORT" --mode "$mode" \
         --concurrency "$concurrency" --tickets "$TICKETS" --rows 100 --seats-per-row 100 \
         --duration "$SECONDS_PER_RUN" --subscribers "$SUBSCRIBERS" --database-url "$DATABASE_URL" --json); then
         peak_rss=$(cat "$svc/peak_rss" 2>/dev/null || echo 0)
