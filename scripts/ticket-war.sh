@@ -13,6 +13,7 @@
 #   SUBSCRIBERS=1000 (live WebSocket clients during each run)
 #   RSS_LOG=/path (append "run seconds rss_kb" every 0.5 s, to see which phase the memory belongs to)
 #   PGBENCH=0 (skip the pgbench ceiling, for runs that only compare the server with itself)
+# The binaries are taken from where cargo builds them (CARGO_TARGET_DIR, default ./target).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

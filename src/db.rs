@@ -28,7 +28,12 @@ pub async fn connect(
     options
         .sqlx_logging(false)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_timeout(Duration::from_secs(10));
+        .connect_timeout(Duration::from_secs(10))
+        // sqlx pings every connection it hands out by default: one more round trip per acquire, and a
+        // booking acquires several times (6 % of the server's CPU under ticket-war, docs/profiling.md).
+        // Only a connection idle this long may have been dropped by the server or a proxy; a busy one
+        // that broke still fails its query and leaves the pool.
+        .test_before_acquire_if_idle_for(Duration::from_secs(30));
     if config.is_postgres() {
         options
             .max_connections(config.db_max_connections)

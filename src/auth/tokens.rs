@@ -1,5 +1,7 @@
 //! Access tokens (short-lived HS256 JWTs) and refresh tokens (random, stored only as SHA-256 hashes).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 use entity::enums::Role;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -23,9 +25,13 @@ pub struct Claims {
     pub iss: String,
 }
 
-/// Signs and verifies access tokens with the configured secret.
+/// Signs and verifies access tokens with the configured secret. Cheap to clone: `AppState` (and with it
+/// this) is cloned for every HTTP request, and cloning the keys and the `Validation` (hash sets) by
+/// value allocated more than verifying the token does (docs/profiling.md).
 #[derive(Clone)]
-pub struct TokenKeys {
+pub struct TokenKeys(Arc<Keys>);
+
+struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -39,12 +45,12 @@ impl TokenKeys {
         validation.set_required_spec_claims(&["exp", "sub", "iss"]);
         // Expiry is exact: a token is refused the second it expires.
         validation.leeway = 0;
-        Self {
+        Self(Arc::new(Keys {
             encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
             decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
             validation,
             access_ttl,
-        }
+        }))
     }
 
     /// Issues an access token for `user_id` with `role`; returns it with its expiry.
@@ -54,7 +60,7 @@ impl TokenKeys {
         role: Role,
         now: DateTime<Utc>,
     ) -> AppResult<(String, DateTime<Utc>)> {
-        let expires_at = now + self.access_ttl;
+        let expires_at = now + self.0.access_ttl;
         let claims = Claims {
             sub: user_id,
             role,
@@ -62,16 +68,16 @@ impl TokenKeys {
             exp: expires_at.timestamp(),
             iss: ISSUER.to_owned(),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.0.encoding)
             .map_err(|err| {
-            AppError::Internal(anyhow::anyhow!("signing an access token failed: {err}"))
-        })?;
+                AppError::Internal(anyhow::anyhow!("signing an access token failed: {err}"))
+            })?;
         Ok((token, expires_at))
     }
 
     /// Verifies signature, issuer and expiry. Any failure is UNAUTHENTICATED.
     pub fn verify(&self, token: &str) -> AppResult<Claims> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
             .map(|data| data.claims)
             .map_err(|err| {
                 let reason = match err.kind() {

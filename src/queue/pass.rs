@@ -5,6 +5,8 @@
 //! derived from the JWT secret under its own label, so an access token can never pass for a queue
 //! pass or the other way round.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -24,9 +26,12 @@ struct PassClaims {
     aud: String,
 }
 
-/// Signs and verifies queue passes.
+/// Signs and verifies queue passes. Cheap to clone, as every `AppState` field must be (it is cloned
+/// per request).
 #[derive(Clone)]
-pub struct PassKeys {
+pub struct PassKeys(Arc<Keys>);
+
+struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -42,11 +47,11 @@ impl PassKeys {
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "sub", "aud"]);
         validation.leeway = 0;
-        Self {
+        Self(Arc::new(Keys {
             encoding: EncodingKey::from_secret(&key),
             decoding: DecodingKey::from_secret(&key),
             validation,
-        }
+        }))
     }
 
     /// A pass for `user_id` on `event_id`, valid until `expires_at`.
@@ -62,14 +67,14 @@ impl PassKeys {
             exp: expires_at.timestamp(),
             aud: AUDIENCE.to_owned(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.0.encoding).map_err(
             |err| AppError::Internal(anyhow::anyhow!("signing a queue pass failed: {err}")),
         )
     }
 
     /// The event the pass admits `user_id` to. Forged, expired or someone else's: QUEUE_REQUIRED.
     pub fn verify(&self, pass: &str, user_id: Uuid) -> AppResult<Uuid> {
-        let claims = jsonwebtoken::decode::<PassClaims>(pass, &self.decoding, &self.validation)
+        let claims = jsonwebtoken::decode::<PassClaims>(pass, &self.0.decoding, &self.0.validation)
             .map_err(|err| {
                 AppError::QueueRequired(match err.kind() {
                     jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
