@@ -84,7 +84,8 @@ for run in $RUNS; do
         --concurrency "$concurrency" --tickets "$TICKETS" --rows 100 --seats-per-row 100 \
         --duration "$SECONDS_PER_RUN" --subscribers "$SUBSCRIBERS" --database-url "$DATABASE_URL" \
         "${hold_only[@]}" --json); then
-        peak_rss=$(cat "$svc/peak_rss" 2>/dev/null || echo 0)
+        peak_rss=$(cat "$svc/peak_rss" 2>/dev/null || true)
+        peak_rss=${peak_rss:-0}
         echo "$report" | sed "s/^{/{\"booking_path\":\"$path\",\"server_idle_rss_kb\":${idle_rss:-0},\"server_peak_rss_kb\":$peak_rss,/"
     else
         echo "{\"run\":\"$run\",\"failed\":true}"
