@@ -196,7 +196,7 @@ async fn seed_accounts(db: &impl ConnectionTrait, now: DateTime<Utc>) -> anyhow:
         user::ActiveModel {
             id: Set(id),
             email: Set(email.to_owned()),
-            password_hash: Set(hash_password(password)?),
+            password_hash: Set(hash_password(password).await?),
             name: Set(name.to_owned()),
             role: Set(role),
             organizer_id: Set((role == Role::Staff).then_some(organizer_id)),

@@ -13,7 +13,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::auth::password::{hash_password, verify_password};
+use crate::auth::password::{hash_now, hash_password, verify_password};
 use crate::auth::throttle::Throttles;
 use crate::auth::tokens::{TokenKeys, hash_refresh_token, new_refresh_token};
 use crate::auth::{Email, NewPassword, Viewer};
@@ -56,7 +56,7 @@ pub async fn register(
         ));
     }
     // Hash before opening the transaction: it takes tens of milliseconds of CPU.
-    let password_hash = hash_password(registration.password.expose())?;
+    let password_hash = hash_password(registration.password.expose()).await?;
     let now = Utc::now();
     let txn = db.begin().await?;
     let user = insert_account(&txn, registration, password_hash, None, now).await?;
@@ -77,7 +77,7 @@ pub async fn create_staff(
         ));
     }
     registration.role = Role::Staff;
-    let password_hash = hash_password(registration.password.expose())?;
+    let password_hash = hash_password(registration.password.expose()).await?;
     insert_account(
         db,
         registration,
@@ -134,10 +134,10 @@ pub async fn login(
         .one(db)
         .await?;
     let verified = match &found {
-        Some(user) => verify_password(password, &user.password_hash),
+        Some(user) => verify_password(password, &user.password_hash).await?,
         None => {
             // Spend the same effort as a real check so timing does not reveal unknown emails.
-            let _ = verify_password(password, &DUMMY_HASH);
+            let _ = verify_password(password, &DUMMY_HASH).await?;
             false
         }
     };
@@ -159,7 +159,7 @@ pub async fn login(
 /// A real argon2id hash with the same parameters as stored ones, verified against when the email is
 /// unknown. Computed once, on the first such login.
 static DUMMY_HASH: LazyLock<String> =
-    LazyLock::new(|| hash_password("no account has this password").unwrap_or_default());
+    LazyLock::new(|| hash_now("no account has this password").unwrap_or_default());
 
 /// Rotates a refresh token: the presented one becomes used and a new one in the same family is issued.
 /// A token presented twice means it leaked (or a client raced itself): the whole family is revoked.
@@ -302,12 +302,12 @@ pub async fn change_password(
     new: NewPassword,
 ) -> AppResult<()> {
     let user = find_user(db, viewer.user_id).await?;
-    if !verify_password(current, &user.password_hash) {
+    if !verify_password(current, &user.password_hash).await? {
         return Err(AppError::Unauthenticated(
             "the current password is wrong".into(),
         ));
     }
-    let password_hash = hash_password(new.expose())?;
+    let password_hash = hash_password(new.expose()).await?;
     let now = Utc::now();
     let txn = db.begin().await?;
     let mut active: user::ActiveModel = user.into();
