@@ -44,8 +44,23 @@ pub async fn verify_password(password: &str, stored_hash: &str) -> AppResult<boo
     off_the_runtime(move || verify_now(&password, &stored_hash)).await
 }
 
-/// [`hash_password`] on the calling thread, for start-up work outside any request.
-pub(crate) fn hash_now(password: &str) -> AppResult<String> {
+/// Spends the effort of one real verification and answers false: a sign-in for an unknown email must
+/// take as long as a wrong password, or its timing tells which emails have accounts.
+pub async fn verify_against_nobody(password: &str) -> AppResult<bool> {
+    let password = password.to_owned();
+    off_the_runtime(move || {
+        let _ = verify_now(&password, &NOBODYS_HASH);
+        false
+    })
+    .await
+}
+
+/// A real argon2id hash with the parameters of stored ones. Computed on first use, which happens
+/// inside [`off_the_runtime`], never on an async worker.
+static NOBODYS_HASH: LazyLock<String> =
+    LazyLock::new(|| hash_now("no account has this password").unwrap_or_default());
+
+fn hash_now(password: &str) -> AppResult<String> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)

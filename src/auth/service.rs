@@ -1,7 +1,5 @@
 //! Registration, login, token refresh and rotation, logout, profile.
 
-use std::sync::LazyLock;
-
 use chrono::{DateTime, Duration, Utc};
 use entity::enums::Role;
 use entity::prelude::*;
@@ -13,7 +11,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::auth::password::{hash_now, hash_password, verify_password};
+use crate::auth::password::{hash_password, verify_against_nobody, verify_password};
 use crate::auth::throttle::Throttles;
 use crate::auth::tokens::{TokenKeys, hash_refresh_token, new_refresh_token};
 use crate::auth::{Email, NewPassword, Viewer};
@@ -135,11 +133,7 @@ pub async fn login(
         .await?;
     let verified = match &found {
         Some(user) => verify_password(password, &user.password_hash).await?,
-        None => {
-            // Spend the same effort as a real check so timing does not reveal unknown emails.
-            let _ = verify_password(password, &DUMMY_HASH).await?;
-            false
-        }
+        None => verify_against_nobody(password).await?,
     };
     let Some(user) = found.filter(|_| verified) else {
         throttles.login_per_account.record(&account_key);
@@ -155,11 +149,6 @@ pub async fn login(
     txn.commit().await?;
     Ok(session)
 }
-
-/// A real argon2id hash with the same parameters as stored ones, verified against when the email is
-/// unknown. Computed once, on the first such login.
-static DUMMY_HASH: LazyLock<String> =
-    LazyLock::new(|| hash_now("no account has this password").unwrap_or_default());
 
 /// Rotates a refresh token: the presented one becomes used and a new one in the same family is issued.
 /// A token presented twice means it leaked (or a client raced itself): the whole family is revoked.
