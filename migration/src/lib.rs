@@ -17,6 +17,7 @@ mod m20261122_000007_hold_expiry_warnings;
 mod m20261122_000008_waitlist_offer_announcements;
 mod m20261122_000009_event_queues;
 mod m20261122_000010_waitlist_offer_index;
+mod m20261201_000011_orders_refund_due_index;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000008_waitlist_offer_announcements::Migration),
             Box::new(m20261122_000009_event_queues::Migration),
             Box::new(m20261122_000010_waitlist_offer_index::Migration),
+            Box::new(m20261201_000011_orders_refund_due_index::Migration),
         ]
     }
 }
