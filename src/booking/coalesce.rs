@@ -22,6 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use entity::enums::{HoldStatus, PaymentKind, PaymentStatus};
@@ -39,8 +40,8 @@ use uuid::Uuid;
 
 use crate::booking::idempotency::{self, IdempotencyKey};
 use crate::booking::lanes::{
-    self, CoalescingStats, Lanes, Pending, answer_all, forget_keys, insert_skipping_conflicts,
-    within_user_caps,
+    self, CoalescingStats, Lanes, Pending, Tail, answer_all, expire_their_stale_holds, forget_keys,
+    insert_skipping_conflicts, within_user_caps,
 };
 use crate::booking::service::{
     self, Buyer, HoldPolicy, ONE_ACTIVE_HOLD, Quantity, TIER_SOLD_OUT, event_selling,
@@ -192,7 +193,7 @@ impl DirectBooking {
                 },
                 move |batch| {
                     let booking = booking.clone();
-                    async move { book_batch(&booking.inner, tier_id, batch).await }
+                    async move { book_batch(booking.inner, tier_id, batch).await }
                 },
             )
             .await?;
@@ -219,7 +220,11 @@ struct Wanted {
     request_hash: String,
 }
 
-async fn book_batch(inner: &Inner, tier_id: Uuid, batch: Vec<Request>) {
+/// The part of a batch that goes in arrival order: stock allocated and committed (the reserve
+/// transaction). Payments, orders and answers are the tail, which runs while the lane reserves for the
+/// next batch.
+async fn book_batch(inner: Arc<Inner>, tier_id: Uuid, batch: Vec<Request>) -> Option<Tail> {
+    let started = Instant::now();
     let (requests, replies): (Vec<_>, Vec<_>) = batch
         .into_iter()
         .map(|r| {
@@ -235,31 +240,68 @@ async fn book_batch(inner: &Inner, tier_id: Uuid, batch: Vec<Request>) {
             )
         })
         .unzip();
-    let outcomes = book_all(inner, tier_id, &requests).await;
-    // One message for the whole batch: subscribers re-read the seat map's changes anyway.
-    let sold_in = outcomes.as_ref().ok().and_then(|outcomes| {
-        outcomes.iter().find_map(|outcome| match outcome {
-            Some(Ok(Some(order))) => Some(order.event_id),
-            _ => None,
-        })
-    });
-    if let Some(event_id) = sold_in {
+    let mut outcomes: Outcomes = (0..requests.len()).map(|_| None).collect();
+    let reservation = match reserve_batch(&inner, tier_id, &requests, &mut outcomes).await {
+        Ok(Some(reservation)) => reservation,
+        Ok(None) => {
+            answer_all(replies, Ok(outcomes), "booking", tier_id);
+            return None;
+        }
+        Err(err) => {
+            answer_all(replies, Err(err), "booking", tier_id);
+            return None;
+        }
+    };
+    let reserving = started.elapsed();
+    Some(Box::pin(async move {
+        let Reservation {
+            tier,
+            event,
+            reserved,
+        } = reservation;
+        let reserved_count = reserved.len();
+        let paid = pay(&inner, &tier, &requests, reserved, &mut outcomes).await;
+        let converted = convert(&inner, &tier, &event, paid, &mut outcomes)
+            .await
+            .map(|()| outcomes);
+        // One message for the whole batch, after any declined payment gave its stock back:
+        // subscribers re-read the changes anyway.
         inner
             .bus
-            .publish(LiveMessage::InventoryChanged { event_id })
+            .publish(LiveMessage::InventoryChanged { event_id: event.id })
             .await;
-    }
-    answer_all(replies, outcomes, "booking", tier_id);
+        tracing::debug!(
+            batch = requests.len(),
+            reserved = reserved_count,
+            reserve_ms = reserving.as_secs_f64() * 1e3,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
+            "booking batch"
+        );
+        answer_all(replies, converted, "booking", tier_id);
+    }))
 }
 
 type Outcomes = lanes::Outcomes<Option<order::Model>>;
 
-async fn book_all(inner: &Inner, tier_id: Uuid, requests: &[Wanted]) -> AppResult<Outcomes> {
+/// Stock a batch holds, committed, for the tail to pay for and turn into orders.
+struct Reservation {
+    tier: ticket_tier::Model,
+    event: event::Model,
+    reserved: Vec<Reserved>,
+}
+
+/// Reads the tier and event, refuses what can be refused without a lock, and reserves stock for the
+/// rest. `None` when nothing was reserved (every request has its outcome).
+async fn reserve_batch(
+    inner: &Inner,
+    tier_id: Uuid,
+    requests: &[Wanted],
+    outcomes: &mut Outcomes,
+) -> AppResult<Option<Reservation>> {
     let db = &inner.db;
     let now = Utc::now();
     let tier = general_admission_tier(db, tier_id).await?;
     let event = event_selling(db, tier.event_id, now).await?;
-    let mut outcomes: Outcomes = (0..requests.len()).map(|_| None).collect();
     let mut pending = Vec::new();
     for (index, wanted) in requests.iter().enumerate() {
         match wanted.buyer.check_admission(&event) {
@@ -271,26 +313,18 @@ async fn book_all(inner: &Inner, tier_id: Uuid, requests: &[Wanted]) -> AppResul
             Err(refusal) => outcomes[index] = Some(Err(refusal)),
         }
     }
-    // After a sell-out most requests find nothing: answer them from the unlocked read, at no cost.
-    // (The reserve step allocates again under the lock; this only filters.)
-    let pending = if tier.available > 0 {
-        within_user_caps(
-            &inner.db,
-            &inner.policy,
-            &event,
-            pending,
-            &mut outcomes,
-            now,
-        )
-        .await?
-    } else {
-        pending
-    };
-    let (pending, _) = allocate(&mut outcomes, pending, tier.available, &tier.name);
-    let reserved = reserve(inner, &tier, &event, requests, pending, &mut outcomes, now).await?;
-    let paid = pay(inner, &tier, requests, reserved, &mut outcomes).await;
-    convert(inner, &tier, &event, paid, &mut outcomes).await?;
-    Ok(outcomes)
+    if tier.available <= 0 {
+        // After a sell-out every request finds nothing: answered from the unlocked read, at no cost.
+        allocate(outcomes, pending, 0, &tier.name);
+        return Ok(None);
+    }
+    expire_their_stale_holds(db, &inner.policy, &event, &pending, now).await?;
+    let reserved = reserve(inner, &tier, &event, requests, pending, outcomes, now).await?;
+    Ok((!reserved.is_empty()).then_some(Reservation {
+        tier,
+        event,
+        reserved,
+    }))
 }
 
 /// Gives each request, in arrival order, all it asks for while `available` lasts; the others are
@@ -401,8 +435,12 @@ async fn reserve(
             unused_keys.push(key.id);
         }
     }
+    // Counted only now: a buyer's earlier booking still being converted kept the hold insert above
+    // waiting on the one-active-hold index until it committed, so its tickets are counted here.
+    let (candidates, over_cap) = within_user_caps(&txn, event, candidates, outcomes).await?;
     let available = lock_tier(&txn, tier.id).await?;
-    let (reserved, refused) = allocate(outcomes, candidates, available, &tier.name);
+    let (reserved, sold_out) = allocate(outcomes, candidates, available, &tier.name);
+    let refused: Vec<&Reserved> = over_cap.iter().chain(&sold_out).collect();
     if !refused.is_empty() {
         Hold::delete_many()
             .filter(hold::Column::Id.is_in(refused.iter().map(|r| r.hold.id)))

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration as StdDuration;
+use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Utc};
 use entity::event;
@@ -20,7 +20,7 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
     EntityTrait, IntoActiveModel, QueryFilter,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::booking::service::{HoldPolicy, expire_stale_holds, owned_tickets, within_cap};
@@ -31,21 +31,31 @@ use crate::error::{AppError, AppResult};
 pub(crate) const MAX_BATCH: usize = 512;
 /// Requests that may wait on one lane before callers wait to enqueue.
 const LANE_DEPTH: usize = 8192;
+/// Batches of one lane whose [`Tail`] may still be running while the lane serves the next one.
+const PIPELINE_DEPTH: usize = 4;
 /// A lane with nothing to do for this long stops; the next request starts a new one.
 const LANE_IDLE: StdDuration = StdDuration::from_secs(30);
+
+/// What serving a batch leaves to finish after the part that must go in arrival order (the payments
+/// and orders of a batch whose stock is already allocated): it runs beside the lane's next batches, at
+/// most [`PIPELINE_DEPTH`] at once, and answers its callers itself.
+pub(crate) type Tail = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The running lanes of one kind, by the id of what they serialise on.
 pub(crate) struct Lanes<R> {
     running: Mutex<HashMap<Uuid, mpsc::Sender<R>>>,
     batches: AtomicU64,
     requests: AtomicU64,
+    busy_micros: AtomicU64,
 }
 
 /// How much coalescing happened since start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct CoalescingStats {
     pub batches: u64,
     pub requests: u64,
+    /// Time spent serving batches: near the elapsed time, the lanes are the bottleneck.
+    pub busy: StdDuration,
 }
 
 impl<R: Send + 'static> Lanes<R> {
@@ -54,6 +64,7 @@ impl<R: Send + 'static> Lanes<R> {
             running: Mutex::new(HashMap::new()),
             batches: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            busy_micros: AtomicU64::new(0),
         })
     }
 
@@ -67,7 +78,7 @@ impl<R: Send + 'static> Lanes<R> {
     ) -> AppResult<()>
     where
         F: Fn(Vec<R>) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future<Output = Option<Tail>> + Send + 'static,
     {
         let mut serve = Some(serve);
         // A lane that just stopped for idleness refuses the send; the retry starts a fresh one.
@@ -96,7 +107,7 @@ impl<R: Send + 'static> Lanes<R> {
     ) -> AppResult<T>
     where
         F: Fn(Vec<R>) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future<Output = Option<Tail>> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         self.submit(id, make(reply), serve).await?;
@@ -112,13 +123,14 @@ impl<R: Send + 'static> Lanes<R> {
         CoalescingStats {
             batches: self.batches.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
+            busy: StdDuration::from_micros(self.busy_micros.load(Ordering::Relaxed)),
         }
     }
 
     fn lane<F, Fut>(self: &Arc<Self>, id: Uuid, serve: &mut Option<F>) -> AppResult<mpsc::Sender<R>>
     where
         F: Fn(Vec<R>) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future<Output = Option<Tail>> + Send + 'static,
     {
         let mut running = self.running()?;
         if let Some(lane) = running.get(&id).filter(|lane| !lane.is_closed()) {
@@ -155,8 +167,9 @@ impl<R: Send + 'static> Lanes<R> {
     async fn run<F, Fut>(self: Arc<Self>, id: Uuid, mut receiver: mpsc::Receiver<R>, serve: F)
     where
         F: Fn(Vec<R>) -> Fut,
-        Fut: Future<Output = ()>,
+        Fut: Future<Output = Option<Tail>>,
     {
+        let tails = Arc::new(Semaphore::new(PIPELINE_DEPTH));
         loop {
             let first = match tokio::time::timeout(LANE_IDLE, receiver.recv()).await {
                 Ok(Some(first)) => first,
@@ -173,8 +186,8 @@ impl<R: Send + 'static> Lanes<R> {
                         rest.push(request);
                     }
                     if !rest.is_empty() {
-                        self.count(rest.len());
-                        serve(rest).await;
+                        let tail = self.counted(rest.len(), serve(rest)).await;
+                        pipeline(&tails, tail).await;
                     }
                     return;
                 }
@@ -186,14 +199,38 @@ impl<R: Send + 'static> Lanes<R> {
                     Err(_) => break,
                 }
             }
-            self.count(batch.len());
-            serve(batch).await;
+            let tail = self.counted(batch.len(), serve(batch)).await;
+            pipeline(&tails, tail).await;
         }
     }
 
-    fn count(&self, requests: usize) {
+    async fn counted(
+        &self,
+        requests: usize,
+        serving: impl Future<Output = Option<Tail>>,
+    ) -> Option<Tail> {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.requests.fetch_add(requests as u64, Ordering::Relaxed);
+        let started = Instant::now();
+        let tail = serving.await;
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.busy_micros.fetch_add(micros, Ordering::Relaxed);
+        tail
+    }
+}
+
+/// Starts a batch's tail beside the lane, first waiting while [`PIPELINE_DEPTH`] tails still run.
+async fn pipeline(tails: &Arc<Semaphore>, tail: Option<Tail>) {
+    let Some(tail) = tail else { return };
+    match Arc::clone(tails).acquire_owned().await {
+        Ok(permit) => {
+            tokio::spawn(async move {
+                tail.await;
+                drop(permit);
+            });
+        }
+        // Never closed; were it, running the tail in line still answers everyone.
+        Err(_closed) => tail.await,
     }
 }
 
@@ -249,35 +286,46 @@ pub(crate) fn answer_all<T>(
     }
 }
 
-/// Expires the buyers' own stale holds (as the one-at-a-time path does) and refuses requests that would
-/// take a buyer past the event's per-user cap.
-pub(crate) async fn within_user_caps<T>(
+/// Refuses (LIMIT_EXCEEDED) the requests that would take a buyer past the event's per-user cap, counting
+/// the tickets `conn` sees; returns (within the cap, refused).
+pub(crate) async fn within_user_caps<T: AsRef<Pending>, O>(
+    conn: &impl ConnectionTrait,
+    event: &event::Model,
+    requests: Vec<T>,
+    outcomes: &mut Outcomes<O>,
+) -> AppResult<(Vec<T>, Vec<T>)> {
+    if requests.is_empty() {
+        return Ok((requests, Vec::new()));
+    }
+    let users: Vec<Uuid> = requests.iter().map(|r| r.as_ref().user_id).collect();
+    let owned = owned_tickets(conn, event.id, &users).await?;
+    Ok(requests.into_iter().partition(|item| {
+        let request = item.as_ref();
+        let have = owned.get(&request.user_id).copied().unwrap_or(0);
+        match within_cap(event, have, request.quantity as u32) {
+            Ok(()) => true,
+            Err(refusal) => {
+                outcomes[request.index] = Some(Err(refusal));
+                false
+            }
+        }
+    }))
+}
+
+/// Expires the buyers' own stale holds (as the one-at-a-time path does), so a new hold is not refused
+/// because the sweeper has not come round yet.
+pub(crate) async fn expire_their_stale_holds(
     db: &DatabaseConnection,
     policy: &HoldPolicy,
     event: &event::Model,
-    pending: Vec<Pending>,
-    outcomes: &mut Outcomes<T>,
+    pending: &[Pending],
     now: DateTime<Utc>,
-) -> AppResult<Vec<Pending>> {
+) -> AppResult<()> {
     if pending.is_empty() {
-        return Ok(pending);
+        return Ok(());
     }
     let users: Vec<Uuid> = pending.iter().map(|p| p.user_id).collect();
-    expire_stale_holds(db, policy, event.id, &users, now).await?;
-    let owned = owned_tickets(db, event.id, &users).await?;
-    Ok(pending
-        .into_iter()
-        .filter(|request| {
-            let have = owned.get(&request.user_id).copied().unwrap_or(0);
-            match within_cap(event, have, request.quantity as u32) {
-                Ok(()) => true,
-                Err(refusal) => {
-                    outcomes[request.index] = Some(Err(refusal));
-                    false
-                }
-            }
-        })
-        .collect())
+    expire_stale_holds(db, policy, event.id, &users, now).await
 }
 
 /// Inserts the rows, skipping any that would break a unique index (`ON CONFLICT DO NOTHING`, with no
@@ -369,6 +417,7 @@ mod tests {
                             seen.lock().expect("not poisoned").push(n);
                             let _ = reply.send(size);
                         }
+                        None
                     }
                 })
                 .await
@@ -383,12 +432,78 @@ mod tests {
         // The lane task had not run before all five were queued (single-threaded test runtime).
         assert_eq!(sizes, vec![5; 5]);
         assert_eq!(*seen.lock().expect("not poisoned"), vec![0, 1, 2, 3, 4]);
-        assert_eq!(
-            lanes.stats(),
-            CoalescingStats {
-                batches: 1,
-                requests: 5
+        let stats = lanes.stats();
+        assert_eq!((stats.batches, stats.requests), (1, 5));
+    }
+
+    /// Waits (up to two seconds) until `served` reaches `count`.
+    async fn served_reaches(served: &AtomicU64, count: u64) -> bool {
+        for _ in 0..2000 {
+            if served.load(Ordering::SeqCst) >= count {
+                return true;
             }
-        );
+            tokio::time::sleep(StdDuration::from_millis(1)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_lane_serves_the_next_batch_while_tails_run_but_never_more_tails_than_its_depth() {
+        let lanes: Arc<Lanes<oneshot::Sender<()>>> = Lanes::new();
+        let id = Uuid::new_v4();
+        // Tails finish only when a permit is added here.
+        let release = Arc::new(Semaphore::new(0));
+        let served = Arc::new(AtomicU64::new(0));
+        let serve = {
+            let (release, served) = (Arc::clone(&release), Arc::clone(&served));
+            move |batch: Vec<oneshot::Sender<()>>| {
+                let (release, served) = (Arc::clone(&release), Arc::clone(&served));
+                async move {
+                    served.fetch_add(1, Ordering::SeqCst);
+                    let tail: Tail = Box::pin(async move {
+                        if let Ok(permit) = release.acquire().await {
+                            permit.forget();
+                        }
+                        for reply in batch {
+                            let _ = reply.send(());
+                        }
+                    });
+                    Some(tail)
+                }
+            }
+        };
+        let mut answers = Vec::new();
+        // Each request is its own batch: the next is sent once the previous was served.
+        for n in 1..=PIPELINE_DEPTH as u64 + 1 {
+            let (reply, answer) = oneshot::channel();
+            lanes
+                .submit(id, reply, serve.clone())
+                .await
+                .expect("queued");
+            answers.push(answer);
+            assert!(
+                served_reaches(&served, n).await,
+                "batch {n} is served while {} tails run",
+                n - 1
+            );
+        }
+        // The last batch's tail waits for a free place: the lane takes nothing new meanwhile.
+        let (reply, answer) = oneshot::channel();
+        lanes
+            .submit(id, reply, serve.clone())
+            .await
+            .expect("queued");
+        answers.push(answer);
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+        assert_eq!(served.load(Ordering::SeqCst), PIPELINE_DEPTH as u64 + 1);
+        release.add_permits(1);
+        assert!(served_reaches(&served, PIPELINE_DEPTH as u64 + 2).await);
+        release.add_permits(answers.len());
+        for answer in answers {
+            tokio::time::timeout(StdDuration::from_secs(2), answer)
+                .await
+                .expect("every tail answers")
+                .expect("answered");
+        }
     }
 }

@@ -39,12 +39,12 @@ use crate::booking::best_available::{self, Candidate};
 use crate::booking::coalesce::BookingPath;
 use crate::booking::idempotency::{self, IdempotencyKey};
 use crate::booking::lanes::{
-    CoalescingStats, Lanes, Outcomes, Pending, answer_all, forget_keys, insert_skipping_conflicts,
-    within_user_caps,
+    CoalescingStats, Lanes, Outcomes, Pending, Tail, answer_all, expire_their_stale_holds,
+    forget_keys, insert_skipping_conflicts, within_user_caps,
 };
 use crate::booking::service::{
     self, BestAvailable, Buyer, CANDIDATE_WINDOW, HoldPolicy, ONE_ACTIVE_HOLD, adjust_tiers,
-    candidate_seats, event_selling, lock_free_seats, new_hold,
+    candidate_seats, event_selling, lock_free_seats, new_hold, no_fit,
 };
 use crate::error::{AppError, AppResult};
 use crate::events::changelog;
@@ -147,7 +147,7 @@ impl SeatHolding {
                 },
                 move |batch| {
                     let holding = holding.clone();
-                    async move { hold_batch(&holding.inner, event_id, batch).await }
+                    async move { hold_batch(holding.inner, event_id, batch).await }
                 },
             )
             .await?;
@@ -163,20 +163,24 @@ impl SeatHolding {
     }
 }
 
-async fn hold_batch(inner: &Inner, event_id: Uuid, batch: Vec<Request>) {
+/// Places the batch; telling subscribers and answering the callers is left to the tail, so the lane
+/// can take the next batch meanwhile.
+async fn hold_batch(inner: Arc<Inner>, event_id: Uuid, batch: Vec<Request>) -> Option<Tail> {
     let (requests, replies): (Vec<_>, Vec<_>) = batch
         .into_iter()
         .map(|r| ((r.buyer, r.wanted, r.key, r.request_hash), r.reply))
         .unzip();
-    let outcomes = hold_all(inner, event_id, &requests).await;
-    // One message for the whole batch: subscribers read the seats' changes from the change log.
-    let held_any = outcomes
-        .as_ref()
-        .is_ok_and(|outcomes| outcomes.iter().any(|o| matches!(o, Some(Ok(Some(_))))));
-    if held_any {
-        inventory_changed(&inner.bus, event_id).await;
-    }
-    answer_all(replies, outcomes, "best-available", event_id);
+    let outcomes = hold_all(&inner, event_id, &requests).await;
+    Some(Box::pin(async move {
+        // One message for the whole batch: subscribers read the seats' changes from the change log.
+        let held_any = outcomes
+            .as_ref()
+            .is_ok_and(|outcomes| outcomes.iter().any(|o| matches!(o, Some(Ok(Some(_))))));
+        if held_any {
+            inventory_changed(&inner.bus, event_id).await;
+        }
+        answer_all(replies, outcomes, "best-available", event_id);
+    }))
 }
 
 type Wanted = (Buyer, BestAvailable, IdempotencyKey, String);
@@ -201,7 +205,7 @@ async fn hold_all(
             Err(refusal) => outcomes[index] = Some(Err(refusal)),
         }
     }
-    let pending = within_user_caps(db, &inner.policy, &event, pending, &mut outcomes, now).await?;
+    expire_their_stale_holds(db, &inner.policy, &event, &pending, now).await?;
     if pending.is_empty() {
         return Ok(outcomes);
     }
@@ -267,6 +271,12 @@ struct Placing {
     hold: hold::Model,
     key: idempotency_key::Model,
     seats: Vec<Uuid>,
+}
+
+impl AsRef<Pending> for Placing {
+    fn as_ref(&self) -> &Pending {
+        &self.request
+    }
 }
 
 /// Inside the batch's transaction: keys, holds, seats chosen and locked, rows updated. Every request
@@ -337,10 +347,13 @@ async fn place(
             unused_keys.push(key.id);
         }
     }
+    // Counted after the holds are in, as `service::check_user_cap` explains.
+    let (placing, over_cap) = within_user_caps(txn, event, placing, outcomes).await?;
+    let mut dropped_holds: Vec<Uuid> = over_cap.iter().map(|placing| placing.hold.id).collect();
+    unused_keys.extend(over_cap.iter().map(|placing| placing.key.id));
 
     let (placed, seat_tiers, unplaced) =
         choose_and_lock(txn, event.id, requests, placing, pools).await?;
-    let mut dropped_holds = Vec::new();
     for (placing, refusal) in unplaced {
         outcomes[placing.request.index] = Some(refusal);
         dropped_holds.push(placing.hold.id);
@@ -393,12 +406,13 @@ async fn choose_and_lock(
 ) -> AppResult<Choice> {
     let mut placed = Vec::new();
     let mut unplaced = Vec::new();
-    // Seats locked by this batch: their tier, and whether a request has them.
+    // Seats this batch has locked, with their tier.
     let mut locked: HashMap<Uuid, Uuid> = HashMap::new();
+    // Seats chosen for a request of this batch.
     let mut given: HashSet<Uuid> = HashSet::new();
     // Seats someone outside the batch has: never offered again.
     let mut gone: HashSet<Uuid> = HashSet::new();
-    for round in 0..ROUNDS {
+    for _ in 0..ROUNDS {
         if waiting.is_empty() {
             break;
         }
@@ -406,6 +420,8 @@ async fn choose_and_lock(
             pool.seats.retain(|seat| !gone.contains(&seat.seat_id));
         }
         let mut chosen_now = Vec::new();
+        // Requests the whole free house does not fit. Sold out, unless seats come back this round.
+        let mut unfitting = Vec::new();
         for mut placing in std::mem::take(&mut waiting) {
             let wanted = &requests[placing.request.index].1;
             let Some(pool) = pools.get(&filter_of(wanted)) else {
@@ -431,15 +447,7 @@ async fn choose_and_lock(
                     placing.seats = seats;
                     chosen_now.push(placing);
                 }
-                None if pool.complete && round == 0 => {
-                    let quantity = placing.request.quantity;
-                    let refusal = AppError::SoldOut(if wanted.adjacent {
-                        format!("no {quantity} adjacent seats are free")
-                    } else {
-                        format!("fewer than {quantity} seats are free")
-                    });
-                    unplaced.push((placing, Err(refusal)));
-                }
+                None if pool.complete => unfitting.push(placing),
                 // Seats beyond the window, or freed since: the one-at-a-time path reads again.
                 None => unplaced.push((placing, Ok(None))),
             }
@@ -454,6 +462,7 @@ async fn choose_and_lock(
             locked.insert(seat, tier);
         }
         gone.extend(to_lock.iter().filter(|seat| !locked.contains_key(seat)));
+        let mut given_back = false;
         for placing in chosen_now {
             if placing.seats.iter().all(|seat| locked.contains_key(seat)) {
                 placed.push(placing);
@@ -462,8 +471,20 @@ async fn choose_and_lock(
                 for seat in &placing.seats {
                     given.remove(seat);
                 }
+                given_back = true;
                 waiting.push(placing);
             }
+        }
+        if given_back {
+            // A returned seat may complete a request that did not fit; arrival order decides again.
+            waiting.extend(unfitting);
+            waiting.sort_by_key(|placing| placing.request.index);
+        } else {
+            unplaced.extend(unfitting.into_iter().map(|placing| {
+                let wanted = &requests[placing.request.index].1;
+                let refusal = no_fit(placing.request.quantity as usize, wanted.adjacent);
+                (placing, Err(refusal))
+            }));
         }
     }
     unplaced.extend(waiting.into_iter().map(|placing| (placing, Ok(None))));

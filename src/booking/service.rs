@@ -187,7 +187,8 @@ pub(crate) async fn event_selling(
 }
 
 /// Refuses a request that would take the user past the event's per-user cap (valid tickets already
-/// owned plus this request).
+/// owned plus this request). Call it after inserting the request's hold: the one-active-hold index made
+/// that insert wait for any booking of the same user still in flight, so its tickets are counted.
 async fn check_user_cap(
     db: &impl ConnectionTrait,
     event: &event::Model,
@@ -340,7 +341,6 @@ pub async fn hold_tickets(
     expire_stale_holds(db, policy, tier.event_id, &[user_id], now).await?;
     let txn = db.begin().await?;
     let event = event_on_sale(&txn, tier.event_id, &buyer, now).await?;
-    check_user_cap(&txn, &event, user_id, quantity.get()).await?;
     let hold = new_hold(
         user_id,
         event.id,
@@ -352,6 +352,7 @@ pub async fn hold_tickets(
     .insert(&txn)
     .await
     .map_err(|err| AppError::on_constraint(err, &[ONE_ACTIVE_HOLD]))?;
+    check_user_cap(&txn, &event, user_id, quantity.get()).await?;
     let taken = TicketTier::update_many()
         .col_expr(
             ticket_tier::Column::Available,
@@ -405,7 +406,6 @@ pub async fn hold_seats(
     expire_stale_holds(db, policy, event_id, &[user_id], now).await?;
     let txn = db.begin().await?;
     let event = event_on_sale(&txn, event_id, &buyer, now).await?;
-    check_user_cap(&txn, &event, user_id, seat_ids.len() as u32).await?;
 
     // Lock the requested seats in seat_id order: the same order everywhere, so no deadlock.
     let mut select = Query::select();
@@ -450,6 +450,7 @@ pub async fn hold_seats(
         .insert(&txn)
         .await
         .map_err(|err| AppError::on_constraint(err, &[ONE_ACTIVE_HOLD]))?;
+    check_user_cap(&txn, &event, user_id, seat_ids.len() as u32).await?;
     take_seats(
         &txn,
         event_id,
@@ -606,12 +607,12 @@ pub async fn hold_best_available(
     expire_stale_holds(db, policy, request.event_id, &[user_id], now).await?;
     let txn = db.begin().await?;
     let event = event_on_sale(&txn, request.event_id, &buyer, now).await?;
-    check_user_cap(&txn, &event, user_id, request.quantity.get()).await?;
     let quantity = request.quantity.get() as usize;
     let hold = new_hold(user_id, event.id, None, quantity as i32, policy, now)
         .insert(&txn)
         .await
         .map_err(|err| AppError::on_constraint(err, &[ONE_ACTIVE_HOLD]))?;
+    check_user_cap(&txn, &event, user_id, request.quantity.get()).await?;
     let mut contended: Vec<Uuid> = Vec::new();
     for attempt in 0..BEST_AVAILABLE_ATTEMPTS {
         let candidates = candidate_seats(&txn, request, &contended, CANDIDATE_WINDOW).await?;
@@ -639,16 +640,21 @@ pub async fn hold_best_available(
         );
     }
     if contended.is_empty() {
-        Err(AppError::SoldOut(if request.adjacent {
-            format!("no {quantity} adjacent seats are free")
-        } else {
-            format!("fewer than {quantity} seats are free")
-        }))
+        Err(no_fit(quantity, request.adjacent))
     } else {
         Err(AppError::Conflict(
             "seats are being taken faster than they can be held; try again".into(),
         ))
     }
+}
+
+/// The refusal for a best-available request that no set of free seats fits.
+pub(crate) fn no_fit(quantity: usize, adjacent: bool) -> AppError {
+    AppError::SoldOut(if adjacent {
+        format!("no {quantity} adjacent seats are free")
+    } else {
+        format!("fewer than {quantity} seats are free")
+    })
 }
 
 /// Locks those of `seat_ids` that are free and not locked by anyone else (PostgreSQL), in seat order.

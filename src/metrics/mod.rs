@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 use sea_orm::{DatabaseConnection, DbBackend};
 
@@ -67,6 +67,9 @@ struct Sampled {
     pool_idle: IntGauge,
     pool_max: IntGauge,
     statements: IntCounter,
+    lane_batches: IntCounterVec,
+    lane_requests: IntCounterVec,
+    lane_busy_seconds: CounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -95,6 +98,13 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
     register(
         registry,
         IntCounterVec::new(Opts::new(name, help), labels).expect("a valid counter definition"),
+    )
+}
+
+fn float_counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> CounterVec {
+    register(
+        registry,
+        CounterVec::new(Opts::new(name, help), labels).expect("a valid counter definition"),
     )
 }
 
@@ -158,6 +168,24 @@ impl Metrics {
             pool_idle: gauge(r, "db_pool_idle_connections", "idle database connections"),
             pool_max: gauge(r, "db_pool_max_connections", "database pool size limit"),
             statements: counter(r, "db_statements_total", "SQL statements executed"),
+            lane_batches: counter_vec(
+                r,
+                "booking_lane_batches_total",
+                "batches served by the booking lanes (tier: bookTickets, seats: holdBestAvailable)",
+                &["lane"],
+            ),
+            lane_requests: counter_vec(
+                r,
+                "booking_lane_requests_total",
+                "requests served by the booking lanes; divided by batches, the mean batch size",
+                &["lane"],
+            ),
+            lane_busy_seconds: float_counter_vec(
+                r,
+                "booking_lane_busy_seconds_total",
+                "time the booking lanes spent serving batches, summed over lanes",
+                &["lane"],
+            ),
         };
         Self(Arc::new(Inner {
             operation_seconds,
@@ -265,6 +293,16 @@ impl Metrics {
         set_counter(&s.bus_resyncs, bus.resyncs);
         s.bus_backlog.set(to_i64(bus.backlog as u64));
         set_counter(&s.statements, state.statements.get());
+        for (lane, stats) in [
+            ("tier", state.direct_booking.stats()),
+            ("seats", state.seat_holding.stats()),
+        ] {
+            set_counter(&s.lane_batches.with_label_values(&[lane]), stats.batches);
+            set_counter(&s.lane_requests.with_label_values(&[lane]), stats.requests);
+            let busy = s.lane_busy_seconds.with_label_values(&[lane]);
+            busy.reset();
+            busy.inc_by(stats.busy.as_secs_f64());
+        }
         let (size, idle) = pool_use(&state.db);
         s.pool_size.set(i64::from(size));
         s.pool_idle.set(to_i64(idle as u64));

@@ -231,6 +231,61 @@ async fn a_batch_answers_every_buyer_with_their_own_outcome() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_buyers_racing_bookings_never_pass_the_per_person_cap() {
+    for path in [BookingPath::Coalesced, BookingPath::Simple] {
+        let app = TestApp::spawn_with(Options {
+            booking_path: Some(path),
+            // The tabs retry quickly; the per-user mutation limit is not what is under test.
+            mutations_per_minute: Some(100_000),
+            ..Options::default()
+        })
+        .await;
+        let event = create_event_shaped(
+            &app,
+            "Capped",
+            5,
+            Shape {
+                max_tickets_per_user: 5,
+                ..Shape::default()
+            },
+        )
+        .await;
+        let tiers = tiers(&app, event.event_id).await;
+        let buyer = app.buyers(1).await.remove(0);
+        // Eight tabs of one buyer, each asking for 3 of at most 5; a tab told CONFLICT (another of
+        // its bookings is in flight) tries again, so later tries meet the first one converting.
+        let results = futures::future::join_all((0..8).map(|_| {
+            let (app, buyer) = (&app, &buyer);
+            let input = json!({ "input": { "tierId": tiers.standing, "quantity": 3, "paymentToken": "tok_visa", "idempotencyKey": key() } });
+            async move {
+                let mut answer = app.graphql_as(buyer, BOOK, input.clone()).await;
+                for _ in 0..50 {
+                    let code = answer.get("errors").map(|_| error_code(&answer));
+                    if !matches!(code.as_deref(), Some("CONFLICT" | "SERVER_BUSY")) {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    answer = app.graphql_as(buyer, BOOK, input.clone()).await;
+                }
+                answer
+            }
+        }))
+        .await;
+        let codes = count_codes(&results);
+        assert_eq!(codes.get("OK"), Some(&1), "{path:?}: {codes:?}");
+        assert_eq!(codes.get("LIMIT_EXCEEDED"), Some(&7), "{path:?}: {codes:?}");
+        let owned = entity::prelude::Ticket::find()
+            .filter(entity::ticket::Column::EventId.eq(event.event_id))
+            .filter(entity::ticket::Column::Status.eq(TicketStatus::Valid))
+            .count(&app.state.db)
+            .await
+            .expect("count");
+        assert_eq!(owned, 3, "{path:?}: one booking of 3, never a second");
+        check_books(&app, event.event_id).await;
+    }
+}
+
 /// 500 buyers race for 50 general-admission tickets on `path`; exactly 50 win, with an order each.
 async fn race_for_fifty(path: BookingPath, buyers: usize) -> TestApp {
     let app = TestApp::spawn_with(Options {
