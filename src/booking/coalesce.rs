@@ -4,13 +4,19 @@
 //! for the previous commit. Here each tier has a *lane*: buyers queue on it and the lane takes
 //! everything waiting as one batch, so one pair of transactions serves the whole batch:
 //!
-//! 1. **reserve**: one multi-row insert of holds, then the tier row locked, stock allocated in arrival
-//!    order (each buyer gets all they asked for or SOLD_OUT; a smaller later request may still fit),
-//!    one update of the tier; the holds that got nothing are deleted before commit;
+//! 1. **reserve**: one multi-row insert of holds, the per-person cap counted for the buyers whose hold
+//!    went in, then the tier row locked, stock allocated in arrival order (each buyer gets all they
+//!    asked for or SOLD_OUT; a smaller later request may still fit), one update of the tier; the holds
+//!    that got nothing are deleted before commit;
 //! 2. the payments, with no transaction open;
 //! 3. **convert**: one conditional update turns the paid holds into `converted` (a hold the sweeper
 //!    expired meanwhile is refunded, HOLD_EXPIRED), then multi-row inserts of orders, lines, tickets
 //!    and payments. Declined payments release their holds at once.
+//!
+//! Only the reserve goes in arrival order: steps 2 and 3 are the batch's tail, which runs while the
+//! lane reserves for the next batches (a few tails at once, see `lanes`). A buyer with a booking still
+//! converting cannot slip past the cap: their next hold insert waits on the one-active-hold index
+//! until that conversion commits, and the cap is counted after it.
 //!
 //! Every guarantee of the one-transaction path holds: the CHECK on the tier and the one-active-hold
 //! index stay the last guard; a crash between the steps leaves holds that expire and give the stock
@@ -261,7 +267,7 @@ async fn book_batch(inner: Arc<Inner>, tier_id: Uuid, batch: Vec<Request>) -> Op
         } = reservation;
         let reserved_count = reserved.len();
         let paid = pay(&inner, &tier, &requests, reserved, &mut outcomes).await;
-        let converted = convert(&inner, &tier, &event, paid, &mut outcomes)
+        let converted = convert(&inner, &tier, paid, &mut outcomes)
             .await
             .map(|()| outcomes);
         // One message for the whole batch, after any declined payment gave its stock back:
@@ -593,14 +599,13 @@ async fn release(inner: &Inner, holds: &[Uuid]) -> AppResult<()> {
 async fn convert(
     inner: &Inner,
     tier: &ticket_tier::Model,
-    event: &event::Model,
     paid: Vec<Paid>,
     outcomes: &mut Outcomes,
 ) -> AppResult<()> {
     if paid.is_empty() {
         return Ok(());
     }
-    match write_orders(inner, tier, event, &paid).await {
+    match write_orders(inner, tier, &paid).await {
         Ok(mut orders) => {
             for charge in paid {
                 let index = charge.reserved.request.index;
@@ -650,7 +655,6 @@ struct ConvertedHold {
 async fn write_orders(
     inner: &Inner,
     tier: &ticket_tier::Model,
-    event: &event::Model,
     paid: &[Paid],
 ) -> AppResult<HashMap<Uuid, order::Model>> {
     let now = Utc::now();
@@ -747,7 +751,9 @@ async fn write_orders(
         )
         .exec_without_returning(&txn)
         .await?;
-        changelog::record(&txn, event.id, &[], now).await?;
+        // No change-log entry: the reserve logged the stock taken, and a general-admission hold
+        // becoming an order changes nothing a subscriber sees. Taking the event's sequence row here
+        // would also make the next batch's reserve wait for this commit.
     }
     txn.commit().await?;
     Ok(orders)
