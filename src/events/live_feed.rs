@@ -10,21 +10,29 @@
 //! broadcast. A new or lagging subscriber takes its snapshot from there, shared, instead of reading
 //! every seat from the database itself: with thousands of subscribers that read was a stampede of
 //! full-table queries and one private copy of the map per client. Batches hold their seats behind an
-//! `Arc`, so every subscriber of a batch shares one list too.
+//! `Arc`, so every subscriber of a batch shares one list too. The feed keeps the event's stock counts
+//! the same way, so a new `availabilityChanged` subscriber reads nothing from the database either.
+//!
+//! Nothing a subscriber needs to start takes a pool connection of its own: the visibility check goes
+//! through [`EventReads`], one read per event for everybody waiting. A crowd of thousands connecting at
+//! once used to queue thousands of reads on the pool; with the workers busy sending snapshots, the
+//! connections came back too slowly and most of the crowd was refused with SERVER_BUSY.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use entity::event_seat;
 use entity::prelude::*;
+use entity::{event, event_seat};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::auth::Viewer;
 use crate::error::AppResult;
 use crate::events::changelog::{self, SeatState};
+use crate::events::event_reads::EventReads;
 use crate::events::service::{self, SectionAvailability};
 use crate::live::{Bus, LiveMessage};
 
@@ -49,9 +57,11 @@ pub struct SeatSnapshot {
     pub seats: Arc<[SeatState]>,
 }
 
-/// The seat map a feed keeps current.
+/// The seat map and stock counts a feed keeps current.
 struct SeatMap {
     seq: i64,
+    /// The counts as of the last batch (or the load), shared by the subscribers that start from them.
+    availability: Arc<Availability>,
     seats: Vec<SeatState>,
     index: HashMap<Uuid, usize>,
     /// The snapshot of `seq`, built on first demand and shared until the next batch.
@@ -59,11 +69,12 @@ struct SeatMap {
 }
 
 impl SeatMap {
-    /// Reads the map. The number first: a change committed between the two reads shows in the seats
-    /// and is applied again by the next batch, which is harmless because a change states a seat's
-    /// status, not a transition.
+    /// Reads the map. The number first (it comes with the counts): a change committed after it shows
+    /// in the counts or seats and is applied again by the next batch, which is harmless because a
+    /// change states a seat's status, not a transition, and a batch restates every count.
     async fn load(db: &DatabaseConnection, event_id: Uuid) -> AppResult<Self> {
-        let seq = changelog::current_seq(db, event_id).await?;
+        let availability = availability(db, event_id).await?;
+        let seq = availability.seq;
         let seats: Vec<SeatState> = EventSeat::find()
             .filter(event_seat::Column::EventId.eq(event_id))
             .all(db)
@@ -83,6 +94,7 @@ impl SeatMap {
             .collect();
         Ok(Self {
             seq,
+            availability: Arc::new(availability),
             seats,
             index,
             snapshot: None,
@@ -102,6 +114,7 @@ impl SeatMap {
             }
         }
         self.seq = batch.to_seq;
+        self.availability = Arc::new(batch.availability.clone());
         self.snapshot = None;
     }
 
@@ -167,6 +180,11 @@ impl Feed {
     pub fn snapshot(&self) -> Arc<SeatSnapshot> {
         lock(&self.seat_map).snapshot()
     }
+
+    /// The stock counts as of the last batch broadcast; subscribe first, as for a snapshot.
+    pub fn availability(&self) -> Arc<Availability> {
+        Arc::clone(&lock(&self.seat_map).availability)
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -190,12 +208,15 @@ pub struct SeatFeeds {
     /// Held while a feed starts, so a crowd connecting at once loads the seat map once, not once
     /// per client. Feeds start rarely; one at a time is enough.
     starting: Arc<tokio::sync::Mutex<()>>,
+    /// Event rows for the visibility check of new subscribers, one read for all who wait.
+    events: EventReads,
 }
 
 impl SeatFeeds {
     /// Starts the dispatcher that routes bus messages to feeds.
     pub fn start(db: DatabaseConnection, bus: &Bus, coalesce: Duration) -> Self {
         let feeds = Self {
+            events: EventReads::new(db.clone()),
             db,
             coalesce,
             feeds: Arc::new(Mutex::new(HashMap::new())),
@@ -246,6 +267,16 @@ impl SeatFeeds {
             }
             None => feeds.values().for_each(wake),
         }
+    }
+
+    /// The event, if `viewer` may follow it: the rule of [`service::visible_event`] on a row read
+    /// after this call began, shared with every other subscriber asking at the same time.
+    pub async fn visible_event(
+        &self,
+        viewer: Option<&Viewer>,
+        event_id: Uuid,
+    ) -> AppResult<event::Model> {
+        service::visible_event(self.events.find(event_id).await?, viewer)
     }
 
     /// The feed of an event, started if this instance has none yet.

@@ -5,6 +5,7 @@
 //! of every reserved section the event sells, in the same transaction that flips the status.
 
 pub mod changelog;
+pub mod event_reads;
 pub mod graphql;
 pub mod live_feed;
 pub mod loaders;

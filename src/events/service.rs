@@ -115,10 +115,16 @@ pub async fn find_visible_event(
     viewer: Option<&Viewer>,
     id: Uuid,
 ) -> AppResult<event::Model> {
-    let event = Event::find_by_id(id)
-        .one(db)
-        .await?
-        .ok_or(AppError::NotFound("event"))?;
+    visible_event(Event::find_by_id(id).one(db).await?, viewer)
+}
+
+/// The rule of [`find_visible_event`] applied to a row already read (`None`: no such event), for
+/// callers that share one read among many viewers.
+pub fn visible_event(
+    event: Option<event::Model>,
+    viewer: Option<&Viewer>,
+) -> AppResult<event::Model> {
+    let event = event.ok_or(AppError::NotFound("event"))?;
     let visible = PUBLIC_STATUSES.contains(&event.status)
         || viewer.is_some_and(|viewer| viewer.ensure_owner(event.organizer_id, "event").is_ok());
     if visible {

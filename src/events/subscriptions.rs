@@ -11,8 +11,7 @@ use uuid::Uuid;
 use crate::error::AppResult;
 use crate::events::changelog::{self, SeatState};
 use crate::events::graphql::{SeatStatus, SectionAvailability};
-use crate::events::live_feed::{self, Availability, Feed, SeatSnapshot};
-use crate::events::service;
+use crate::events::live_feed::{Availability, Feed, SeatSnapshot};
 use crate::gql::{ContextExt, parse_id};
 
 /// What a seat-map message carries.
@@ -151,7 +150,9 @@ impl EventSubscription {
     ) -> Result<impl Stream<Item = SeatMapUpdate> + use<>> {
         let state = ctx.state().extend()?;
         let event_id = parse_id(&event_id, "eventId").extend()?;
-        service::find_visible_event(&state.db, ctx.viewer_opt(), event_id)
+        state
+            .feeds
+            .visible_event(ctx.viewer_opt(), event_id)
             .await
             .extend()?;
         let feed = state.feeds.feed(event_id).await.extend()?;
@@ -210,15 +211,16 @@ impl EventSubscription {
     ) -> Result<impl Stream<Item = AvailabilityUpdate> + use<>> {
         let state = ctx.state().extend()?;
         let event_id = parse_id(&event_id, "eventId").extend()?;
-        service::find_visible_event(&state.db, ctx.viewer_opt(), event_id)
+        state
+            .feeds
+            .visible_event(ctx.viewer_opt(), event_id)
             .await
             .extend()?;
         let feed = state.feeds.feed(event_id).await.extend()?;
         let mut batches = feed.subscribe();
-        let db = state.db.clone();
-        let first = live_feed::availability(&db, event_id).await.extend()?;
+        // The feed's counts, not a read of our own: a crowd subscribing at once shares them.
+        let first = feed.availability();
         Ok(async_stream::stream! {
-            let _feed = feed;
             let mut sent = first.seq;
             yield availability_update(event_id, &first);
             loop {
@@ -228,13 +230,11 @@ impl EventSubscription {
                         yield availability_update(event_id, &batch.availability);
                     }
                     Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => match live_feed::availability(&db, event_id).await {
-                        Ok(current) => {
-                            sent = current.seq;
-                            yield availability_update(event_id, &current);
-                        }
-                        Err(_) => break,
-                    },
+                    Err(RecvError::Lagged(_)) => {
+                        let current = feed.availability();
+                        sent = current.seq;
+                        yield availability_update(event_id, &current);
+                    }
                     Err(RecvError::Closed) => break,
                 }
             }

@@ -129,3 +129,112 @@ async fn legacy_graphql_ws_clients_receive_subscription_data() {
     assert!(message["payload"]["data"]["heartbeat"].is_string());
     send(&mut socket, json!({ "id": "7", "type": "stop" })).await;
 }
+
+mod crowd {
+    use futures::future::join_all;
+    use serde_json::{Value, json};
+
+    use super::{Socket, connect, next_message, send};
+    use crate::helpers::{TestApp, create_draft_event, create_small_event, error_code, hand_over};
+
+    const SEAT_MAP: &str =
+        "subscription($e: ID!) { seatMapChanged(eventId: $e) { kind seats { seatId status } } }";
+    const AVAILABILITY: &str =
+        "subscription($e: ID!) { availabilityChanged(eventId: $e) { tiers { available } } }";
+
+    async fn subscribe(socket: &mut Socket, query: &str, event_id: uuid::Uuid) {
+        send(
+            socket,
+            json!({ "id": "1", "type": "subscribe",
+                    "payload": { "query": query, "variables": { "e": event_id } } }),
+        )
+        .await;
+    }
+
+    /// The payload of a subscription's first message, or the failure in its place.
+    fn first_data(message: &Value) -> Result<&Value, String> {
+        if message["type"] == "next" && message["payload"].get("errors").is_none() {
+            Ok(&message["payload"]["data"])
+        } else {
+            Err(message.to_string())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crowd_subscribing_to_one_event_at_once_all_get_their_first_message() {
+        const CROWD: usize = 200;
+        let app = TestApp::spawn().await;
+        let event = create_small_event(&app, "Crowd", 10).await;
+        // Everybody connects first, so the subscriptions themselves arrive together.
+        let mut sockets =
+            join_all((0..CROWD).map(|_| connect(&app, "graphql-transport-ws", json!({})))).await;
+        let statements_before = app.statements();
+        for (at, socket) in sockets.iter_mut().enumerate() {
+            let query = if at % 2 == 0 { SEAT_MAP } else { AVAILABILITY };
+            subscribe(socket, query, event.event_id).await;
+        }
+        let firsts = join_all(sockets.iter_mut().map(next_message)).await;
+        let statements = app.statements() - statements_before;
+
+        let refused: Vec<String> = firsts
+            .iter()
+            .filter_map(|first| first_data(first).err())
+            .collect();
+        assert!(
+            refused.is_empty(),
+            "{} refused: {:?}",
+            refused.len(),
+            &refused[..1]
+        );
+        for (at, first) in firsts.iter().enumerate() {
+            let data = first_data(first).unwrap_or(&Value::Null);
+            if at % 2 == 0 {
+                assert_eq!(data["seatMapChanged"]["kind"], "SNAPSHOT", "{first}");
+                assert_eq!(
+                    data["seatMapChanged"]["seats"].as_array().map(Vec::len),
+                    Some(12)
+                );
+            } else {
+                assert!(data["availabilityChanged"]["tiers"].is_array(), "{first}");
+            }
+        }
+        // One read per subscriber is what queued a crowd on the pool until it timed out: the crowd
+        // shares the event's row and the feed's state instead.
+        assert!(
+            statements < CROWD as u64,
+            "{statements} statements for {CROWD} subscribers"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_draft_event_can_be_followed_by_its_organizer_only() {
+        let app = TestApp::spawn().await;
+        let draft_id = create_draft_event(&app).await;
+        for query in [SEAT_MAP, AVAILABILITY] {
+            let mut stranger = connect(&app, "graphql-transport-ws", json!({})).await;
+            subscribe(&mut stranger, query, draft_id).await;
+            // A resolver's error comes as a `next` with errors; an `error` message carries a list.
+            let refusal = next_message(&mut stranger).await;
+            let errors = if refusal["type"] == "error" {
+                refusal["payload"].clone()
+            } else {
+                refusal["payload"]["errors"].clone()
+            };
+            assert_eq!(error_code(&json!({ "errors": errors })), "NOT_FOUND");
+        }
+
+        let organizer = app.organizer().await;
+        hand_over(&app, draft_id, organizer.user_id).await;
+        for query in [SEAT_MAP, AVAILABILITY] {
+            let mut socket = connect(
+                &app,
+                "graphql-transport-ws",
+                json!({ "token": organizer.access_token }),
+            )
+            .await;
+            subscribe(&mut socket, query, draft_id).await;
+            let first = next_message(&mut socket).await;
+            assert!(first_data(&first).is_ok(), "{first}");
+        }
+    }
+}

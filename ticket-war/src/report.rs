@@ -47,6 +47,7 @@ pub fn json(args: &Args, storm: &StormReport, watch: Option<&WatchReport>, audit
             "messages": w.messages,
             "resyncs": w.resyncs,
             "refused": w.refused,
+            "refused_codes": w.refused_codes,
             "delivery": percentiles(&w.delivery),
             "behind": w.behind,
         })),
@@ -152,6 +153,13 @@ pub fn table(report: &Value) -> String {
                 field(&["subscribers", "behind"])
             ),
         );
+        for (code, n) in report["subscribers"]["refused_codes"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            line(&mut out, &format!("  refused {code}"), n.to_string());
+        }
         latency(&mut out, "delivery", &["subscribers", "delivery"]);
     }
     line(

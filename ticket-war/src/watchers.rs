@@ -1,5 +1,6 @@
 //! Live subscribers during the storm: how long a change takes from its answer to a client.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +23,9 @@ pub struct WatchReport {
     /// Subscriptions the server answered with an error (SERVER_BUSY at connect, say) instead of data:
     /// they were connected but never followed the event.
     pub refused: u64,
+    /// The refusals by the `extensions.code` of their first error (`NO_CODE` when it had none,
+    /// `COMPLETED` when the server ended the subscription without an error), so a report says why.
+    pub refused_codes: BTreeMap<String, u64>,
     /// From a seat's hold being answered (seat modes) or the last ticket being confirmed (ga mode)
     /// to a subscriber receiving the change, in microseconds.
     pub delivery: Histogram<u64>,
@@ -35,6 +39,7 @@ pub struct Watchers {
     messages: Arc<AtomicU64>,
     resyncs: Arc<AtomicU64>,
     refused: Arc<AtomicU64>,
+    refused_codes: Arc<std::sync::Mutex<BTreeMap<String, u64>>>,
     delivery: Arc<std::sync::Mutex<Histogram<u64>>>,
 }
 
@@ -52,6 +57,7 @@ pub async fn start(
         messages: Arc::new(AtomicU64::new(0)),
         resyncs: Arc::new(AtomicU64::new(0)),
         refused: Arc::new(AtomicU64::new(0)),
+        refused_codes: Arc::default(),
         delivery: Arc::new(std::sync::Mutex::new(new_histogram())),
     };
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(count.max(1));
@@ -62,6 +68,7 @@ pub async fn start(
             messages: watchers.messages.clone(),
             resyncs: watchers.resyncs.clone(),
             refused: watchers.refused.clone(),
+            refused_codes: watchers.refused_codes.clone(),
             delivery: watchers.delivery.clone(),
         };
         let ready = ready_tx.clone();
@@ -105,6 +112,7 @@ impl Watchers {
             messages: self.messages.load(Ordering::Relaxed),
             resyncs: self.resyncs.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
+            refused_codes: lock(&self.refused_codes).clone(),
             delivery: lock(&self.delivery).clone(),
             behind,
         }
@@ -117,6 +125,7 @@ struct Counters {
     messages: Arc<AtomicU64>,
     resyncs: Arc<AtomicU64>,
     refused: Arc<AtomicU64>,
+    refused_codes: Arc<std::sync::Mutex<BTreeMap<String, u64>>>,
     delivery: Arc<std::sync::Mutex<Histogram<u64>>>,
 }
 
@@ -134,6 +143,7 @@ async fn follow(
         messages,
         resyncs,
         refused,
+        refused_codes,
         delivery,
     } = counters;
     let mut request = url.into_client_request()?;
@@ -192,6 +202,9 @@ async fn follow(
             // up the storm's start.
             Some("next" | "error" | "complete") => {
                 refused.fetch_add(1, Ordering::Relaxed);
+                *lock(refused_codes)
+                    .entry(refusal_code(&message))
+                    .or_default() += 1;
                 return Ok(false);
             }
             _ => continue,
@@ -234,9 +247,51 @@ async fn follow(
     Ok(false)
 }
 
+/// The code a refusal carried: graphql-transport-ws sends an `error` message with a list of errors
+/// as its payload, or a `next` whose payload has `errors`; a bare `complete` has none.
+fn refusal_code(message: &Value) -> String {
+    let payload = &message["payload"];
+    let errors = if payload.is_array() {
+        payload
+    } else {
+        &payload["errors"]
+    };
+    match (
+        message["type"].as_str(),
+        errors[0]["extensions"]["code"].as_str(),
+    ) {
+        (_, Some(code)) => code.to_owned(),
+        (Some("complete"), None) => "COMPLETED".to_owned(),
+        (_, None) => "NO_CODE".to_owned(),
+    }
+}
+
 fn record(histogram: &std::sync::Mutex<Histogram<u64>>, latency: Duration) {
     let micros = u64::try_from(latency.as_micros())
         .unwrap_or(u64::MAX)
         .max(1);
     let _ = lock(histogram).record(micros);
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::refusal_code;
+
+    #[test]
+    fn a_refusal_is_counted_under_the_code_it_carried() {
+        let error = json!({ "id": "w", "type": "error",
+            "payload": [{ "message": "busy", "extensions": { "code": "SERVER_BUSY" } }] });
+        assert_eq!(refusal_code(&error), "SERVER_BUSY");
+        let next = json!({ "id": "w", "type": "next",
+            "payload": { "data": null, "errors": [{ "message": "no", "extensions": { "code": "NOT_FOUND" } }] } });
+        assert_eq!(refusal_code(&next), "NOT_FOUND");
+        let bare = json!({ "id": "w", "type": "error", "payload": [{ "message": "parse error" }] });
+        assert_eq!(refusal_code(&bare), "NO_CODE");
+        assert_eq!(
+            refusal_code(&json!({ "id": "w", "type": "complete" })),
+            "COMPLETED"
+        );
+    }
 }
