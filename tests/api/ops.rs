@@ -114,6 +114,32 @@ async fn a_booking_shows_in_the_booking_counter_and_its_latency_histogram() {
         Some(1.0)
     );
     assert!(sample(&after, "seatstorm_db_statements_total", &[]).is_some_and(|n| n > 0.0));
+    // The booking went through the tier's lane, a batch of one; no best-available hold was asked for.
+    let tier_lane = [("lane", "tier")];
+    assert_eq!(
+        sample(&after, "seatstorm_booking_lane_batches_total", &tier_lane),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&after, "seatstorm_booking_lane_requests_total", &tier_lane),
+        Some(1.0)
+    );
+    assert!(
+        sample(
+            &after,
+            "seatstorm_booking_lane_busy_seconds_total",
+            &tier_lane
+        )
+        .is_some_and(|seconds| seconds > 0.0)
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "seatstorm_booking_lane_batches_total",
+            &[("lane", "seats")]
+        ),
+        Some(0.0)
+    );
     assert!(sample(&after, "seatstorm_db_pool_connections", &[]).is_some_and(|n| n >= 1.0));
     // Booking and holding each announce the inventory change on the bus.
     assert!(sample(&after, "seatstorm_bus_published_total", &[]).is_some_and(|n| n >= 2.0));
