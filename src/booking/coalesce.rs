@@ -478,7 +478,9 @@ struct TierStock {
     available: i32,
 }
 
-/// Locks the tier row (PostgreSQL; SQLite has one writer) and reads its stock.
+/// Locks the tier row (PostgreSQL; SQLite has one writer) and reads its stock. `FOR NO KEY UPDATE`,
+/// not `FOR UPDATE`: every ticket, line and hold insert of a batch still converting takes a key-share
+/// lock on this row through its foreign key, which `FOR UPDATE` would wait for.
 async fn lock_tier(txn: &DatabaseTransaction, tier_id: Uuid) -> AppResult<i32> {
     let mut select = Query::select();
     select
@@ -486,7 +488,7 @@ async fn lock_tier(txn: &DatabaseTransaction, tier_id: Uuid) -> AppResult<i32> {
         .from(TicketTier)
         .and_where(Expr::col(ticket_tier::Column::Id).eq(tier_id));
     if is_postgres(txn) {
-        select.lock(sea_orm::sea_query::LockType::Update);
+        select.lock(sea_orm::sea_query::LockType::NoKeyUpdate);
     }
     Ok(
         TierStock::find_by_statement(txn.get_database_backend().build(&select))

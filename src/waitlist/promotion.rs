@@ -414,7 +414,8 @@ async fn promote_event(
         .filter(ticket_tier::Column::Available.gt(0))
         .order_by_asc(ticket_tier::Column::Id);
     if postgres {
-        ga_tiers = ga_tiers.lock_exclusive();
+        // Not `FOR UPDATE`: that would also wait for every booking inserting rows that point at the tier.
+        ga_tiers = ga_tiers.lock(LockType::NoKeyUpdate);
     }
     let ga_tiers: BTreeSet<Uuid> = ga_tiers.all(&txn).await?.iter().map(|t| t.id).collect();
     let promotion =
