@@ -3,6 +3,7 @@
 //! Entities carry no API concerns (no GraphQL derives): the API exposes its own types built from these
 //! models, so a column such as `users.password_hash` can never become a field by accident.
 
+pub mod buyer_ticket_count;
 pub mod enums;
 pub mod event;
 pub mod event_queue;

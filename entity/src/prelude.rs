@@ -1,5 +1,6 @@
 //! Entity names for glob import: `use entity::prelude::*`.
 
+pub use crate::buyer_ticket_count::Entity as BuyerTicketCount;
 pub use crate::event::Entity as Event;
 pub use crate::event_queue::Entity as EventQueue;
 pub use crate::event_seat::Entity as EventSeat;

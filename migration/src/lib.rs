@@ -18,6 +18,7 @@ mod m20261122_000008_waitlist_offer_announcements;
 mod m20261122_000009_event_queues;
 mod m20261122_000010_waitlist_offer_index;
 mod m20261201_000011_orders_refund_due_index;
+mod m20261201_000012_buyer_ticket_counts;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000009_event_queues::Migration),
             Box::new(m20261122_000010_waitlist_offer_index::Migration),
             Box::new(m20261201_000011_orders_refund_due_index::Migration),
+            Box::new(m20261201_000012_buyer_ticket_counts::Migration),
         ]
     }
 }

@@ -9,10 +9,11 @@ use entity::enums::{
 };
 use entity::prelude::*;
 use entity::{
-    event, event_seat, hold, order, order_line, payment, seat, section, ticket, ticket_tier,
+    buyer_ticket_count, event, event_seat, hold, order, order_line, payment, seat, section, ticket,
+    ticket_tier,
 };
 use rand::RngCore;
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockBehavior, LockType, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
     EntityTrait, FromQueryResult, IntoActiveModel, QueryFilter, QuerySelect, Set, TransactionTrait,
@@ -210,47 +211,21 @@ pub(crate) fn within_cap(event: &event::Model, owned: i64, wanted: u32) -> AppRe
     Ok(())
 }
 
-#[derive(FromQueryResult)]
-struct Owned {
-    user_id: Uuid,
-    tickets: i64,
-}
-
-/// Valid tickets each of `users` owns for the event (users with none are absent).
+/// Valid tickets each of `users` owns for the event (users with none are absent), from the counts the
+/// ticket triggers keep in the same transactions that change tickets.
 pub(crate) async fn owned_tickets(
     db: &impl ConnectionTrait,
     event_id: Uuid,
     users: &[Uuid],
 ) -> AppResult<HashMap<Uuid, i64>> {
-    // The buyers' orders already pin the event: filtering tickets by event too makes PostgreSQL scan
-    // every ticket of the event, which grows with the on-sale.
-    let query = Query::select()
-        .expr_as(
-            Expr::col((Order, order::Column::UserId)),
-            Alias::new("user_id"),
-        )
-        .expr_as(
-            Expr::col((Ticket, ticket::Column::Id)).count(),
-            Alias::new("tickets"),
-        )
-        .from(Ticket)
-        .inner_join(
-            Order,
-            Expr::col((Order, order::Column::Id)).equals((Ticket, ticket::Column::OrderId)),
-        )
-        .and_where(Expr::col((Order, order::Column::EventId)).eq(event_id))
-        .and_where(Expr::col((Order, order::Column::UserId)).is_in(users.iter().copied()))
-        .and_where(Expr::col((Ticket, ticket::Column::Status)).eq(TicketStatus::Valid.as_str()))
-        .group_by_col((Order, order::Column::UserId))
-        .to_owned();
-    Ok(
-        Owned::find_by_statement(db.get_database_backend().build(&query))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|row| (row.user_id, row.tickets))
-            .collect(),
-    )
+    Ok(BuyerTicketCount::find()
+        .filter(buyer_ticket_count::Column::EventId.eq(event_id))
+        .filter(buyer_ticket_count::Column::UserId.is_in(users.iter().copied()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|count| (count.user_id, i64::from(count.valid_tickets)))
+        .collect())
 }
 
 /// Expires these users' own active holds on this event whose time is up, so a new hold is not

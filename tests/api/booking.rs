@@ -1,6 +1,6 @@
 //! Booking under contention, with many real HTTP clients, then the books are checked.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use entity::enums::{HoldStatus, SeatStatus, TicketStatus};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
@@ -123,7 +123,36 @@ pub async fn check_books(app: &TestApp, event_id: Uuid) -> Vec<(Uuid, i64)> {
         ticketed.len(),
         "every sold seat has exactly one valid ticket"
     );
+    check_buyer_counts(app, event_id, &tickets).await;
     sold_per_tier
+}
+
+/// The per-person cap reads each buyer's count kept by the ticket triggers: it must equal their valid
+/// tickets, whatever path sold, cancelled or restored them.
+async fn check_buyer_counts(app: &TestApp, event_id: Uuid, valid: &[entity::ticket::Model]) {
+    let db = &app.state.db;
+    let orders: HashMap<Uuid, Uuid> = entity::prelude::Order::find()
+        .filter(entity::order::Column::EventId.eq(event_id))
+        .all(db)
+        .await
+        .expect("orders")
+        .into_iter()
+        .map(|order| (order.id, order.user_id))
+        .collect();
+    let mut expected: HashMap<Uuid, i32> = HashMap::new();
+    for ticket in valid {
+        *expected.entry(orders[&ticket.order_id]).or_default() += 1;
+    }
+    let counted: HashMap<Uuid, i32> = entity::prelude::BuyerTicketCount::find()
+        .filter(entity::buyer_ticket_count::Column::EventId.eq(event_id))
+        .all(db)
+        .await
+        .expect("counts")
+        .into_iter()
+        .filter(|count| count.valid_tickets != 0)
+        .map(|count| (count.user_id, count.valid_tickets))
+        .collect();
+    assert_eq!(counted, expected, "buyer ticket counts agree with tickets");
 }
 
 fn count_codes(results: &[Value]) -> std::collections::BTreeMap<String, usize> {
@@ -1012,4 +1041,55 @@ async fn orders_are_listed_for_their_buyer_only() {
         .data_as(&buyers[1], "{ myHolds { id } }", json!({}))
         .await;
     assert_eq!(holds["myHolds"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_person_cap_follows_cancelled_reduced_and_restored_tickets() {
+    let app = TestApp::spawn().await;
+    let shape = Shape {
+        max_tickets_per_user: 4,
+        ..Shape::default()
+    };
+    let event = create_event_shaped(&app, "Cap Follows Tickets", 5, shape).await;
+    let standing = tiers(&app, event.event_id).await.standing;
+    let buyer = app.buyers(1).await.remove(0);
+    let book = |quantity: i32| {
+        let (app, buyer) = (&app, &buyer);
+        let input = json!({ "input": { "tierId": standing, "quantity": quantity, "paymentToken": "tok_visa", "idempotencyKey": key() } });
+        async move { app.graphql_as(buyer, BOOK, input).await }
+    };
+    let first = book(4).await;
+    let first_id = first["data"]["bookTickets"]["id"].clone();
+    let first_tickets = first["data"]["bookTickets"]["tickets"].clone();
+    assert_eq!(error_code(&book(1).await), "LIMIT_EXCEEDED");
+
+    app.data_as(
+        &buyer,
+        "mutation($o: ID!, $t: [ID!]!) { reduceOrder(orderId: $o, ticketIds: $t) { id } }",
+        json!({ "o": first_id, "t": [first_tickets[0]["id"], first_tickets[1]["id"]] }),
+    )
+    .await;
+    check_books(&app, event.event_id).await;
+    assert!(book(2).await.get("errors").is_none(), "two were given back");
+    assert_eq!(error_code(&book(1).await), "LIMIT_EXCEEDED");
+
+    app.data_as(
+        &buyer,
+        "mutation($o: ID!) { cancelOrder(orderId: $o) { id } }",
+        json!({ "o": first_id }),
+    )
+    .await;
+    check_books(&app, event.event_id).await;
+    app.data_as(
+        &buyer,
+        "mutation($o: ID!) { undoCancellation(orderId: $o) { id } }",
+        json!({ "o": first_id }),
+    )
+    .await;
+    check_books(&app, event.event_id).await;
+    assert_eq!(
+        error_code(&book(1).await),
+        "LIMIT_EXCEEDED",
+        "the restored two count again"
+    );
 }
