@@ -713,19 +713,17 @@ async fn write_orders(
             Some(charge.reference.clone()),
             PaymentStatus::Succeeded,
         ));
-        completed_keys.push(idempotency::completed(
-            &charge.reserved.key,
-            serde_json::json!(order.id),
-        ));
+        completed_keys.push((charge.reserved.key.id, serde_json::json!(order.id)));
         orders.insert(hold.id, order);
     }
-    // Every key of the batch goes: those of converted holds come back completed with their order,
-    // those of holds that expired meanwhile stay gone so a retry runs again.
-    forget_keys(
-        &txn,
-        &paid.iter().map(|p| p.reserved.key.id).collect::<Vec<_>>(),
-    )
-    .await?;
+    // Keys of converted holds complete with their order; those of holds that expired meanwhile go,
+    // so a retry runs again.
+    let expired_keys: Vec<Uuid> = paid
+        .iter()
+        .filter(|p| !converted.contains(&p.reserved.hold.id))
+        .map(|p| p.reserved.key.id)
+        .collect();
+    forget_keys(&txn, &expired_keys).await?;
     if !orders.is_empty() {
         Order::insert_many(
             orders
@@ -746,13 +744,7 @@ async fn write_orders(
         Payment::insert_many(payments)
             .exec_without_returning(&txn)
             .await?;
-        idempotency_key::Entity::insert_many(
-            completed_keys
-                .into_iter()
-                .map(|key| key.into_active_model().reset_all()),
-        )
-        .exec_without_returning(&txn)
-        .await?;
+        idempotency::complete_all(&txn, completed_keys).await?;
         // No change-log entry: the reserve logged the stock taken, and a general-admission hold
         // becoming an order changes nothing a subscriber sees. Taking the event's sequence row here
         // would also make the next batch's reserve wait for this commit.

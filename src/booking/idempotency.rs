@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use entity::enums::IdempotencyStatus;
 use entity::idempotency_key;
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{CaseStatement, Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
     IntoActiveModel, QueryFilter,
@@ -223,12 +223,9 @@ where
             idempotency_key::Entity::update_many()
                 .col_expr(
                     idempotency_key::Column::Status,
-                    sea_orm::sea_query::Expr::value(IdempotencyStatus::Completed.as_str()),
+                    Expr::value(IdempotencyStatus::Completed.as_str()),
                 )
-                .col_expr(
-                    idempotency_key::Column::Response,
-                    sea_orm::sea_query::Expr::value(response),
-                )
+                .col_expr(idempotency_key::Column::Response, Expr::value(response))
                 .filter(filter())
                 .exec(db)
                 .await?;
@@ -241,6 +238,33 @@ where
         }
     }
     outcome
+}
+
+/// Completes claimed keys (by row id) with their responses in one statement, for a batch whose
+/// requests committed together.
+pub(crate) async fn complete_all(
+    db: &impl ConnectionTrait,
+    responses: Vec<(Uuid, serde_json::Value)>,
+) -> AppResult<()> {
+    if responses.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = responses.iter().map(|(id, _)| *id).collect();
+    let response = responses
+        .into_iter()
+        .fold(CaseStatement::new(), |case, (id, response)| {
+            case.case(idempotency_key::Column::Id.eq(id), Expr::value(response))
+        });
+    idempotency_key::Entity::update_many()
+        .col_expr(
+            idempotency_key::Column::Status,
+            Expr::value(IdempotencyStatus::Completed.as_str()),
+        )
+        .col_expr(idempotency_key::Column::Response, response.into())
+        .filter(idempotency_key::Column::Id.is_in(ids))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Forgets keys older than their time to live.
