@@ -3,6 +3,11 @@ use seatstorm::app::App;
 use seatstorm::config::{Config, LogFormat};
 use tracing_subscriber::EnvFilter;
 
+// glibc's malloc and free were a fifth of the server's CPU under a booking storm (docs/profiling.md):
+// every request allocates and frees many small objects from many threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: seatstorm [serve | schema]
   serve   run the server (default); configured by environment variables, see README
   schema  print the GraphQL SDL (what schema.graphql holds)";
