@@ -22,9 +22,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use entity::prelude::*;
-use entity::{event, event_seat};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use entity::event;
+use sea_orm::DatabaseConnection;
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -33,6 +32,7 @@ use crate::auth::Viewer;
 use crate::error::AppResult;
 use crate::events::changelog::{self, SeatState};
 use crate::events::event_reads::EventReads;
+use crate::events::feed_map::{self, SeatMap, SeatSnapshot, StatusSnapshot};
 use crate::events::service::{self, SectionAvailability};
 use crate::live::{Bus, LiveMessage};
 
@@ -48,92 +48,6 @@ pub struct FeedBatch {
     pub to_seq: i64,
     pub seats: Arc<[SeatState]>,
     pub availability: Availability,
-}
-
-/// Every seat of an event at one sequence number; each seat's `seq` is that number.
-#[derive(Debug)]
-pub struct SeatSnapshot {
-    pub seq: i64,
-    pub seats: Arc<[SeatState]>,
-}
-
-/// The seat map and stock counts a feed keeps current.
-struct SeatMap {
-    seq: i64,
-    /// The counts as of the last batch (or the load), shared by the subscribers that start from them.
-    availability: Arc<Availability>,
-    seats: Vec<SeatState>,
-    index: HashMap<Uuid, usize>,
-    /// The snapshot of `seq`, built on first demand and shared until the next batch.
-    snapshot: Option<Arc<SeatSnapshot>>,
-}
-
-impl SeatMap {
-    /// Reads the map. The number first (it comes with the counts): a change committed after it shows
-    /// in the counts or seats and is applied again by the next batch, which is harmless because a
-    /// change states a seat's status, not a transition, and a batch restates every count.
-    async fn load(db: &DatabaseConnection, event_id: Uuid) -> AppResult<Self> {
-        let availability = availability(db, event_id).await?;
-        let seq = availability.seq;
-        let seats: Vec<SeatState> = EventSeat::find()
-            .filter(event_seat::Column::EventId.eq(event_id))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|seat| SeatState {
-                seq,
-                seat_id: seat.seat_id,
-                status: seat.status,
-                tier_id: seat.tier_id,
-            })
-            .collect();
-        let index = seats
-            .iter()
-            .enumerate()
-            .map(|(at, seat)| (seat.seat_id, at))
-            .collect();
-        Ok(Self {
-            seq,
-            availability: Arc::new(availability),
-            seats,
-            index,
-            snapshot: None,
-        })
-    }
-
-    fn apply(&mut self, batch: &FeedBatch) {
-        for change in batch.seats.iter() {
-            match self.index.get(&change.seat_id) {
-                Some(&at) => self.seats[at] = change.clone(),
-                // A seat the map does not know (added to the event after the feed started): the
-                // map grows rather than silently missing it.
-                None => {
-                    self.index.insert(change.seat_id, self.seats.len());
-                    self.seats.push(change.clone());
-                }
-            }
-        }
-        self.seq = batch.to_seq;
-        self.availability = Arc::new(batch.availability.clone());
-        self.snapshot = None;
-    }
-
-    fn snapshot(&mut self) -> Arc<SeatSnapshot> {
-        let seq = self.seq;
-        Arc::clone(self.snapshot.get_or_insert_with(|| {
-            Arc::new(SeatSnapshot {
-                seq,
-                seats: self
-                    .seats
-                    .iter()
-                    .map(|seat| SeatState {
-                        seq,
-                        ..seat.clone()
-                    })
-                    .collect(),
-            })
-        }))
-    }
 }
 
 /// Stock counts of an event at one sequence number.
@@ -181,6 +95,18 @@ impl Feed {
         lock(&self.seat_map).snapshot()
     }
 
+    /// Every seat's status as of the last batch broadcast, one letter per seat in seat-map order.
+    pub fn statuses(&self) -> Arc<StatusSnapshot> {
+        lock(&self.seat_map).statuses()
+    }
+
+    /// What a client resuming from `since` missed, up to the returned number, when this feed still
+    /// keeps it (subscribe first, as for a snapshot); `None` sends the caller to the change log.
+    pub fn changes_since(&self, since: i64) -> Option<(i64, Vec<SeatState>)> {
+        let map = lock(&self.seat_map);
+        map.changes_since(since).map(|seats| (map.seq, seats))
+    }
+
     /// The stock counts as of the last batch broadcast; subscribe first, as for a snapshot.
     pub fn availability(&self) -> Arc<Availability> {
         Arc::clone(&lock(&self.seat_map).availability)
@@ -205,9 +131,10 @@ pub struct SeatFeeds {
     db: DatabaseConnection,
     coalesce: Duration,
     feeds: Arc<Mutex<HashMap<Uuid, Weak<Feed>>>>,
-    /// Held while a feed starts, so a crowd connecting at once loads the seat map once, not once
-    /// per client. Feeds start rarely; one at a time is enough.
-    starting: Arc<tokio::sync::Mutex<()>>,
+    /// One gate per event whose feed is starting, held while it loads, so a crowd connecting at
+    /// once loads the seat map once, not once per client, and a slow load of one event does not
+    /// hold up the subscribers of another.
+    starting: Arc<Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>>,
     /// Event rows for the visibility check of new subscribers, one read for all who wait.
     events: EventReads,
 }
@@ -220,7 +147,7 @@ impl SeatFeeds {
             db,
             coalesce,
             feeds: Arc::new(Mutex::new(HashMap::new())),
-            starting: Arc::new(tokio::sync::Mutex::new(())),
+            starting: Arc::default(),
         };
         let mut messages = bus.subscribe();
         let dispatcher = feeds.clone();
@@ -284,11 +211,27 @@ impl SeatFeeds {
         if let Some(feed) = self.lock().get(&event_id).and_then(Weak::upgrade) {
             return Ok(feed);
         }
-        let _starting = self.starting.lock().await;
-        // Another subscriber may have started it while we waited.
-        if let Some(feed) = self.lock().get(&event_id).and_then(Weak::upgrade) {
-            return Ok(feed);
+        let gate = Arc::clone(lock(&self.starting).entry(event_id).or_default());
+        let started = {
+            let _starting = gate.lock().await;
+            // Another subscriber may have started it while we waited.
+            let running = self.lock().get(&event_id).and_then(Weak::upgrade);
+            match running {
+                Some(feed) => Ok(feed),
+                None => self.start_feed(event_id).await,
+            }
+        };
+        let mut starting = lock(&self.starting);
+        if starting
+            .get(&event_id)
+            .is_some_and(|current| Arc::ptr_eq(current, &gate))
+        {
+            starting.remove(&event_id);
         }
+        started
+    }
+
+    async fn start_feed(&self, event_id: Uuid) -> AppResult<Arc<Feed>> {
         let seat_map = SeatMap::load(&self.db, event_id).await?;
         let start_seq = seat_map.seq;
         let seat_map = Arc::new(Mutex::new(seat_map));
@@ -335,8 +278,27 @@ async fn run_feed(
         match next_batch(&db, event_id, last).await {
             Ok(Some(batch)) => {
                 last = batch.to_seq;
-                lock(&seat_map).apply(&batch);
-                let _ = sender.send(Arc::new(batch));
+                let batch = Arc::new(batch);
+                // New seats (a reserved tier added after publishing): read the seat map's order
+                // before they show, so compact snapshots always line up with the layout.
+                let order = if lock(&seat_map).needs_order(&batch) {
+                    feed_map::seat_order(&db, event_id)
+                        .await
+                        .inspect_err(|err| {
+                            tracing::warn!(event.id = %event_id, error = %err,
+                                "reading the seat order failed");
+                        })
+                        .ok()
+                } else {
+                    None
+                };
+                let mut map = lock(&seat_map);
+                map.apply(&batch);
+                if let Some(order) = order {
+                    map.reorder(&order);
+                }
+                drop(map);
+                let _ = sender.send(batch);
             }
             Ok(None) => {}
             Err(err) => {

@@ -6,6 +6,7 @@
 
 pub mod changelog;
 pub mod event_reads;
+pub mod feed_map;
 pub mod graphql;
 pub mod live_feed;
 pub mod loaders;

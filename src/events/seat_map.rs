@@ -1,7 +1,8 @@
 //! The seat map of one event: every seat with its position and live status, grouped by section.
 //!
 //! Built from four queries whatever the venue size (sections with their tiers, then all seats in one
-//! ordered join), so a 20,000-seat arena costs the same number of round trips as a club.
+//! ordered join), so a 20,000-seat arena costs the same number of round trips as a club. The order
+//! (sections by sort order, seats by row and number) is the one compact live snapshots use.
 
 use std::collections::HashMap;
 
@@ -71,6 +72,7 @@ pub async fn load_seat_map(
         .and_where(Expr::col((EventSeat, event_seat::Column::EventId)).eq(event_id))
         .order_by((Seat, seat::Column::RowIndex), sea_orm::Order::Asc)
         .order_by((Seat, seat::Column::Number), sea_orm::Order::Asc)
+        .order_by((Seat, seat::Column::Id), sea_orm::Order::Asc)
         .to_owned();
     let seats = MapSeat::find_by_statement(db.get_database_backend().build(&select))
         .all(db)
@@ -104,7 +106,9 @@ pub async fn load_seat_map(
             }
         })
         .collect();
-    sections.sort_by_key(|s| s.section.sort_order);
+    // A total order: compact seat-map snapshots list statuses in it, so every read (and every
+    // instance) must agree on it.
+    sections.sort_by_key(|s| (s.section.sort_order, s.section.id));
     Ok(sections)
 }
 

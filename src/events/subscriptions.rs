@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::error::AppResult;
 use crate::events::changelog::{self, SeatState};
 use crate::events::graphql::{SeatStatus, SectionAvailability};
-use crate::events::live_feed::{Availability, Feed, SeatSnapshot};
+use crate::events::live_feed::{Availability, Feed};
 use crate::gql::{ContextExt, parse_id};
 
 /// What a seat-map message carries.
@@ -24,6 +24,19 @@ pub enum SeatMapUpdateKind {
     Delta,
 }
 
+/// How a SNAPSHOT of `seatMapChanged` carries every seat.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Default)]
+pub enum SeatSnapshotFormat {
+    /// Every seat as an entry of `seats`, with its id and tier (about 70 bytes of JSON per seat
+    /// selecting `seatId status`).
+    #[default]
+    Seats,
+    /// Every seat's status as one letter of `statuses`, in the order of the `seatMap` query (one byte
+    /// per seat); `seats` is empty. For large venues and many clients: fetch the layout once with
+    /// `seatMap`, then follow this subscription.
+    Statuses,
+}
+
 /// One message of `seatMapChanged`.
 #[derive(SimpleObject)]
 pub struct SeatMapUpdate {
@@ -34,9 +47,19 @@ pub struct SeatMapUpdate {
     pub seq: i64,
     /// Sequence number the previous message ended at (for a delta), so a client can check continuity.
     pub previous_seq: Option<i64>,
+    /// The seats that changed (DELTA), or every seat (SNAPSHOT in the `SEATS` format; empty in the
+    /// `STATUSES` format).
     // Shared with every other subscriber of the same batch or snapshot: the list is built once per
     // change, not once per client, and its fields are only turned into text when selected.
     pub seats: Arc<[SeatState]>,
+    /// A SNAPSHOT in the `STATUSES` format: every seat's status at `seq`, one letter per seat, `A`
+    /// (available), `H` (held) or `S` (sold), in the order `seatMap(eventId)` lists them (its
+    /// sections in order, each section's seats in order), so the n-th letter is the status of the
+    /// n-th seat of `seatMap { sections { seats { id } } }`. A length that differs from that seat
+    /// count means the layout changed: fetch `seatMap` again. Null on DELTAs and in the `SEATS`
+    /// format.
+    // Built once per sequence number and shared by every subscriber of it.
+    pub statuses: Option<Arc<str>>,
 }
 
 /// A seat's status as of `seq`.
@@ -92,13 +115,29 @@ fn availability_update(event_id: Uuid, availability: &Availability) -> Availabil
     }
 }
 
-fn snapshot(event_id: Uuid, snapshot: &SeatSnapshot) -> SeatMapUpdate {
+/// The feed's current state as a SNAPSHOT in `format`, shared with every subscriber asking for it.
+fn snapshot(event_id: Uuid, feed: &Feed, format: SeatSnapshotFormat) -> SeatMapUpdate {
+    let (seq, seats, statuses) = match format {
+        SeatSnapshotFormat::Seats => {
+            let snapshot = feed.snapshot();
+            (snapshot.seq, Arc::clone(&snapshot.seats), None)
+        }
+        SeatSnapshotFormat::Statuses => {
+            let snapshot = feed.statuses();
+            (
+                snapshot.seq,
+                Arc::from(Vec::new()),
+                Some(Arc::clone(&snapshot.statuses)),
+            )
+        }
+    };
     SeatMapUpdate {
         event_id: ID(event_id.to_string()),
         kind: SeatMapUpdateKind::Snapshot,
-        seq: snapshot.seq,
+        seq,
         previous_seq: None,
-        seats: Arc::clone(&snapshot.seats),
+        seats,
+        statuses,
     }
 }
 
@@ -109,18 +148,24 @@ fn delta(event_id: Uuid, previous_seq: i64, seq: i64, seats: Arc<[SeatState]>) -
         seq,
         previous_seq: Some(previous_seq),
         seats,
+        statuses: None,
     }
 }
 
-/// The first message: the changes after `since_seq` when the log still has them all, else the feed's
-/// shared snapshot (no database read per client).
+/// The first message: the changes after `since_seq` when the feed or the log still has them all,
+/// else the feed's shared snapshot. A crowd resuming at once (after a network blip, say) is served
+/// from the feed's recent batches without a database read each.
 async fn first_update(
     db: &DatabaseConnection,
     feed: &Feed,
     event_id: Uuid,
     since_seq: Option<i64>,
+    format: SeatSnapshotFormat,
 ) -> AppResult<SeatMapUpdate> {
     if let Some(since) = since_seq {
+        if let Some((seq, seats)) = feed.changes_since(since) {
+            return Ok(delta(event_id, since, seq, seats.into()));
+        }
         let current = changelog::current_seq(db, event_id).await?;
         if (0..=current).contains(&since) {
             let oldest = changelog::oldest_seq(db, event_id).await?;
@@ -130,7 +175,7 @@ async fn first_update(
             }
         }
     }
-    Ok(snapshot(event_id, &feed.snapshot()))
+    Ok(snapshot(event_id, feed, format))
 }
 
 #[derive(Default)]
@@ -146,7 +191,14 @@ impl EventSubscription {
         &self,
         ctx: &Context<'_>,
         event_id: ID,
+        #[graphql(desc = "The last `seq` this client applied, to resume after a disconnect.")]
         since_seq: Option<i64>,
+        #[graphql(
+            default,
+            desc = "How SNAPSHOTs carry the seats: `STATUSES` (one letter per seat) is about 70 times \
+                    smaller than `SEATS` for the same map."
+        )]
+        snapshot_format: SeatSnapshotFormat,
     ) -> Result<impl Stream<Item = SeatMapUpdate> + use<>> {
         let state = ctx.state().extend()?;
         let event_id = parse_id(&event_id, "eventId").extend()?;
@@ -159,7 +211,7 @@ impl EventSubscription {
         // Subscribe before reading the first message, so nothing committed in between is lost.
         let mut batches = feed.subscribe();
         let db = state.db.clone();
-        let first = first_update(&db, &feed, event_id, since_seq)
+        let first = first_update(&db, &feed, event_id, since_seq, snapshot_format)
             .await
             .extend()?;
         Ok(async_stream::stream! {
@@ -192,7 +244,7 @@ impl EventSubscription {
                         yield update;
                     }
                     Err(RecvError::Lagged(_)) => {
-                        let update = snapshot(event_id, &feed.snapshot());
+                        let update = snapshot(event_id, &feed, snapshot_format);
                         sent = update.seq;
                         yield update;
                     }

@@ -56,7 +56,7 @@ async fn ready_reports_the_bus() {
     assert_eq!(body["bus"], "ok");
 }
 
-mod seat_map {
+pub mod seat_map {
     use std::collections::HashMap;
 
     use serde_json::{Value, json};
@@ -92,7 +92,8 @@ mod seat_map {
         message["payload"]["data"].clone()
     }
 
-    async fn seat_ids(app: &TestApp, event_id: Uuid) -> Vec<String> {
+    /// Seat ids in the order of the `seatMap` query.
+    pub async fn seat_ids(app: &TestApp, event_id: Uuid) -> Vec<String> {
         let map = app
             .data(
                 "query($id: ID!) { seatMap(eventId: $id) { sections { seats { id status } } } }",
@@ -108,7 +109,7 @@ mod seat_map {
             .collect()
     }
 
-    async fn hold(app: &TestApp, token: &str, event_id: Uuid, seats: &[String]) {
+    pub async fn hold(app: &TestApp, token: &str, event_id: Uuid, seats: &[String]) {
         app.data_as(
             token,
             HOLD_SEATS,
@@ -299,19 +300,24 @@ mod seat_map {
         )
         .await;
         let resumed = next_data(&mut socket).await["seatMapChanged"].clone();
-        assert_eq!(resumed["kind"], "DELTA");
-        assert_eq!(resumed["previousSeq"], seq);
-        assert_eq!(resumed["seq"], seq + 3);
-        let mut missed: Vec<String> = resumed["seats"]
+        assert_resumed(&resumed, seq, &seats[..3]);
+    }
+
+    /// A resume's first message: a DELTA from `since` with exactly the `missed` seats, one number each.
+    pub fn assert_resumed(first: &Value, since: i64, missed: &[String]) {
+        assert_eq!(first["kind"], "DELTA", "{first}");
+        assert_eq!(first["previousSeq"], since);
+        assert_eq!(first["seq"], since + missed.len() as i64);
+        let mut got: Vec<String> = first["seats"]
             .as_array()
             .expect("seats")
             .iter()
             .filter_map(|s| s["seatId"].as_str().map(str::to_owned))
             .collect();
-        missed.sort();
-        let mut expected = seats[..3].to_vec();
+        got.sort();
+        let mut expected = missed.to_vec();
         expected.sort();
-        assert_eq!(missed, expected);
+        assert_eq!(got, expected);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@ mod order_updates;
 mod organizer;
 mod queue;
 mod schema;
+mod seat_snapshots;
 mod server;
 mod subscriptions;
 mod tickets;

@@ -53,6 +53,14 @@ pub struct Args {
     /// WebSocket clients following the event live during the storm.
     #[arg(long, default_value_t = 0)]
     pub subscribers: usize,
+    /// Subscribers connecting at once: each holds its slot from the connect until its first message
+    /// (or failure), so the server sees a steady stream of new clients rather than one burst.
+    #[arg(long, default_value_t = 32)]
+    pub connect_concurrency: usize,
+    /// Seat modes: subscribers take their first snapshot with every seat as an object
+    /// (`snapshotFormat: SEATS`, about 70 bytes per seat) instead of one status letter per seat.
+    #[arg(long)]
+    pub full_snapshots: bool,
     /// Also audit the books in this database (the server's own).
     #[arg(long, env = "TICKET_WAR_DATABASE_URL")]
     pub database_url: Option<String>,

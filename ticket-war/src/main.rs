@@ -41,6 +41,9 @@ async fn main() {
     }
 }
 
+/// What a buyer's access token must outlive after the storm: the subscribers' grace and the audit.
+const AUDIT_TIME: chrono::Duration = chrono::Duration::minutes(5);
+
 /// True when the books balanced.
 async fn run(mut args: Args) -> anyhow::Result<bool> {
     ensure_loopback(&args.url)?;
@@ -74,24 +77,32 @@ async fn run(mut args: Args) -> anyhow::Result<bool> {
         .max(args.concurrency)
         .max(usize::try_from(needed).unwrap_or(usize::MAX));
     status(&format!("registering {} buyers...", args.buyers));
-    let buyers = setup::buyers(&api, args.buyers).await?;
+    let mut buyers = setup::buyers(&api, args.buyers).await?;
 
     let shared = storm::Shared::new();
     let watchers = if args.subscribers > 0 {
         status(&format!("connecting {} subscribers...", args.subscribers));
-        Some(
-            watchers::start(
-                &api.ws_url(),
-                args.mode,
-                &field.event_id,
-                args.subscribers,
-                &shared,
-            )
-            .await,
-        )
+        let plan = watchers::Plan {
+            mode: args.mode,
+            count: args.subscribers,
+            connect_concurrency: args.connect_concurrency,
+            full_snapshots: args.full_snapshots,
+        };
+        Some(watchers::start(&api.ws_url(), &field.event_id, plan, &shared).await)
     } else {
         None
     };
+    // Connecting thousands of subscribers can outlast an access token: renew those that would
+    // expire before the storm and the audit are over.
+    let needed_until =
+        chrono::Utc::now() + chrono::Duration::seconds(i64::try_from(args.duration)?) + AUDIT_TIME;
+    let renewed = setup::renew_expiring(&api, &mut buyers, needed_until).await?;
+    if renewed > 0 {
+        status(&format!("renewed {renewed} buyers' access tokens"));
+    }
+    let buyers: Vec<String> = buyers.into_iter().map(|b| b.access_token).collect();
+
+    status("storming...");
 
     let progress = progress_bar(&args, &field, &shared);
     let storm = storm::run(&api, &args, &field, &buyers, &shared).await;

@@ -44,6 +44,7 @@ pub fn json(args: &Args, storm: &StormReport, watch: Option<&WatchReport>, audit
         "latency": percentiles(&storm.latency),
         "subscribers": watch.map(|w| json!({
             "connected": w.connected,
+            "connect_s": (w.connect_time.as_secs_f64() * 1000.0).round() / 1000.0,
             "messages": w.messages,
             "resyncs": w.resyncs,
             "refused": w.refused,
@@ -145,8 +146,9 @@ pub fn table(report: &Value) -> String {
             &mut out,
             "subscribers",
             format!(
-                "{} connected, {} refused, {} messages ({} resync snapshots), {} behind",
+                "{} connected in {} s, {} refused, {} messages ({} resync snapshots), {} behind",
                 field(&["subscribers", "connected"]),
+                field(&["subscribers", "connect_s"]),
                 field(&["subscribers", "refused"]),
                 field(&["subscribers", "messages"]),
                 field(&["subscribers", "resyncs"]),

@@ -1,7 +1,7 @@
 //! Arranging the battlefield through the API: an organizer's venue and event, and the buyers.
 
 use anyhow::Context;
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -135,28 +135,91 @@ async fn seat_ids(api: &Api, event_id: &str) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-/// Registers `count` buyers (a few at a time: each costs the server a password hash) and returns their
-/// access tokens.
-pub async fn buyers(api: &Api, count: usize) -> anyhow::Result<Vec<String>> {
+/// A registered buyer's session.
+pub struct Buyer {
+    pub access_token: String,
+    pub access_expires_at: DateTime<Utc>,
+    pub refresh_token: String,
+}
+
+const SESSION: &str = "accessToken accessTokenExpiresAt refreshToken";
+
+impl Buyer {
+    fn from_session(session: &Value) -> anyhow::Result<Self> {
+        let text = |field: &str| {
+            session[field]
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("no {field} in the session"))
+        };
+        Ok(Self {
+            access_token: text("accessToken")?,
+            access_expires_at: text("accessTokenExpiresAt")?
+                .parse()
+                .context("accessTokenExpiresAt is not a date")?,
+            refresh_token: text("refreshToken")?,
+        })
+    }
+}
+
+/// Registers `count` buyers (a few at a time: each costs the server a password hash).
+pub async fn buyers(api: &Api, count: usize) -> anyhow::Result<Vec<Buyer>> {
     let run = Uuid::new_v4().simple().to_string();
     let registrations = futures::stream::iter(0..count)
         .map(|i| {
             let email = format!("buyer-{i}-{run}@ticket-war.test");
             async move {
-                api.must(
-                    None,
-                    "mutation($input: RegisterInput!) { register(input: $input) { accessToken } }",
-                    json!({ "input": { "email": email, "password": "ticket-war-buyer", "name": format!("Buyer {i}") } }),
-                )
-                .await
-                .map(|data: Value| data["register"]["accessToken"].as_str().unwrap_or_default().to_owned())
+                let data = api
+                    .must(
+                        None,
+                        &format!("mutation($input: RegisterInput!) {{ register(input: $input) {{ {SESSION} }} }}"),
+                        json!({ "input": { "email": email, "password": "ticket-war-buyer", "name": format!("Buyer {i}") } }),
+                    )
+                    .await?;
+                Buyer::from_session(&data["register"])
             }
         })
         .buffer_unordered(8)
-        .collect::<Vec<anyhow::Result<String>>>()
+        .collect::<Vec<anyhow::Result<Buyer>>>()
         .await;
     registrations
         .into_iter()
-        .collect::<anyhow::Result<Vec<String>>>()
+        .collect::<anyhow::Result<Vec<Buyer>>>()
         .context("registering buyers")
+}
+
+/// Trades the refresh token of every buyer whose access token expires before `until` for a new
+/// session (no password hash, unlike a sign-in); returns how many were renewed.
+pub async fn renew_expiring(
+    api: &Api,
+    buyers: &mut [Buyer],
+    until: DateTime<Utc>,
+) -> anyhow::Result<usize> {
+    let renewals = futures::stream::iter(
+        buyers
+            .iter_mut()
+            .filter(|buyer| buyer.access_expires_at < until),
+    )
+    .map(|buyer| async move {
+        let data = api
+            .must(
+                None,
+                &format!(
+                    "mutation($r: String!) {{ refreshToken(refreshToken: $r) {{ {SESSION} }} }}"
+                ),
+                json!({ "r": buyer.refresh_token }),
+            )
+            .await?;
+        *buyer = Buyer::from_session(&data["refreshToken"])?;
+        anyhow::Ok(())
+    })
+    .buffer_unordered(16)
+    .collect::<Vec<anyhow::Result<()>>>()
+    .await;
+    let renewed = renewals.len();
+    renewals
+        .into_iter()
+        .collect::<anyhow::Result<()>>()
+        .context("renewing buyers' access tokens")?;
+    Ok(renewed)
 }

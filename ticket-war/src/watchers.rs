@@ -17,6 +17,8 @@ use crate::storm::{Shared, lock, new_histogram};
 /// What the subscribers saw.
 pub struct WatchReport {
     pub connected: u64,
+    /// From the first connect to the last subscriber's first message (or failure).
+    pub connect_time: Duration,
     pub messages: u64,
     /// Of those, SNAPSHOTs after the first message: the server resynced a subscriber that fell behind.
     pub resyncs: u64,
@@ -35,6 +37,7 @@ pub struct WatchReport {
 
 pub struct Watchers {
     tasks: tokio::task::JoinSet<bool>,
+    connect_time: Duration,
     connected: Arc<AtomicU64>,
     messages: Arc<AtomicU64>,
     resyncs: Arc<AtomicU64>,
@@ -43,16 +46,26 @@ pub struct Watchers {
     delivery: Arc<std::sync::Mutex<Histogram<u64>>>,
 }
 
-/// Connects `count` subscribers (a few at a time) and lets them follow the event.
-pub async fn start(
-    ws_url: &str,
-    mode: Mode,
-    event_id: &str,
-    count: usize,
-    shared: &Arc<Shared>,
-) -> Watchers {
+/// How subscribers connect and what they ask for.
+#[derive(Clone, Copy)]
+pub struct Plan {
+    pub mode: Mode,
+    pub count: usize,
+    /// Subscribers between connecting and their first message at any time.
+    pub connect_concurrency: usize,
+    pub full_snapshots: bool,
+}
+
+/// Connects `plan.count` subscribers, `plan.connect_concurrency` at a time, and lets them follow the
+/// event. Returns once every one has its first message (or gave up).
+pub async fn start(ws_url: &str, event_id: &str, plan: Plan, shared: &Arc<Shared>) -> Watchers {
+    let started = Instant::now();
+    let Plan { mode, count, .. } = plan;
+    let query = subscription(plan);
+    let connecting = Arc::new(tokio::sync::Semaphore::new(plan.connect_concurrency.max(1)));
     let mut watchers = Watchers {
         tasks: tokio::task::JoinSet::new(),
+        connect_time: Duration::ZERO,
         connected: Arc::new(AtomicU64::new(0)),
         messages: Arc::new(AtomicU64::new(0)),
         resyncs: Arc::new(AtomicU64::new(0)),
@@ -72,8 +85,17 @@ pub async fn start(
             delivery: watchers.delivery.clone(),
         };
         let ready = ready_tx.clone();
+        let connecting = Arc::clone(&connecting);
         watchers.tasks.spawn(async move {
-            follow(&url, mode, &event_id, &shared, &counters, ready)
+            // Released with `ready`, when the first message arrived or the subscriber gave up.
+            let Ok(slot) = connecting.acquire_owned().await else {
+                return false;
+            };
+            let ready = Ready {
+                _slot: slot,
+                _ready: ready,
+            };
+            follow(&url, mode, query, &event_id, &shared, &counters, ready)
                 .await
                 .unwrap_or(false)
         });
@@ -81,7 +103,28 @@ pub async fn start(
     drop(ready_tx);
     // The storm starts once every subscriber has its first message (or gave up).
     while ready_rx.recv().await.is_some() {}
+    watchers.connect_time = started.elapsed();
     watchers
+}
+
+/// Held by a subscriber until its first message: a connect slot, and the storm's wait for it.
+struct Ready {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    _ready: tokio::sync::mpsc::Sender<()>,
+}
+
+fn subscription(plan: Plan) -> &'static str {
+    match (plan.mode, plan.full_snapshots) {
+        (Mode::Ga, _) => {
+            "subscription($e: ID!) { availabilityChanged(eventId: $e) { tiers { available } } }"
+        }
+        (_, true) => {
+            "subscription($e: ID!) { seatMapChanged(eventId: $e) { kind seats { seatId status } } }"
+        }
+        (_, false) => {
+            "subscription($e: ID!) { seatMapChanged(eventId: $e, snapshotFormat: STATUSES) { kind seats { seatId status } statuses } }"
+        }
+    }
 }
 
 impl Watchers {
@@ -109,6 +152,7 @@ impl Watchers {
         }
         WatchReport {
             connected: self.connected.load(Ordering::Relaxed),
+            connect_time: self.connect_time,
             messages: self.messages.load(Ordering::Relaxed),
             resyncs: self.resyncs.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
@@ -133,10 +177,11 @@ struct Counters {
 async fn follow(
     url: &str,
     mode: Mode,
+    query: &str,
     event_id: &str,
     shared: &Shared,
     counters: &Counters,
-    ready: tokio::sync::mpsc::Sender<()>,
+    ready: Ready,
 ) -> anyhow::Result<bool> {
     let Counters {
         connected,
@@ -165,14 +210,6 @@ async fn follow(
                 .into(),
         ))
         .await?;
-    let query = match mode {
-        Mode::Ga => {
-            "subscription($e: ID!) { availabilityChanged(eventId: $e) { tiers { available } } }"
-        }
-        _ => {
-            "subscription($e: ID!) { seatMapChanged(eventId: $e) { kind seats { seatId status } } }"
-        }
-    };
     socket
         .send(Message::Text(
             json!({ "id": "w", "type": "subscribe", "payload": { "query": query, "variables": { "e": event_id } } })

@@ -1,0 +1,314 @@
+//! The seat map a live feed keeps in memory: every seat's status in the seat map's order, the stock
+//! counts, and the last batches, so new, lagging and resuming subscribers start without a read.
+//!
+//! Seats are kept in the order of the `seatMap` query (sections by sort order, seats by row and
+//! number), the order in which a compact snapshot lists statuses: a client decodes the string against
+//! the layout it fetched once. A seat added to the event while the feed runs (a reserved tier created
+//! after publishing) makes the feed read that order again before it applies the batch, so every
+//! instance agrees on it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use entity::enums::SeatStatus;
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+use crate::error::AppResult;
+use crate::events::changelog::SeatState;
+use crate::events::live_feed::{Availability, FeedBatch, availability};
+use crate::events::seat_map::load_seat_map;
+
+/// Batches kept for clients resuming with `sinceSeq`: at the 75 ms coalescing window, at least the
+/// last 20 s of a storm, and longer when changes are rarer. Older resumes read the change log.
+const HISTORY_BATCHES: usize = 256;
+
+/// Every seat of an event at one sequence number; each seat's `seq` is that number.
+#[derive(Debug)]
+pub struct SeatSnapshot {
+    pub seq: i64,
+    pub seats: Arc<[SeatState]>,
+}
+
+/// Every seat's status at one sequence number, one letter per seat in the seat map's order.
+#[derive(Debug)]
+pub struct StatusSnapshot {
+    pub seq: i64,
+    pub statuses: Arc<str>,
+}
+
+/// The letter of a status in a compact snapshot.
+pub fn status_letter(status: SeatStatus) -> char {
+    match status {
+        SeatStatus::Available => 'A',
+        SeatStatus::Held => 'H',
+        SeatStatus::Sold => 'S',
+    }
+}
+
+/// The seat map and stock counts a feed keeps current.
+pub struct SeatMap {
+    pub seq: i64,
+    /// The counts as of the last batch (or the load), shared by the subscribers that start from them.
+    pub availability: Arc<Availability>,
+    /// In the seat map's order.
+    seats: Vec<SeatState>,
+    index: HashMap<Uuid, usize>,
+    /// The snapshots of `seq`, each built on first demand and shared until the next batch.
+    snapshot: Option<Arc<SeatSnapshot>>,
+    statuses: Option<Arc<StatusSnapshot>>,
+    /// The last batches, oldest first; together they hold every change after `history_from`.
+    history: VecDeque<Arc<FeedBatch>>,
+    history_from: i64,
+    /// Seats were appended that the seat map's order puts elsewhere.
+    out_of_order: bool,
+}
+
+impl SeatMap {
+    /// Reads the map. The number first (it comes with the counts): a change committed after it shows
+    /// in the counts or seats and is applied again by the next batch, which is harmless because a
+    /// change states a seat's status, not a transition, and a batch restates every count.
+    pub async fn load(db: &DatabaseConnection, event_id: Uuid) -> AppResult<Self> {
+        let availability = availability(db, event_id).await?;
+        let seq = availability.seq;
+        let seats: Vec<SeatState> = load_seat_map(db, event_id)
+            .await?
+            .into_iter()
+            .flat_map(|section| section.seats)
+            .map(|seat| SeatState {
+                seq,
+                seat_id: seat.seat_id,
+                status: seat.status,
+                tier_id: seat.tier_id,
+            })
+            .collect();
+        let index = index_of(&seats);
+        Ok(Self {
+            seq,
+            availability: Arc::new(availability),
+            seats,
+            index,
+            snapshot: None,
+            statuses: None,
+            history: VecDeque::new(),
+            history_from: seq,
+            out_of_order: false,
+        })
+    }
+
+    /// True when applying `batch` would leave the seats out of the seat map's order (it names seats
+    /// the map does not know): read [`seat_order`] first and [`reorder`](Self::reorder) after it.
+    pub fn needs_order(&self, batch: &FeedBatch) -> bool {
+        self.out_of_order
+            || batch
+                .seats
+                .iter()
+                .any(|change| !self.index.contains_key(&change.seat_id))
+    }
+
+    /// Applies a batch. A seat the map does not know is appended rather than missed.
+    pub fn apply(&mut self, batch: &Arc<FeedBatch>) {
+        for change in batch.seats.iter() {
+            match self.index.get(&change.seat_id) {
+                Some(&at) => self.seats[at] = change.clone(),
+                None => {
+                    self.out_of_order = true;
+                    self.index.insert(change.seat_id, self.seats.len());
+                    self.seats.push(change.clone());
+                }
+            }
+        }
+        self.seq = batch.to_seq;
+        self.availability = Arc::new(batch.availability.clone());
+        self.snapshot = None;
+        self.statuses = None;
+        if self.history.len() == HISTORY_BATCHES {
+            if let Some(oldest) = self.history.pop_front() {
+                self.history_from = oldest.to_seq;
+            }
+        }
+        self.history.push_back(Arc::clone(batch));
+    }
+
+    /// Puts the seats in `order` (seat ids as the seat map lists them now); seats it does not name
+    /// keep their relative order after it.
+    pub fn reorder(&mut self, order: &[Uuid]) {
+        let mut placed = vec![false; self.seats.len()];
+        let mut seats = Vec::with_capacity(self.seats.len());
+        for id in order {
+            if let Some(&at) = self.index.get(id) {
+                if !placed[at] {
+                    placed[at] = true;
+                    seats.push(self.seats[at].clone());
+                }
+            }
+        }
+        for (at, seat) in self.seats.iter().enumerate() {
+            if !placed[at] {
+                seats.push(seat.clone());
+            }
+        }
+        self.index = index_of(&seats);
+        self.seats = seats;
+        self.snapshot = None;
+        self.statuses = None;
+        self.out_of_order = false;
+    }
+
+    pub fn snapshot(&mut self) -> Arc<SeatSnapshot> {
+        let seq = self.seq;
+        let seats = &self.seats;
+        Arc::clone(self.snapshot.get_or_insert_with(|| {
+            Arc::new(SeatSnapshot {
+                seq,
+                seats: seats
+                    .iter()
+                    .map(|seat| SeatState {
+                        seq,
+                        ..seat.clone()
+                    })
+                    .collect(),
+            })
+        }))
+    }
+
+    pub fn statuses(&mut self) -> Arc<StatusSnapshot> {
+        let seq = self.seq;
+        let seats = &self.seats;
+        Arc::clone(self.statuses.get_or_insert_with(|| {
+            Arc::new(StatusSnapshot {
+                seq,
+                statuses: seats
+                    .iter()
+                    .map(|seat| status_letter(seat.status))
+                    .collect::<String>()
+                    .into(),
+            })
+        }))
+    }
+
+    /// The changes after `since` up to `seq` (the map's number), when the kept batches hold them
+    /// all: what a client resuming from `since` missed, without a read of the log.
+    pub fn changes_since(&self, since: i64) -> Option<Vec<SeatState>> {
+        if since < self.history_from || since > self.seq {
+            return None;
+        }
+        Some(
+            self.history
+                .iter()
+                .filter(|batch| batch.to_seq > since)
+                .flat_map(|batch| batch.seats.iter())
+                .filter(|seat| seat.seq > since)
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+fn index_of(seats: &[SeatState]) -> HashMap<Uuid, usize> {
+    seats
+        .iter()
+        .enumerate()
+        .map(|(at, seat)| (seat.seat_id, at))
+        .collect()
+}
+
+/// Seat ids in the order of the seat map (and of a compact snapshot).
+pub async fn seat_order(db: &DatabaseConnection, event_id: Uuid) -> AppResult<Vec<Uuid>> {
+    Ok(load_seat_map(db, event_id)
+        .await?
+        .into_iter()
+        .flat_map(|section| section.seats)
+        .map(|seat| seat.seat_id)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seat(id: u128, status: SeatStatus, seq: i64) -> SeatState {
+        SeatState {
+            seq,
+            seat_id: Uuid::from_u128(id),
+            status,
+            tier_id: Uuid::nil(),
+        }
+    }
+
+    fn map(seats: Vec<SeatState>) -> SeatMap {
+        SeatMap {
+            seq: 0,
+            availability: Arc::new(Availability {
+                seq: 0,
+                tiers: Vec::new(),
+                sections: Vec::new(),
+            }),
+            index: index_of(&seats),
+            seats,
+            snapshot: None,
+            statuses: None,
+            history: VecDeque::new(),
+            history_from: 0,
+            out_of_order: false,
+        }
+    }
+
+    fn batch(from_seq: i64, seats: Vec<SeatState>) -> Arc<FeedBatch> {
+        Arc::new(FeedBatch {
+            from_seq,
+            to_seq: from_seq + 1,
+            seats: seats.into(),
+            availability: Availability {
+                seq: from_seq + 1,
+                tiers: Vec::new(),
+                sections: Vec::new(),
+            },
+        })
+    }
+
+    #[test]
+    fn statuses_list_one_letter_per_seat_in_map_order() {
+        let mut map = map(vec![
+            seat(1, SeatStatus::Available, 0),
+            seat(2, SeatStatus::Available, 0),
+            seat(3, SeatStatus::Sold, 0),
+        ]);
+        assert_eq!(&*map.statuses().statuses, "AAS");
+        let change = batch(0, vec![seat(2, SeatStatus::Held, 1)]);
+        assert!(!map.needs_order(&change));
+        map.apply(&change);
+        let after = map.statuses();
+        assert_eq!((after.seq, &*after.statuses), (1, "AHS"));
+    }
+
+    #[test]
+    fn an_unknown_seat_is_appended_then_put_in_layout_order() {
+        let mut map = map(vec![seat(1, SeatStatus::Available, 0)]);
+        let change = batch(0, vec![seat(9, SeatStatus::Sold, 1)]);
+        assert!(map.needs_order(&change));
+        map.apply(&change);
+        assert_eq!(&*map.statuses().statuses, "AS");
+        assert!(map.needs_order(&batch(1, Vec::new())), "until reordered");
+        map.reorder(&[Uuid::from_u128(9), Uuid::from_u128(1)]);
+        assert!(!map.needs_order(&batch(1, Vec::new())));
+        assert_eq!(&*map.statuses().statuses, "SA");
+        assert_eq!(map.snapshot().seats[0].seat_id, Uuid::from_u128(9));
+    }
+
+    #[test]
+    fn a_resume_is_served_while_the_kept_batches_cover_it() {
+        let mut map = map(vec![seat(1, SeatStatus::Available, 0)]);
+        for from in 0..HISTORY_BATCHES as i64 + 2 {
+            map.apply(&batch(from, vec![seat(1, SeatStatus::Held, from + 1)]));
+        }
+        let last = HISTORY_BATCHES as i64 + 2;
+        assert_eq!(map.changes_since(last), Some(Vec::new()));
+        assert_eq!(
+            map.changes_since(last - 2).map(|seats| seats.len()),
+            Some(2)
+        );
+        assert_eq!(map.changes_since(1), None, "dropped from the history");
+        assert_eq!(map.changes_since(last + 1), None, "ahead of this feed");
+    }
+}

@@ -1,0 +1,124 @@
+//! What a `seatMapChanged` subscriber starts from: a compact snapshot that lines up with the seat map,
+//! and resumes served from the feed rather than from a read per client.
+
+use futures::future::join_all;
+use serde_json::{Value, json};
+
+use crate::helpers::{Shape, TestApp, create_event_shaped};
+use crate::live::seat_map::{assert_resumed, hold, seat_ids};
+use crate::subscriptions::{Socket, connect, next_for, send};
+
+const COMPACT: &str = "subscription($id: ID!) {
+    seatMapChanged(eventId: $id, snapshotFormat: STATUSES) { kind seq previousSeq statuses seats { seatId status } } }";
+const RESUME: &str = "subscription($id: ID!, $since: Int) {
+    seatMapChanged(eventId: $id, sinceSeq: $since) { kind seq previousSeq seats { seatId status } } }";
+
+async fn subscribe(socket: &mut Socket, id: &str, query: &str, variables: Value) {
+    send(
+        socket,
+        json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } }),
+    )
+    .await;
+}
+
+/// The data of the next message of subscription `id`, which must not be an error.
+async fn next_data(socket: &mut Socket, id: &str) -> Value {
+    let message = next_for(socket, id).await;
+    assert_eq!(message["type"], "next", "{message}");
+    assert!(message["payload"].get("errors").is_none(), "{message}");
+    message["payload"]["data"]["seatMapChanged"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compact_snapshot_gives_each_seat_a_letter_in_seat_map_order() {
+    let app = TestApp::spawn().await;
+    let shape = Shape {
+        rows: 5,
+        seats_per_row: 7,
+        ..Shape::default()
+    };
+    let event = create_event_shaped(&app, "Compact", 5, shape).await;
+    let seats = seat_ids(&app, event.event_id).await;
+    let buyers = app.buyers(2).await;
+    // Seats from the middle and the end of the map, so an order that only agrees on the first
+    // seats is caught.
+    hold(
+        &app,
+        &buyers[0],
+        event.event_id,
+        &[seats[9].clone(), seats[34].clone()],
+    )
+    .await;
+
+    let mut socket = connect(&app, "graphql-transport-ws", json!({})).await;
+    subscribe(&mut socket, "map", COMPACT, json!({ "id": event.event_id })).await;
+    let snapshot = next_data(&mut socket, "map").await;
+    assert_eq!(snapshot["kind"], "SNAPSHOT");
+    assert_eq!(
+        snapshot["seats"],
+        json!([]),
+        "the statuses replace the list"
+    );
+    let statuses = snapshot["statuses"].as_str().expect("statuses");
+    assert_eq!(statuses.len(), seats.len());
+    for (at, letter) in statuses.chars().enumerate() {
+        let expected = if at == 9 || at == 34 { 'H' } else { 'A' };
+        assert_eq!(letter, expected, "seat {at} of the seat map");
+    }
+
+    // Deltas are the usual list, and chain on the snapshot's number.
+    hold(&app, &buyers[1], event.event_id, &seats[20..21]).await;
+    let delta = next_data(&mut socket, "map").await;
+    assert_eq!(delta["kind"], "DELTA");
+    assert_eq!(delta["previousSeq"], snapshot["seq"]);
+    assert_eq!(delta["statuses"], Value::Null);
+    assert_eq!(
+        delta["seats"],
+        json!([{ "seatId": seats[20], "status": "HELD" }])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_resuming_from_a_recent_number_is_served_from_the_feed() {
+    const CROWD: usize = 40;
+    let app = TestApp::spawn().await;
+    let event = create_event_shaped(&app, "Blip", 5, Shape::default()).await;
+    let seats = seat_ids(&app, event.event_id).await;
+    // One client stays connected, so the event's feed keeps running through the crowd's blip.
+    let mut watcher = connect(&app, "graphql-transport-ws", json!({})).await;
+    subscribe(&mut watcher, "map", RESUME, json!({ "id": event.event_id })).await;
+    let seq = next_data(&mut watcher, "map").await["seq"]
+        .as_i64()
+        .expect("seq");
+
+    let buyers = app.buyers(3).await;
+    for (n, token) in buyers.iter().enumerate() {
+        hold(&app, token, event.event_id, &seats[n..n + 1]).await;
+    }
+    // Once the watcher has everything, so has the feed.
+    let mut seen = seq;
+    while seen < seq + 3 {
+        seen = next_data(&mut watcher, "map").await["seq"]
+            .as_i64()
+            .expect("seq");
+    }
+
+    let mut crowd =
+        join_all((0..CROWD).map(|_| connect(&app, "graphql-transport-ws", json!({})))).await;
+    let statements_before = app.statements();
+    for socket in &mut crowd {
+        let variables = json!({ "id": event.event_id, "since": seq });
+        subscribe(socket, "map", RESUME, variables).await;
+    }
+    let resumed = join_all(crowd.iter_mut().map(|socket| next_data(socket, "map"))).await;
+    let statements = app.statements() - statements_before;
+
+    for first in &resumed {
+        assert_resumed(first, seq, &seats[..3]);
+    }
+    // Three reads of the change log per client was the old way; the crowd shares the event's row.
+    assert!(
+        statements < CROWD as u64,
+        "{statements} statements for {CROWD} resuming subscribers"
+    );
+}
