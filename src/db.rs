@@ -63,3 +63,20 @@ pub async fn connect(
 pub fn is_postgres(db: &impl sea_orm::ConnectionTrait) -> bool {
     db.get_database_backend() == DbBackend::Postgres
 }
+
+/// `column IN (ids)`, written for the planner: on PostgreSQL one array parameter (`= ANY($1)`), so a
+/// batch's statement has the same text whatever its size and a hundred ids cost no more to plan than
+/// one (an `IN` list of 127 took ~6 ms to plan and 0.1 ms to run); SQLite has no arrays.
+pub fn any_of(
+    db: &impl sea_orm::ConnectionTrait,
+    column: impl sea_orm::ColumnTrait,
+    ids: &[uuid::Uuid],
+) -> sea_orm::sea_query::SimpleExpr {
+    use sea_orm::sea_query::extension::postgres::PgFunc;
+    use sea_orm::sea_query::{Expr, ExprTrait};
+    if is_postgres(db) {
+        Expr::col(column).eq(PgFunc::any(Expr::val(ids.to_vec())))
+    } else {
+        column.is_in(ids.iter().copied())
+    }
+}

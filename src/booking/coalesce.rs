@@ -449,7 +449,11 @@ async fn reserve(
     let refused: Vec<&Reserved> = over_cap.iter().chain(&sold_out).collect();
     if !refused.is_empty() {
         Hold::delete_many()
-            .filter(hold::Column::Id.is_in(refused.iter().map(|r| r.hold.id)))
+            .filter(crate::db::any_of(
+                &txn,
+                hold::Column::Id,
+                &refused.iter().map(|r| r.hold.id).collect::<Vec<_>>(),
+            ))
             .exec(&txn)
             .await?;
     }
@@ -665,7 +669,11 @@ async fn write_orders(
         .table(Hold)
         .value(hold::Column::Status, HoldStatus::Converted.as_str())
         .value(hold::Column::UpdatedAt, now)
-        .and_where(Expr::col(hold::Column::Id).is_in(paid.iter().map(|p| p.reserved.hold.id)))
+        .and_where(crate::db::any_of(
+            &txn,
+            hold::Column::Id,
+            &paid.iter().map(|p| p.reserved.hold.id).collect::<Vec<_>>(),
+        ))
         .and_where(Expr::col(hold::Column::Status).eq(HoldStatus::Active.as_str()))
         .returning_col(hold::Column::Id)
         .to_owned();

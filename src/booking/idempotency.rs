@@ -261,7 +261,7 @@ pub(crate) async fn complete_all(
             Expr::value(IdempotencyStatus::Completed.as_str()),
         )
         .col_expr(idempotency_key::Column::Response, response.into())
-        .filter(idempotency_key::Column::Id.is_in(ids))
+        .filter(crate::db::any_of(db, idempotency_key::Column::Id, &ids))
         .exec(db)
         .await?;
     Ok(())

@@ -17,8 +17,8 @@ use entity::event;
 use entity::idempotency_key;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, IntoActiveModel, QueryFilter,
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter,
 };
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
@@ -361,7 +361,7 @@ where
 pub(crate) async fn forget_keys(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<()> {
     if !ids.is_empty() {
         idempotency_key::Entity::delete_many()
-            .filter(idempotency_key::Column::Id.is_in(ids.iter().copied()))
+            .filter(crate::db::any_of(db, idempotency_key::Column::Id, ids))
             .exec(db)
             .await?;
     }

@@ -220,7 +220,11 @@ pub(crate) async fn owned_tickets(
 ) -> AppResult<HashMap<Uuid, i64>> {
     Ok(BuyerTicketCount::find()
         .filter(buyer_ticket_count::Column::EventId.eq(event_id))
-        .filter(buyer_ticket_count::Column::UserId.is_in(users.iter().copied()))
+        .filter(crate::db::any_of(
+            db,
+            buyer_ticket_count::Column::UserId,
+            users,
+        ))
         .all(db)
         .await?
         .into_iter()
@@ -241,7 +245,7 @@ pub(crate) async fn expire_stale_holds(
         .select_only()
         .column(hold::Column::Id)
         .filter(hold::Column::EventId.eq(event_id))
-        .filter(hold::Column::UserId.is_in(users.iter().copied()))
+        .filter(crate::db::any_of(db, hold::Column::UserId, users))
         .filter(hold::Column::Status.eq(HoldStatus::Active))
         .filter(hold::Column::ExpiresAt.lte(now))
         .into_tuple()
