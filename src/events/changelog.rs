@@ -27,6 +27,27 @@ pub struct SeatState {
     pub tier_id: Uuid,
 }
 
+/// Each seat's last state among `changes` (given in sequence order), in the order of those last
+/// states. A seat's change is its whole new status, so a client that applies only the last one of a
+/// run ends where it would have applying them all: this is how a burst of changes to the same
+/// seats becomes one short message.
+pub fn latest_per_seat(changes: impl IntoIterator<Item = SeatState>) -> Vec<SeatState> {
+    let changes: Vec<SeatState> = changes.into_iter().collect();
+    let mut last = std::collections::HashMap::with_capacity(changes.len());
+    for (at, change) in changes.iter().enumerate() {
+        last.insert(change.seat_id, at);
+    }
+    if last.len() == changes.len() {
+        return changes;
+    }
+    changes
+        .into_iter()
+        .enumerate()
+        .filter(|(at, change)| last.get(&change.seat_id) == Some(at))
+        .map(|(_, change)| change)
+        .collect()
+}
+
 #[derive(FromQueryResult)]
 struct SeqRow {
     seq: i64,
@@ -142,4 +163,37 @@ pub async fn prune(db: &impl ConnectionTrait, before: DateTime<Utc>) -> AppResul
         .exec(db)
         .await?
         .rows_affected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(seat: u128, status: SeatStatus, seq: i64) -> SeatState {
+        SeatState {
+            seq,
+            seat_id: Uuid::from_u128(seat),
+            status,
+            tier_id: Uuid::nil(),
+        }
+    }
+
+    #[test]
+    fn a_run_of_changes_keeps_each_seats_last_state() {
+        let merged = latest_per_seat(vec![
+            change(1, SeatStatus::Held, 1),
+            change(2, SeatStatus::Held, 1),
+            change(1, SeatStatus::Sold, 2),
+            change(2, SeatStatus::Available, 3),
+            change(3, SeatStatus::Held, 3),
+        ]);
+        assert_eq!(
+            merged,
+            vec![
+                change(1, SeatStatus::Sold, 2),
+                change(2, SeatStatus::Available, 3),
+                change(3, SeatStatus::Held, 3),
+            ]
+        );
+    }
 }

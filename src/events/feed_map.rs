@@ -15,7 +15,7 @@ use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use crate::error::AppResult;
-use crate::events::changelog::SeatState;
+use crate::events::changelog::{SeatState, latest_per_seat};
 use crate::events::live_feed::{Availability, FeedBatch, availability};
 use crate::events::seat_map::load_seat_map;
 
@@ -188,20 +188,20 @@ impl SeatMap {
     }
 
     /// The changes after `since` up to `seq` (the map's number), when the kept batches hold them
-    /// all: what a client resuming from `since` missed, without a read of the log.
+    /// all: what a client resuming from `since` missed, each seat once at its last state, without a
+    /// read of the log.
     pub fn changes_since(&self, since: i64) -> Option<Vec<SeatState>> {
         if since < self.history_from || since > self.seq {
             return None;
         }
-        Some(
+        Some(latest_per_seat(
             self.history
                 .iter()
                 .filter(|batch| batch.to_seq > since)
                 .flat_map(|batch| batch.seats.iter())
                 .filter(|seat| seat.seq > since)
-                .cloned()
-                .collect(),
-        )
+                .cloned(),
+        ))
     }
 }
 
@@ -305,8 +305,9 @@ mod tests {
         let last = HISTORY_BATCHES as i64 + 2;
         assert_eq!(map.changes_since(last), Some(Vec::new()));
         assert_eq!(
-            map.changes_since(last - 2).map(|seats| seats.len()),
-            Some(2)
+            map.changes_since(last - 2),
+            Some(vec![seat(1, SeatStatus::Held, last)]),
+            "the seat once, at its last change"
         );
         assert_eq!(map.changes_since(1), None, "dropped from the history");
         assert_eq!(map.changes_since(last + 1), None, "ahead of this feed");

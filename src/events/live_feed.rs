@@ -41,7 +41,8 @@ const FEED_CAPACITY: usize = 64;
 /// How often a feed checks the log even without a bus message.
 const SAFETY_POLL: Duration = Duration::from_secs(1);
 
-/// One coalesced batch of changes: everything after `from_seq` up to `to_seq`.
+/// One coalesced batch of changes: everything after `from_seq` up to `to_seq`, each changed seat once
+/// with its last state.
 #[derive(Debug)]
 pub struct FeedBatch {
     pub from_seq: i64,
@@ -321,7 +322,7 @@ async fn next_batch(
     Ok(Some(FeedBatch {
         from_seq: last,
         to_seq: availability.seq,
-        seats: seats.into(),
+        seats: changelog::latest_per_seat(seats).into(),
         availability,
     }))
 }

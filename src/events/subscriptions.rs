@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_graphql::{Context, Enum, ID, Object, Result, ResultExt, SimpleObject, Subscription};
 use futures::Stream;
 use sea_orm::DatabaseConnection;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use uuid::Uuid;
 
 use crate::error::AppResult;
@@ -171,6 +171,7 @@ async fn first_update(
             let oldest = changelog::oldest_seq(db, event_id).await?;
             if oldest.is_none_or(|oldest| oldest <= since + 1) {
                 let seats = changelog::changes_between(db, event_id, since, current).await?;
+                let seats = changelog::latest_per_seat(seats);
                 return Ok(delta(event_id, since, current, seats.into()));
             }
         }
@@ -218,38 +219,63 @@ impl EventSubscription {
             let mut sent = first.seq;
             yield first;
             loop {
-                match batches.recv().await {
-                    Ok(batch) => {
-                        if batch.to_seq <= sent {
-                            continue;
-                        }
-                        let seats = if batch.from_seq == sent {
-                            // The usual case: the batch as broadcast, shared with every subscriber.
-                            Arc::clone(&batch.seats)
-                        } else {
-                            let mut seats: Vec<SeatState> = Vec::new();
-                            if batch.from_seq > sent {
-                                // Never expected (the feed started at or before our first message),
-                                // but a gap is filled from the log rather than skipped.
-                                match changelog::changes_between(&db, event_id, sent, batch.from_seq).await {
-                                    Ok(missing) => seats.extend(missing),
-                                    Err(_) => break,
-                                }
-                            }
-                            seats.extend(batch.seats.iter().filter(|s| s.seq > sent).cloned());
-                            seats.into()
-                        };
-                        let update = delta(event_id, sent, batch.to_seq, seats);
-                        sent = batch.to_seq;
-                        yield update;
-                    }
+                let batch = match batches.recv().await {
+                    Ok(batch) => batch,
                     Err(RecvError::Lagged(_)) => {
                         let update = snapshot(event_id, &feed, snapshot_format);
                         sent = update.seq;
                         yield update;
+                        continue;
                     }
                     Err(RecvError::Closed) => break,
+                };
+                // Batches that queued while this client's last message was being sent go out with
+                // this one as a single message: a subscriber that cannot keep up does its work once
+                // per message it manages to send, not once per batch, and catches up.
+                let mut queued = Vec::new();
+                let mut lagged = false;
+                loop {
+                    match batches.try_recv() {
+                        Ok(next) => queued.push(next),
+                        Err(TryRecvError::Lagged(_)) => {
+                            lagged = true;
+                            break;
+                        }
+                        Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                    }
                 }
+                if lagged {
+                    let update = snapshot(event_id, &feed, snapshot_format);
+                    sent = update.seq;
+                    yield update;
+                    continue;
+                }
+                let to_seq = queued.last().map_or(batch.to_seq, |last| last.to_seq);
+                if to_seq <= sent {
+                    continue;
+                }
+                let seats = if batch.from_seq == sent && queued.is_empty() {
+                    // The usual case: the batch as broadcast, shared with every subscriber.
+                    Arc::clone(&batch.seats)
+                } else {
+                    let mut seats: Vec<SeatState> = Vec::new();
+                    if batch.from_seq > sent {
+                        // Never expected (the feed started at or before our first message),
+                        // but a gap is filled from the log rather than skipped.
+                        match changelog::changes_between(&db, event_id, sent, batch.from_seq).await {
+                            Ok(missing) => seats.extend(missing),
+                            Err(_) => break,
+                        }
+                    }
+                    // The feed sends its batches in order, each starting where the last ended.
+                    for queued in std::iter::once(&batch).chain(&queued) {
+                        seats.extend(queued.seats.iter().filter(|s| s.seq > sent).cloned());
+                    }
+                    changelog::latest_per_seat(seats).into()
+                };
+                let update = delta(event_id, sent, to_seq, seats);
+                sent = to_seq;
+                yield update;
             }
         })
     }
@@ -277,11 +303,16 @@ impl EventSubscription {
             yield availability_update(event_id, &first);
             loop {
                 match batches.recv().await {
-                    Ok(batch) if batch.to_seq > sent => {
-                        sent = batch.to_seq;
-                        yield availability_update(event_id, &batch.availability);
+                    Ok(mut batch) => {
+                        // Only the newest counts matter: skip to the last batch already queued.
+                        while let Ok(next) = batches.try_recv() {
+                            batch = next;
+                        }
+                        if batch.to_seq > sent {
+                            sent = batch.to_seq;
+                            yield availability_update(event_id, &batch.availability);
+                        }
                     }
-                    Ok(_) => {}
                     Err(RecvError::Lagged(_)) => {
                         let current = feed.availability();
                         sent = current.seq;

@@ -122,3 +122,57 @@ async fn a_crowd_resuming_from_a_recent_number_is_served_from_the_feed() {
         "{statements} statements for {CROWD} resuming subscribers"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_lists_a_seat_that_changed_several_times_once_at_its_last_status() {
+    let app = TestApp::spawn().await;
+    let event = create_event_shaped(&app, "Churn", 5, Shape::default()).await;
+    let seats = seat_ids(&app, event.event_id).await;
+    // One client stays connected, so the resume is served from the feed's kept batches.
+    let mut watcher = connect(&app, "graphql-transport-ws", json!({})).await;
+    subscribe(&mut watcher, "map", RESUME, json!({ "id": event.event_id })).await;
+    let seq = next_data(&mut watcher, "map").await["seq"]
+        .as_i64()
+        .expect("seq");
+
+    // The same seat held, released and held again by someone else: three changes, one seat.
+    let buyers = app.buyers(2).await;
+    let held = app
+        .data_as(
+            &buyers[0],
+            "mutation($input: HoldSeatsInput!) { holdSeats(input: $input) { id } }",
+            json!({ "input": { "eventId": event.event_id, "seatIds": &seats[..1],
+                "idempotencyKey": uuid::Uuid::new_v4().to_string() } }),
+        )
+        .await;
+    app.data_as(
+        &buyers[0],
+        "mutation($id: ID!) { releaseHold(holdId: $id) { status } }",
+        json!({ "id": held["holdSeats"]["id"] }),
+    )
+    .await;
+    hold(&app, &buyers[1], event.event_id, &seats[..1]).await;
+    let mut seen = seq;
+    while seen < seq + 3 {
+        let delta = next_data(&mut watcher, "map").await;
+        assert_eq!(delta["previousSeq"], seen, "no gap between messages");
+        seen = delta["seq"].as_i64().expect("seq");
+    }
+
+    let mut resumer = connect(&app, "graphql-transport-ws", json!({})).await;
+    subscribe(
+        &mut resumer,
+        "map",
+        RESUME,
+        json!({ "id": event.event_id, "since": seq }),
+    )
+    .await;
+    let first = next_data(&mut resumer, "map").await;
+    assert_eq!(first["kind"], "DELTA", "{first}");
+    assert_eq!(first["previousSeq"], seq);
+    assert_eq!(first["seq"], seq + 3);
+    assert_eq!(
+        first["seats"],
+        json!([{ "seatId": seats[0], "status": "HELD" }])
+    );
+}
