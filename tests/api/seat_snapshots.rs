@@ -29,6 +29,16 @@ async fn next_data(socket: &mut Socket, id: &str) -> Value {
     message["payload"]["data"]["seatMapChanged"].clone()
 }
 
+/// A client following the event's seat map, and the seq of its first message.
+async fn watch_seat_map(app: &TestApp, event_id: uuid::Uuid) -> (Socket, i64) {
+    let mut watcher = connect(app, "graphql-transport-ws", json!({})).await;
+    subscribe(&mut watcher, "map", RESUME, json!({ "id": event_id })).await;
+    let seq = next_data(&mut watcher, "map").await["seq"]
+        .as_i64()
+        .expect("seq");
+    (watcher, seq)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compact_snapshot_gives_each_seat_a_letter_in_seat_map_order() {
     let app = TestApp::spawn().await;
@@ -85,11 +95,7 @@ async fn a_crowd_resuming_from_a_recent_number_is_served_from_the_feed() {
     let event = create_event_shaped(&app, "Blip", 5, Shape::default()).await;
     let seats = seat_ids(&app, event.event_id).await;
     // One client stays connected, so the event's feed keeps running through the crowd's blip.
-    let mut watcher = connect(&app, "graphql-transport-ws", json!({})).await;
-    subscribe(&mut watcher, "map", RESUME, json!({ "id": event.event_id })).await;
-    let seq = next_data(&mut watcher, "map").await["seq"]
-        .as_i64()
-        .expect("seq");
+    let (mut watcher, seq) = watch_seat_map(&app, event.event_id).await;
 
     let buyers = app.buyers(3).await;
     for (n, token) in buyers.iter().enumerate() {
@@ -129,11 +135,7 @@ async fn a_resume_lists_a_seat_that_changed_several_times_once_at_its_last_statu
     let event = create_event_shaped(&app, "Churn", 5, Shape::default()).await;
     let seats = seat_ids(&app, event.event_id).await;
     // One client stays connected, so the resume is served from the feed's kept batches.
-    let mut watcher = connect(&app, "graphql-transport-ws", json!({})).await;
-    subscribe(&mut watcher, "map", RESUME, json!({ "id": event.event_id })).await;
-    let seq = next_data(&mut watcher, "map").await["seq"]
-        .as_i64()
-        .expect("seq");
+    let (mut watcher, seq) = watch_seat_map(&app, event.event_id).await;
 
     // The same seat held, released and held again by someone else: three changes, one seat.
     let buyers = app.buyers(2).await;
