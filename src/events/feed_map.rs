@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::error::AppResult;
 use crate::events::changelog::{SeatState, latest_per_seat};
-use crate::events::live_feed::{Availability, FeedBatch, availability};
+use crate::events::live_feed::{Availability, FeedBatch, LoggedChanges, availability};
 use crate::events::seat_map::load_seat_map;
 
 /// Batches kept for clients resuming with `sinceSeq`: at the 75 ms coalescing window, at least the
@@ -98,17 +98,19 @@ impl SeatMap {
 
     /// True when applying `batch` would leave the seats out of the seat map's order (it names seats
     /// the map does not know): read [`seat_order`] first and [`reorder`](Self::reorder) after it.
-    pub fn needs_order(&self, batch: &FeedBatch) -> bool {
+    pub fn needs_order(&self, changes: &LoggedChanges) -> bool {
         self.out_of_order
-            || batch
+            || changes
                 .seats
                 .iter()
                 .any(|change| !self.index.contains_key(&change.seat_id))
     }
 
-    /// Applies a batch. A seat the map does not know is appended rather than missed.
-    pub fn apply(&mut self, batch: &Arc<FeedBatch>) {
-        for change in batch.seats.iter() {
+    /// Applies changes read from the log, puts the seats in `order` when given (see
+    /// [`needs_order`](Self::needs_order)), and returns the batch to broadcast. A seat the map does
+    /// not know is appended rather than missed.
+    pub fn apply(&mut self, changes: LoggedChanges, order: Option<&[Uuid]>) -> Arc<FeedBatch> {
+        for change in &changes.seats {
             match self.index.get(&change.seat_id) {
                 Some(&at) => self.seats[at] = change.clone(),
                 None => {
@@ -118,21 +120,47 @@ impl SeatMap {
                 }
             }
         }
-        self.seq = batch.to_seq;
-        self.availability = Arc::new(batch.availability.clone());
+        self.seq = changes.to_seq;
+        self.availability = Arc::new(changes.availability.clone());
         self.snapshot = None;
         self.statuses = None;
+        if let Some(order) = order {
+            self.reorder(order);
+        }
+        let batch = Arc::new(FeedBatch {
+            from_seq: changes.from_seq,
+            to_seq: changes.to_seq,
+            status_changes: self.status_changes(&changes.seats),
+            seats: changes.seats.into(),
+            availability: changes.availability,
+        });
         if self.history.len() == HISTORY_BATCHES {
             if let Some(oldest) = self.history.pop_front() {
                 self.history_from = oldest.to_seq;
             }
         }
-        self.history.push_back(Arc::clone(batch));
+        self.history.push_back(Arc::clone(&batch));
+        batch
+    }
+
+    /// `seats` in the compact form of a delta: each seat's position in the seat map's order, in
+    /// decimal, followed by its status letter (`0H17S` is the first seat held and the 18th sold),
+    /// in the order given. A seat the map does not know is left out; it cannot be, as a batch is
+    /// applied before it is described.
+    pub fn status_changes(&self, seats: &[SeatState]) -> Arc<str> {
+        use std::fmt::Write as _;
+        let mut text = String::with_capacity(seats.len() * 6);
+        for seat in seats {
+            if let Some(at) = self.index.get(&seat.seat_id) {
+                let _ = write!(text, "{at}{}", status_letter(seat.status));
+            }
+        }
+        text.into()
     }
 
     /// Puts the seats in `order` (seat ids as the seat map lists them now); seats it does not name
     /// keep their relative order after it.
-    pub fn reorder(&mut self, order: &[Uuid]) {
+    fn reorder(&mut self, order: &[Uuid]) {
         let mut placed = vec![false; self.seats.len()];
         let mut seats = Vec::with_capacity(self.seats.len());
         for id in order {
@@ -254,17 +282,17 @@ mod tests {
         }
     }
 
-    fn batch(from_seq: i64, seats: Vec<SeatState>) -> Arc<FeedBatch> {
-        Arc::new(FeedBatch {
+    fn batch(from_seq: i64, seats: Vec<SeatState>) -> LoggedChanges {
+        LoggedChanges {
             from_seq,
             to_seq: from_seq + 1,
-            seats: seats.into(),
+            seats,
             availability: Availability {
                 seq: from_seq + 1,
                 tiers: Vec::new(),
                 sections: Vec::new(),
             },
-        })
+        }
     }
 
     #[test]
@@ -277,9 +305,28 @@ mod tests {
         assert_eq!(&*map.statuses().statuses, "AAS");
         let change = batch(0, vec![seat(2, SeatStatus::Held, 1)]);
         assert!(!map.needs_order(&change));
-        map.apply(&change);
+        map.apply(change, None);
         let after = map.statuses();
         assert_eq!((after.seq, &*after.statuses), (1, "AHS"));
+    }
+
+    #[test]
+    fn a_batch_describes_its_changes_by_position_in_map_order() {
+        let mut map = map((1..=12)
+            .map(|id| seat(id, SeatStatus::Available, 0))
+            .collect());
+        let changes = vec![
+            seat(12, SeatStatus::Sold, 1),
+            seat(1, SeatStatus::Held, 1),
+            seat(99, SeatStatus::Held, 1),
+        ];
+        assert_eq!(
+            &*map.status_changes(&changes),
+            "11S0H",
+            "unknown seats are left out"
+        );
+        let batch = map.apply(batch(0, changes[..2].to_vec()), None);
+        assert_eq!(&*batch.status_changes, "11S0H");
     }
 
     #[test]
@@ -287,12 +334,19 @@ mod tests {
         let mut map = map(vec![seat(1, SeatStatus::Available, 0)]);
         let change = batch(0, vec![seat(9, SeatStatus::Sold, 1)]);
         assert!(map.needs_order(&change));
-        map.apply(&change);
+        let appended = map.apply(change, None);
+        assert_eq!(&*appended.status_changes, "1S");
         assert_eq!(&*map.statuses().statuses, "AS");
         assert!(map.needs_order(&batch(1, Vec::new())), "until reordered");
-        map.reorder(&[Uuid::from_u128(9), Uuid::from_u128(1)]);
-        assert!(!map.needs_order(&batch(1, Vec::new())));
-        assert_eq!(&*map.statuses().statuses, "SA");
+        let order = [Uuid::from_u128(9), Uuid::from_u128(1)];
+        let change = batch(1, vec![seat(9, SeatStatus::Available, 2)]);
+        let reordered = map.apply(change, Some(&order));
+        assert_eq!(
+            &*reordered.status_changes, "0A",
+            "positions after the reorder"
+        );
+        assert!(!map.needs_order(&batch(2, Vec::new())));
+        assert_eq!(&*map.statuses().statuses, "AA");
         assert_eq!(map.snapshot().seats[0].seat_id, Uuid::from_u128(9));
     }
 
@@ -300,7 +354,7 @@ mod tests {
     fn a_resume_is_served_while_the_kept_batches_cover_it() {
         let mut map = map(vec![seat(1, SeatStatus::Available, 0)]);
         for from in 0..HISTORY_BATCHES as i64 + 2 {
-            map.apply(&batch(from, vec![seat(1, SeatStatus::Held, from + 1)]));
+            map.apply(batch(from, vec![seat(1, SeatStatus::Held, from + 1)]), None);
         }
         let last = HISTORY_BATCHES as i64 + 2;
         assert_eq!(map.changes_since(last), Some(Vec::new()));

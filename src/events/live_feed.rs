@@ -41,13 +41,25 @@ const FEED_CAPACITY: usize = 64;
 /// How often a feed checks the log even without a bus message.
 const SAFETY_POLL: Duration = Duration::from_secs(1);
 
-/// One coalesced batch of changes: everything after `from_seq` up to `to_seq`, each changed seat once
-/// with its last state.
+/// What the change log holds after a feed's last batch: everything after `from_seq` up to `to_seq`,
+/// each changed seat once with its last state.
+#[derive(Debug)]
+pub struct LoggedChanges {
+    pub from_seq: i64,
+    pub to_seq: i64,
+    pub seats: Vec<SeatState>,
+    pub availability: Availability,
+}
+
+/// One coalesced batch of changes as broadcast, once the feed's seat map has taken it in.
 #[derive(Debug)]
 pub struct FeedBatch {
     pub from_seq: i64,
     pub to_seq: i64,
     pub seats: Arc<[SeatState]>,
+    /// The same changes as positions in the seat map's order with status letters (see
+    /// [`SeatMap::status_changes`]), built once for every subscriber.
+    pub status_changes: Arc<str>,
     pub availability: Availability,
 }
 
@@ -106,6 +118,11 @@ impl Feed {
     pub fn changes_since(&self, since: i64) -> Option<(i64, Vec<SeatState>)> {
         let map = lock(&self.seat_map);
         map.changes_since(since).map(|seats| (map.seq, seats))
+    }
+
+    /// `seats` as positions in the seat map's current order with status letters.
+    pub fn status_changes(&self, seats: &[SeatState]) -> Arc<str> {
+        lock(&self.seat_map).status_changes(seats)
     }
 
     /// The stock counts as of the last batch broadcast; subscribe first, as for a snapshot.
@@ -277,12 +294,11 @@ async fn run_feed(
         // Let the rest of a burst arrive, so it goes out as one batch.
         tokio::time::sleep(coalesce).await;
         match next_batch(&db, event_id, last).await {
-            Ok(Some(batch)) => {
-                last = batch.to_seq;
-                let batch = Arc::new(batch);
+            Ok(Some(changes)) => {
+                last = changes.to_seq;
                 // New seats (a reserved tier added after publishing): read the seat map's order
                 // before they show, so compact snapshots always line up with the layout.
-                let order = if lock(&seat_map).needs_order(&batch) {
+                let order = if lock(&seat_map).needs_order(&changes) {
                     feed_map::seat_order(&db, event_id)
                         .await
                         .inspect_err(|err| {
@@ -293,12 +309,7 @@ async fn run_feed(
                 } else {
                     None
                 };
-                let mut map = lock(&seat_map);
-                map.apply(&batch);
-                if let Some(order) = order {
-                    map.reorder(&order);
-                }
-                drop(map);
+                let batch = lock(&seat_map).apply(changes, order.as_deref());
                 let _ = sender.send(batch);
             }
             Ok(None) => {}
@@ -313,16 +324,16 @@ async fn next_batch(
     db: &DatabaseConnection,
     event_id: Uuid,
     last: i64,
-) -> AppResult<Option<FeedBatch>> {
+) -> AppResult<Option<LoggedChanges>> {
     let availability = availability(db, event_id).await?;
     if availability.seq <= last {
         return Ok(None);
     }
     let seats = changelog::changes_between(db, event_id, last, availability.seq).await?;
-    Ok(Some(FeedBatch {
+    Ok(Some(LoggedChanges {
         from_seq: last,
         to_seq: availability.seq,
-        seats: changelog::latest_per_seat(seats).into(),
+        seats: changelog::latest_per_seat(seats),
         availability,
     }))
 }

@@ -60,6 +60,13 @@ pub struct SeatMapUpdate {
     /// format.
     // Built once per sequence number and shared by every subscriber of it.
     pub statuses: Option<Arc<str>>,
+    /// A DELTA in compact form, for clients that follow `statuses`: each changed seat as its
+    /// position in the order of `seatMap(eventId)` (0-based, in decimal) followed by its status
+    /// letter, so `0H17S` means the first seat is now held and the 18th sold. Write each letter at
+    /// its position in the `statuses` string. Null on SNAPSHOTs.
+    // Built once per batch for every subscriber: with thousands of clients, turning every seat of
+    // every delta into an object of its own per client was most of the cost of a storm.
+    pub status_changes: Option<Arc<str>>,
 }
 
 /// A seat's status as of `seq`.
@@ -138,10 +145,29 @@ fn snapshot(event_id: Uuid, feed: &Feed, format: SeatSnapshotFormat) -> SeatMapU
         previous_seq: None,
         seats,
         statuses,
+        status_changes: None,
     }
 }
 
-fn delta(event_id: Uuid, previous_seq: i64, seq: i64, seats: Arc<[SeatState]>) -> SeatMapUpdate {
+/// A DELTA of `seats` described by `feed`'s seat map.
+fn delta(
+    event_id: Uuid,
+    feed: &Feed,
+    previous_seq: i64,
+    seq: i64,
+    seats: Arc<[SeatState]>,
+) -> SeatMapUpdate {
+    let status_changes = feed.status_changes(&seats);
+    shared_delta(event_id, previous_seq, seq, seats, status_changes)
+}
+
+fn shared_delta(
+    event_id: Uuid,
+    previous_seq: i64,
+    seq: i64,
+    seats: Arc<[SeatState]>,
+    status_changes: Arc<str>,
+) -> SeatMapUpdate {
     SeatMapUpdate {
         event_id: ID(event_id.to_string()),
         kind: SeatMapUpdateKind::Delta,
@@ -149,6 +175,7 @@ fn delta(event_id: Uuid, previous_seq: i64, seq: i64, seats: Arc<[SeatState]>) -
         previous_seq: Some(previous_seq),
         seats,
         statuses: None,
+        status_changes: Some(status_changes),
     }
 }
 
@@ -164,7 +191,7 @@ async fn first_update(
 ) -> AppResult<SeatMapUpdate> {
     if let Some(since) = since_seq {
         if let Some((seq, seats)) = feed.changes_since(since) {
-            return Ok(delta(event_id, since, seq, seats.into()));
+            return Ok(delta(event_id, feed, since, seq, seats.into()));
         }
         let current = changelog::current_seq(db, event_id).await?;
         if (0..=current).contains(&since) {
@@ -172,7 +199,7 @@ async fn first_update(
             if oldest.is_none_or(|oldest| oldest <= since + 1) {
                 let seats = changelog::changes_between(db, event_id, since, current).await?;
                 let seats = changelog::latest_per_seat(seats);
-                return Ok(delta(event_id, since, current, seats.into()));
+                return Ok(delta(event_id, feed, since, current, seats.into()));
             }
         }
     }
@@ -254,26 +281,29 @@ impl EventSubscription {
                 if to_seq <= sent {
                     continue;
                 }
-                let seats = if batch.from_seq == sent && queued.is_empty() {
+                if batch.from_seq == sent && queued.is_empty() {
                     // The usual case: the batch as broadcast, shared with every subscriber.
-                    Arc::clone(&batch.seats)
-                } else {
-                    let mut seats: Vec<SeatState> = Vec::new();
-                    if batch.from_seq > sent {
-                        // Never expected (the feed started at or before our first message),
-                        // but a gap is filled from the log rather than skipped.
-                        match changelog::changes_between(&db, event_id, sent, batch.from_seq).await {
-                            Ok(missing) => seats.extend(missing),
-                            Err(_) => break,
-                        }
+                    let seats = Arc::clone(&batch.seats);
+                    let changes = Arc::clone(&batch.status_changes);
+                    sent = to_seq;
+                    yield shared_delta(event_id, batch.from_seq, to_seq, seats, changes);
+                    continue;
+                }
+                let mut seats: Vec<SeatState> = Vec::new();
+                if batch.from_seq > sent {
+                    // Never expected (the feed started at or before our first message), but a gap
+                    // is filled from the log rather than skipped.
+                    match changelog::changes_between(&db, event_id, sent, batch.from_seq).await {
+                        Ok(missing) => seats.extend(missing),
+                        Err(_) => break,
                     }
-                    // The feed sends its batches in order, each starting where the last ended.
-                    for queued in std::iter::once(&batch).chain(&queued) {
-                        seats.extend(queued.seats.iter().filter(|s| s.seq > sent).cloned());
-                    }
-                    changelog::latest_per_seat(seats).into()
-                };
-                let update = delta(event_id, sent, to_seq, seats);
+                }
+                // The feed sends its batches in order, each starting where the last ended.
+                for queued in std::iter::once(&batch).chain(&queued) {
+                    seats.extend(queued.seats.iter().filter(|s| s.seq > sent).cloned());
+                }
+                let seats = changelog::latest_per_seat(seats).into();
+                let update = delta(event_id, &feed, sent, to_seq, seats);
                 sent = to_seq;
                 yield update;
             }

@@ -9,9 +9,9 @@ use crate::live::seat_map::{assert_resumed, hold, seat_ids};
 use crate::subscriptions::{Socket, connect, next_for, send};
 
 const COMPACT: &str = "subscription($id: ID!) {
-    seatMapChanged(eventId: $id, snapshotFormat: STATUSES) { kind seq previousSeq statuses seats { seatId status } } }";
+    seatMapChanged(eventId: $id, snapshotFormat: STATUSES) { kind seq previousSeq statuses statusChanges seats { seatId status } } }";
 const RESUME: &str = "subscription($id: ID!, $since: Int) {
-    seatMapChanged(eventId: $id, sinceSeq: $since) { kind seq previousSeq seats { seatId status } } }";
+    seatMapChanged(eventId: $id, sinceSeq: $since) { kind seq previousSeq seats { seatId status } statusChanges } }";
 
 async fn subscribe(socket: &mut Socket, id: &str, query: &str, variables: Value) {
     send(
@@ -76,15 +76,39 @@ async fn a_compact_snapshot_gives_each_seat_a_letter_in_seat_map_order() {
         assert_eq!(letter, expected, "seat {at} of the seat map");
     }
 
-    // Deltas are the usual list, and chain on the snapshot's number.
-    hold(&app, &buyers[1], event.event_id, &seats[20..21]).await;
+    assert_eq!(snapshot["statusChanges"], Value::Null);
+
+    // Deltas chain on the snapshot's number, as the usual list and as positions in the same order.
+    hold(
+        &app,
+        &buyers[1],
+        event.event_id,
+        &[seats[20].clone(), seats[3].clone()],
+    )
+    .await;
     let delta = next_data(&mut socket, "map").await;
     assert_eq!(delta["kind"], "DELTA");
     assert_eq!(delta["previousSeq"], snapshot["seq"]);
     assert_eq!(delta["statuses"], Value::Null);
-    assert_eq!(
-        delta["seats"],
-        json!([{ "seatId": seats[20], "status": "HELD" }])
+    let mut listed: Vec<_> = delta["seats"]
+        .as_array()
+        .expect("seats")
+        .iter()
+        .map(|seat| {
+            (
+                seat["seatId"].as_str().expect("id"),
+                seat["status"].as_str().expect("status"),
+            )
+        })
+        .collect();
+    listed.sort();
+    let mut expected = vec![(seats[3].as_str(), "HELD"), (seats[20].as_str(), "HELD")];
+    expected.sort();
+    assert_eq!(listed, expected);
+    let changes = delta["statusChanges"].as_str().expect("statusChanges");
+    assert!(
+        changes == "20H3H" || changes == "3H20H",
+        "positions in seat map order: {changes}"
     );
 }
 
@@ -177,4 +201,5 @@ async fn a_resume_lists_a_seat_that_changed_several_times_once_at_its_last_statu
         first["seats"],
         json!([{ "seatId": seats[0], "status": "HELD" }])
     );
+    assert_eq!(first["statusChanges"], "0H");
 }

@@ -88,7 +88,7 @@ async fn run(mut args: Args) -> anyhow::Result<bool> {
             connect_concurrency: args.connect_concurrency,
             full_snapshots: args.full_snapshots,
         };
-        Some(watchers::start(&api.ws_url(), &field.event_id, plan, &shared).await)
+        Some(watchers::start(&api.ws_url(), &field.event_id, &field.seats, plan, &shared).await)
     } else {
         None
     };

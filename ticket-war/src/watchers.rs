@@ -58,7 +58,14 @@ pub struct Plan {
 
 /// Connects `plan.count` subscribers, `plan.connect_concurrency` at a time, and lets them follow the
 /// event. Returns once every one has its first message (or gave up).
-pub async fn start(ws_url: &str, event_id: &str, plan: Plan, shared: &Arc<Shared>) -> Watchers {
+/// `seats` are the event's seat ids in the seat map's order, to read compact deltas.
+pub async fn start(
+    ws_url: &str,
+    event_id: &str,
+    seats: &[String],
+    plan: Plan,
+    shared: &Arc<Shared>,
+) -> Watchers {
     let started = Instant::now();
     let Plan { mode, count, .. } = plan;
     let query = subscription(plan);
@@ -74,8 +81,10 @@ pub async fn start(ws_url: &str, event_id: &str, plan: Plan, shared: &Arc<Shared
         delivery: Arc::new(std::sync::Mutex::new(new_histogram())),
     };
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(count.max(1));
+    let seats: Arc<[String]> = seats.into();
     for _ in 0..count {
         let (url, event_id, shared) = (ws_url.to_owned(), event_id.to_owned(), shared.clone());
+        let seats = Arc::clone(&seats);
         let counters = Counters {
             connected: watchers.connected.clone(),
             messages: watchers.messages.clone(),
@@ -95,7 +104,12 @@ pub async fn start(ws_url: &str, event_id: &str, plan: Plan, shared: &Arc<Shared
                 _slot: slot,
                 _ready: ready,
             };
-            follow(&url, mode, query, &event_id, &shared, &counters, ready)
+            let target = Target {
+                url: &url,
+                event_id: &event_id,
+                seats: &seats,
+            };
+            follow(target, mode, query, &shared, &counters, ready)
                 .await
                 .unwrap_or(false)
         });
@@ -122,7 +136,7 @@ fn subscription(plan: Plan) -> &'static str {
             "subscription($e: ID!) { seatMapChanged(eventId: $e) { kind seats { seatId status } } }"
         }
         (_, false) => {
-            "subscription($e: ID!) { seatMapChanged(eventId: $e, snapshotFormat: STATUSES) { kind seats { seatId status } statuses } }"
+            "subscription($e: ID!) { seatMapChanged(eventId: $e, snapshotFormat: STATUSES) { kind statuses statusChanges } }"
         }
     }
 }
@@ -173,16 +187,28 @@ struct Counters {
     delivery: Arc<std::sync::Mutex<Histogram<u64>>>,
 }
 
+/// What a subscriber follows.
+struct Target<'a> {
+    url: &'a str,
+    event_id: &'a str,
+    /// In the seat map's order.
+    seats: &'a [String],
+}
+
 /// One subscriber; true once it has seen the storm's final state.
 async fn follow(
-    url: &str,
+    target: Target<'_>,
     mode: Mode,
     query: &str,
-    event_id: &str,
     shared: &Shared,
     counters: &Counters,
     ready: Ready,
 ) -> anyhow::Result<bool> {
+    let Target {
+        url,
+        event_id,
+        seats,
+    } = target;
     let Counters {
         connected,
         messages,
@@ -268,13 +294,21 @@ async fn follow(
                 if data["seatMapChanged"]["kind"] == "SNAPSHOT" {
                     resyncs.fetch_add(1, Ordering::Relaxed);
                 }
-                let seats = data["seatMapChanged"]["seats"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
+                let update = &data["seatMapChanged"];
+                let changed: Vec<&str> = match update["statusChanges"].as_str() {
+                    Some(changes) => changed_positions(changes)
+                        .filter_map(|at| seats.get(at).map(String::as_str))
+                        .collect(),
+                    None => update["seats"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|seat| seat["seatId"].as_str())
+                        .collect(),
+                };
                 let answered = lock(&shared.seat_answered);
-                for seat in &seats {
-                    if let Some(at) = seat["seatId"].as_str().and_then(|id| answered.get(id)) {
+                for seat in changed {
+                    if let Some(at) = answered.get(seat) {
                         record(delivery, received.saturating_duration_since(*at));
                     }
                 }
@@ -282,6 +316,14 @@ async fn follow(
         }
     }
     Ok(false)
+}
+
+/// The seat positions of a compact delta (`statusChanges`: a position, then a status letter, per
+/// seat).
+fn changed_positions(changes: &str) -> impl Iterator<Item = usize> + '_ {
+    changes
+        .split(|c: char| c.is_ascii_alphabetic())
+        .filter_map(|position| position.parse().ok())
 }
 
 /// The code a refusal carried: graphql-transport-ws sends an `error` message with a list of errors
@@ -314,7 +356,16 @@ fn record(histogram: &std::sync::Mutex<Histogram<u64>>, latency: Duration) {
 mod tests {
     use serde_json::json;
 
-    use super::refusal_code;
+    use super::{changed_positions, refusal_code};
+
+    #[test]
+    fn a_compact_delta_names_seats_by_position() {
+        assert_eq!(
+            changed_positions("0H17S204A").collect::<Vec<_>>(),
+            [0, 17, 204]
+        );
+        assert_eq!(changed_positions("").count(), 0);
+    }
 
     #[test]
     fn a_refusal_is_counted_under_the_code_it_carried() {
