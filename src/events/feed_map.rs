@@ -57,6 +57,7 @@ pub struct SeatMap {
     /// The snapshots of `seq`, each built on first demand and shared until the next batch.
     snapshot: Option<Arc<SeatSnapshot>>,
     statuses: Option<Arc<StatusSnapshot>>,
+    runs: Option<Arc<StatusSnapshot>>,
     /// The last batches, oldest first; together they hold every change after `history_from`.
     history: VecDeque<Arc<FeedBatch>>,
     history_from: i64,
@@ -90,6 +91,7 @@ impl SeatMap {
             index,
             snapshot: None,
             statuses: None,
+            runs: None,
             history: VecDeque::new(),
             history_from: seq,
             out_of_order: false,
@@ -122,8 +124,7 @@ impl SeatMap {
         }
         self.seq = changes.to_seq;
         self.availability = Arc::new(changes.availability.clone());
-        self.snapshot = None;
-        self.statuses = None;
+        self.forget_snapshots();
         if let Some(order) = order {
             self.reorder(order);
         }
@@ -178,8 +179,7 @@ impl SeatMap {
         }
         self.index = index_of(&seats);
         self.seats = seats;
-        self.snapshot = None;
-        self.statuses = None;
+        self.forget_snapshots();
         self.out_of_order = false;
     }
 
@@ -200,6 +200,13 @@ impl SeatMap {
         }))
     }
 
+    fn forget_snapshots(&mut self) {
+        self.snapshot = None;
+        self.statuses = None;
+        self.runs = None;
+    }
+
+    /// One letter per seat.
     pub fn statuses(&mut self) -> Arc<StatusSnapshot> {
         let seq = self.seq;
         let seats = &self.seats;
@@ -211,6 +218,33 @@ impl SeatMap {
                     .map(|seat| status_letter(seat.status))
                     .collect::<String>()
                     .into(),
+            })
+        }))
+    }
+
+    /// The letters of [`statuses`](Self::statuses) as runs: each letter followed by how many seats
+    /// in a row have it, the count left out when it is 1 (`A120H2A` is 120 seats available, 2 held,
+    /// then one available). A map before its on-sale is a few bytes, not one per seat.
+    pub fn status_runs(&mut self) -> Arc<StatusSnapshot> {
+        use std::fmt::Write as _;
+        let seq = self.seq;
+        let seats = &self.seats;
+        Arc::clone(self.runs.get_or_insert_with(|| {
+            let mut runs = String::new();
+            let mut statuses = seats.iter().map(|seat| seat.status).peekable();
+            while let Some(status) = statuses.next() {
+                let mut length = 1;
+                while statuses.next_if_eq(&status).is_some() {
+                    length += 1;
+                }
+                runs.push(status_letter(status));
+                if length > 1 {
+                    let _ = write!(runs, "{length}");
+                }
+            }
+            Arc::new(StatusSnapshot {
+                seq,
+                statuses: runs.into(),
             })
         }))
     }
@@ -276,6 +310,7 @@ mod tests {
             seats,
             snapshot: None,
             statuses: None,
+            runs: None,
             history: VecDeque::new(),
             history_from: 0,
             out_of_order: false,
@@ -308,6 +343,32 @@ mod tests {
         map.apply(change, None);
         let after = map.statuses();
         assert_eq!((after.seq, &*after.statuses), (1, "AHS"));
+    }
+
+    #[test]
+    fn runs_give_each_status_once_per_stretch_of_seats() {
+        let statuses = [
+            SeatStatus::Available,
+            SeatStatus::Available,
+            SeatStatus::Available,
+            SeatStatus::Held,
+            SeatStatus::Sold,
+            SeatStatus::Sold,
+            SeatStatus::Available,
+        ];
+        let mut map = map((0..)
+            .zip(statuses)
+            .map(|(id, status)| seat(id, status, 0))
+            .collect());
+        assert_eq!(&*map.status_runs().statuses, "A3HS2A");
+        map.apply(batch(0, vec![seat(3, SeatStatus::Available, 1)]), None);
+        let after = map.status_runs();
+        assert_eq!((after.seq, &*after.statuses), (1, "A4S2A"));
+        let all_free: Vec<_> = (0..10_000)
+            .map(|id| seat(id, SeatStatus::Available, 0))
+            .collect();
+        assert_eq!(&*self::map(all_free).status_runs().statuses, "A10000");
+        assert_eq!(&*self::map(Vec::new()).status_runs().statuses, "");
     }
 
     #[test]

@@ -113,6 +113,11 @@ impl Feed {
         lock(&self.seat_map).statuses()
     }
 
+    /// [`statuses`](Self::statuses) as runs of one status.
+    pub fn status_runs(&self) -> Arc<StatusSnapshot> {
+        lock(&self.seat_map).status_runs()
+    }
+
     /// What a client resuming from `since` missed, up to the returned number, when this feed still
     /// keeps it (subscribe first, as for a snapshot); `None` sends the caller to the change log.
     pub fn changes_since(&self, since: i64) -> Option<(i64, Vec<SeatState>)> {

@@ -35,6 +35,11 @@ pub enum SeatSnapshotFormat {
     /// per seat); `seats` is empty. For large venues and many clients: fetch the layout once with
     /// `seatMap`, then follow this subscription.
     Statuses,
+    /// The letters of `STATUSES` as runs in `statuses`: each letter followed by how many seats in a
+    /// row have it, the count left out when it is 1 (`A120H2A`: 120 seats available, 2 held, then
+    /// one available); `seats` is empty. Never longer than `STATUSES`: a map before its on-sale is a
+    /// few bytes, and one whose sold and held seats come in blocks is far shorter.
+    Runs,
 }
 
 /// One message of `seatMapChanged`.
@@ -48,7 +53,7 @@ pub struct SeatMapUpdate {
     /// Sequence number the previous message ended at (for a delta), so a client can check continuity.
     pub previous_seq: Option<i64>,
     /// The seats that changed (DELTA), or every seat (SNAPSHOT in the `SEATS` format; empty in the
-    /// `STATUSES` format).
+    /// `STATUSES` and `RUNS` formats).
     // Shared with every other subscriber of the same batch or snapshot: the list is built once per
     // change, not once per client, and its fields are only turned into text when selected.
     pub seats: Arc<[SeatState]>,
@@ -56,8 +61,8 @@ pub struct SeatMapUpdate {
     /// (available), `H` (held) or `S` (sold), in the order `seatMap(eventId)` lists them (its
     /// sections in order, each section's seats in order), so the n-th letter is the status of the
     /// n-th seat of `seatMap { sections { seats { id } } }`. A length that differs from that seat
-    /// count means the layout changed: fetch `seatMap` again. Null on DELTAs and in the `SEATS`
-    /// format.
+    /// count means the layout changed: fetch `seatMap` again. In the `RUNS` format the same letters
+    /// as runs (see `SeatSnapshotFormat`). Null on DELTAs and in the `SEATS` format.
     // Built once per sequence number and shared by every subscriber of it.
     pub statuses: Option<Arc<str>>,
     /// A DELTA in compact form, for clients that follow `statuses`: each changed seat as its
@@ -129,8 +134,12 @@ fn snapshot(event_id: Uuid, feed: &Feed, format: SeatSnapshotFormat) -> SeatMapU
             let snapshot = feed.snapshot();
             (snapshot.seq, Arc::clone(&snapshot.seats), None)
         }
-        SeatSnapshotFormat::Statuses => {
-            let snapshot = feed.statuses();
+        SeatSnapshotFormat::Statuses | SeatSnapshotFormat::Runs => {
+            let snapshot = if format == SeatSnapshotFormat::Runs {
+                feed.status_runs()
+            } else {
+                feed.statuses()
+            };
             (
                 snapshot.seq,
                 Arc::from(Vec::new()),
@@ -224,7 +233,7 @@ impl EventSubscription {
         #[graphql(
             default,
             desc = "How SNAPSHOTs carry the seats: `STATUSES` (one letter per seat) is about 70 times \
-                    smaller than `SEATS` for the same map."
+                    smaller than `SEATS` for the same map, and `RUNS` smaller still."
         )]
         snapshot_format: SeatSnapshotFormat,
     ) -> Result<impl Stream<Item = SeatMapUpdate> + use<>> {

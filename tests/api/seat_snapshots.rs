@@ -113,6 +113,36 @@ async fn a_compact_snapshot_gives_each_seat_a_letter_in_seat_map_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_snapshot_gives_each_stretch_of_one_status_a_letter_and_a_count() {
+    let app = TestApp::spawn().await;
+    let shape = Shape {
+        rows: 5,
+        seats_per_row: 7,
+        ..Shape::default()
+    };
+    let event = create_event_shaped(&app, "Runs", 5, shape).await;
+    let seats = seat_ids(&app, event.event_id).await;
+    let buyers = app.buyers(1).await;
+    hold(
+        &app,
+        &buyers[0],
+        event.event_id,
+        &[seats[9].clone(), seats[10].clone(), seats[34].clone()],
+    )
+    .await;
+
+    let mut socket = connect(&app, "graphql-transport-ws", json!({})).await;
+    let query = "subscription($id: ID!) {
+        seatMapChanged(eventId: $id, snapshotFormat: RUNS) { kind statuses seats { seatId } } }";
+    subscribe(&mut socket, "map", query, json!({ "id": event.event_id })).await;
+    let snapshot = next_data(&mut socket, "map").await;
+    assert_eq!(snapshot["kind"], "SNAPSHOT");
+    assert_eq!(snapshot["seats"], json!([]));
+    // 9 free, 2 held, 23 free, the last one held: 35 seats in seat map order.
+    assert_eq!(snapshot["statuses"], "A9H2A23H");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crowd_resuming_from_a_recent_number_is_served_from_the_feed() {
     const CROWD: usize = 40;
     let app = TestApp::spawn().await;

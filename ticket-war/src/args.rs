@@ -57,8 +57,9 @@ pub struct Args {
     /// (or failure), so the server sees a steady stream of new clients rather than one burst.
     #[arg(long, default_value_t = 32)]
     pub connect_concurrency: usize,
-    /// Seat modes: subscribers take their first snapshot with every seat as an object
-    /// (`snapshotFormat: SEATS`, about 70 bytes per seat) instead of one status letter per seat.
+    /// Seat modes: subscribers take snapshots with every seat as an object and deltas as seat lists
+    /// (`snapshotFormat: SEATS`, about 70 bytes per seat), not the compact `RUNS` snapshots and
+    /// `statusChanges` deltas.
     #[arg(long)]
     pub full_snapshots: bool,
     /// Also audit the books in this database (the server's own).

@@ -136,7 +136,7 @@ fn subscription(plan: Plan) -> &'static str {
             "subscription($e: ID!) { seatMapChanged(eventId: $e) { kind seats { seatId status } } }"
         }
         (_, false) => {
-            "subscription($e: ID!) { seatMapChanged(eventId: $e, snapshotFormat: STATUSES) { kind statuses statusChanges } }"
+            "subscription($e: ID!) { seatMapChanged(eventId: $e, snapshotFormat: RUNS) { kind statuses statusChanges } }"
         }
     }
 }
