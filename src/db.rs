@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend};
+use sea_orm::{
+    ActiveModelTrait, ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr, EntityName,
+    EntityTrait, IdenStatic, PrimaryKeyTrait, Statement,
+};
 
 use crate::config::Config;
 
@@ -78,5 +81,204 @@ pub fn any_of(
         Expr::col(column).eq(PgFunc::any(Expr::val(ids.to_vec())))
     } else {
         column.is_in(ids.iter().copied())
+    }
+}
+
+/// Inserts `rows` (active models that all set the same columns) in one statement and returns nothing;
+/// see [`insert_new`] for the statement and why.
+pub async fn insert_all<A>(db: &impl sea_orm::ConnectionTrait, rows: Vec<A>) -> Result<(), DbErr>
+where
+    A: ActiveModelTrait,
+{
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if is_postgres(db) {
+        db.execute_raw(populate(&rows, false)?).await?;
+    } else {
+        for chunk in sqlite_chunks(rows) {
+            A::Entity::insert_many(chunk)
+                .exec_without_returning(db)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts `rows` (active models that all set the same columns, `id` among them), skipping those
+/// that conflict with a unique key, and returns the ids of those that went in.
+///
+/// On PostgreSQL the statement's text depends on the table and columns, never on the number of rows:
+/// the rows go as one `jsonb` parameter, turned into table rows by `jsonb_populate_recordset`. A
+/// multi-row `VALUES` list is a new statement for every batch size: parsed, planned and prepared
+/// anew (one more round trip), with one bound parameter per value. SQLite takes `VALUES` lists.
+pub async fn insert_new<A>(
+    db: &impl sea_orm::ConnectionTrait,
+    rows: Vec<A>,
+) -> Result<std::collections::HashSet<uuid::Uuid>, DbErr>
+where
+    A: ActiveModelTrait + Send,
+    <A::Entity as EntityTrait>::Model: sea_orm::IntoActiveModel<A>,
+    <<A::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType: Into<uuid::Uuid>,
+{
+    if rows.is_empty() {
+        return Ok(Default::default());
+    }
+    if is_postgres(db) {
+        let inserted = db.query_all_raw(populate(&rows, true)?).await?;
+        return inserted
+            .iter()
+            .map(|row| row.try_get::<uuid::Uuid>("", "id"))
+            .collect();
+    }
+    let mut ids = std::collections::HashSet::new();
+    for chunk in sqlite_chunks(rows) {
+        let inserted = A::Entity::insert_many(chunk)
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::new()
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .try_insert()
+            .exec_with_returning_keys(db)
+            .await?;
+        if let sea_orm::TryInsertResult::Inserted(keys) = inserted {
+            ids.extend(keys.into_iter().map(Into::into));
+        }
+    }
+    Ok(ids)
+}
+
+/// SQLite binds at most 32,766 values per statement.
+fn sqlite_chunks<A: ActiveModelTrait>(rows: Vec<A>) -> Vec<Vec<A>> {
+    const ROWS_PER_STATEMENT: usize = 1_000;
+    let mut chunks = Vec::new();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        chunks.push(rows.by_ref().take(ROWS_PER_STATEMENT).collect());
+    }
+    chunks
+}
+
+/// `INSERT INTO t (columns) SELECT columns FROM jsonb_populate_recordset(NULL::t, $1)` with the rows
+/// as a JSON array of objects keyed by column name, optionally skipping conflicts and returning ids.
+fn populate<A: ActiveModelTrait>(rows: &[A], skip_conflicts: bool) -> Result<Statement, DbErr> {
+    use sea_orm::Iterable;
+    let set = |row: &A, column: &<A::Entity as EntityTrait>::Column| row.get(*column).into_value();
+    let columns: Vec<_> = <A::Entity as EntityTrait>::Column::iter()
+        .filter(|column| set(&rows[0], column).is_some())
+        .collect();
+    let mut objects = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut object = serde_json::Map::with_capacity(columns.len());
+        for column in &columns {
+            let value = set(row, column).ok_or_else(|| {
+                DbErr::Custom(format!(
+                    "a batch insert's rows set different columns ({} unset)",
+                    column.as_str()
+                ))
+            })?;
+            object.insert(column.as_str().to_owned(), json_of(value)?);
+        }
+        objects.push(serde_json::Value::Object(object));
+    }
+    let table = A::Entity::default().table_name().to_owned();
+    let names = columns
+        .iter()
+        .map(|column| format!("\"{}\"", column.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut sql = format!(
+        "INSERT INTO \"{table}\" ({names}) SELECT {names} \
+         FROM jsonb_populate_recordset(NULL::\"{table}\", $1::jsonb)"
+    );
+    if skip_conflicts {
+        sql.push_str(" ON CONFLICT DO NOTHING RETURNING \"id\"");
+    }
+    Ok(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        [sea_orm::Value::Json(Some(Box::new(
+            serde_json::Value::Array(objects),
+        )))],
+    ))
+}
+
+/// A column value as `jsonb_populate_recordset` reads it back into the column's type.
+fn json_of(value: sea_orm::Value) -> Result<serde_json::Value, DbErr> {
+    use sea_orm::Value;
+    use serde_json::Value as Json;
+    Ok(match value {
+        Value::Bool(v) => v.map_or(Json::Null, Json::from),
+        Value::SmallInt(v) => v.map_or(Json::Null, Json::from),
+        Value::Int(v) => v.map_or(Json::Null, Json::from),
+        Value::BigInt(v) => v.map_or(Json::Null, Json::from),
+        Value::String(v) => v.map_or(Json::Null, Json::from),
+        Value::Uuid(v) => v.map_or(Json::Null, |id| Json::from(id.to_string())),
+        Value::ChronoDateTimeUtc(v) => v.map_or(Json::Null, |at| {
+            Json::from(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        }),
+        Value::Json(v) => v.map_or(Json::Null, |json| *json),
+        other => {
+            return Err(DbErr::Custom(format!(
+                "no JSON form for a batch insert of {other:?}"
+            )));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use entity::enums::SeatStatus;
+    use entity::seat_change;
+    use sea_orm::Set;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn change(seq: i64) -> seat_change::ActiveModel {
+        seat_change::ActiveModel {
+            event_id: Set(Uuid::from_u128(1)),
+            seq: Set(seq),
+            seat_id: Set(Uuid::from_u128(2)),
+            status: Set(SeatStatus::Held),
+            tier_id: Set(Uuid::from_u128(3)),
+            changed_at: Set(Utc.with_ymd_and_hms(2026, 12, 2, 1, 2, 3).unwrap()),
+        }
+    }
+
+    #[test]
+    fn a_batch_insert_has_one_text_whatever_its_size() {
+        let one = populate(&[change(1)], false).expect("one row");
+        let many = populate(&(1..=50).map(change).collect::<Vec<_>>(), false).expect("50 rows");
+        assert_eq!(one.sql, many.sql);
+        assert_eq!(
+            one.sql,
+            "INSERT INTO \"seat_changes\" (\"event_id\", \"seq\", \"seat_id\", \"status\", \"tier_id\", \"changed_at\") \
+             SELECT \"event_id\", \"seq\", \"seat_id\", \"status\", \"tier_id\", \"changed_at\" \
+             FROM jsonb_populate_recordset(NULL::\"seat_changes\", $1::jsonb)"
+        );
+        let Some(values) = one.values else {
+            panic!("no parameter")
+        };
+        assert_eq!(
+            values.0,
+            [sea_orm::Value::Json(Some(Box::new(serde_json::json!([{
+                "event_id": Uuid::from_u128(1).to_string(),
+                "seq": 1,
+                "seat_id": Uuid::from_u128(2).to_string(),
+                "status": SeatStatus::Held.as_str(),
+                "tier_id": Uuid::from_u128(3).to_string(),
+                "changed_at": "2026-12-02T01:02:03.000000Z",
+            }]))))]
+        );
+    }
+
+    #[test]
+    fn rows_that_set_different_columns_are_refused() {
+        let mut partial = change(2);
+        partial.tier_id = sea_orm::NotSet;
+        assert!(populate(&[change(1), partial], false).is_err());
     }
 }

@@ -53,7 +53,7 @@ use crate::booking::service::{
     self, Buyer, HoldPolicy, ONE_ACTIVE_HOLD, Quantity, TIER_SOLD_OUT, event_selling,
     general_admission_tier, new_hold, paid_order, payment_row, valid_ticket,
 };
-use crate::db::is_postgres;
+use crate::db::{insert_all, is_postgres};
 use crate::error::{AppError, AppResult};
 use crate::events::changelog;
 use crate::live::{Bus, LiveMessage};
@@ -569,10 +569,7 @@ async fn pay(
     }
     // The money has moved: tidying up after the failed charges must not keep the paid ones from
     // becoming orders (what is missed here, the sweeper and the key's time to live clear later).
-    if let Err(err) = Payment::insert_many(declines)
-        .exec_without_returning(&inner.db)
-        .await
-    {
+    if let Err(err) = insert_all(&inner.db, declines).await {
         tracing::error!(error = %err, "recording declined payments failed");
     }
     if let Err(err) = forget_keys(&inner.db, &failed_keys).await {
@@ -733,25 +730,14 @@ async fn write_orders(
         .collect();
     forget_keys(&txn, &expired_keys).await?;
     if !orders.is_empty() {
-        Order::insert_many(
-            orders
-                .values()
-                .map(|order| order.clone().into_active_model().reset_all()),
-        )
-        .exec_without_returning(&txn)
-        .await?;
-        OrderLine::insert_many(lines)
-            .exec_without_returning(&txn)
-            .await?;
-        // Bounded statements keep SQLite under its bound-parameter limit.
-        for chunk in tickets.chunks(500) {
-            Ticket::insert_many(chunk.to_vec())
-                .exec_without_returning(&txn)
-                .await?;
-        }
-        Payment::insert_many(payments)
-            .exec_without_returning(&txn)
-            .await?;
+        let order_rows = orders
+            .values()
+            .map(|order| order.clone().into_active_model().reset_all())
+            .collect();
+        insert_all(&txn, order_rows).await?;
+        insert_all(&txn, lines).await?;
+        insert_all(&txn, tickets).await?;
+        insert_all(&txn, payments).await?;
         idempotency::complete_all(&txn, completed_keys).await?;
         // No change-log entry: the reserve logged the stock taken, and a general-admission hold
         // becoming an order changes nothing a subscriber sees. Taking the event's sequence row here

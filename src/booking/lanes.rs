@@ -15,7 +15,6 @@ use std::time::{Duration as StdDuration, Instant};
 use chrono::{DateTime, Utc};
 use entity::event;
 use entity::idempotency_key;
-use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
     IntoActiveModel, QueryFilter,
@@ -340,21 +339,11 @@ where
     E::ActiveModel: ActiveModelTrait<Entity = E> + Send,
     <E::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType: Into<Uuid>,
 {
-    if rows.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let inserted = E::insert_many(
-        rows.iter()
-            .map(|row| row.clone().into_active_model().reset_all()),
-    )
-    .on_conflict(OnConflict::new().do_nothing().to_owned())
-    .try_insert()
-    .exec_with_returning_keys(txn)
-    .await?;
-    Ok(match inserted {
-        sea_orm::TryInsertResult::Inserted(ids) => ids.into_iter().map(Into::into).collect(),
-        sea_orm::TryInsertResult::Conflicted | sea_orm::TryInsertResult::Empty => HashSet::new(),
-    })
+    let rows = rows
+        .iter()
+        .map(|row| row.clone().into_active_model().reset_all())
+        .collect();
+    Ok(crate::db::insert_new(txn, rows).await?)
 }
 
 /// Deletes idempotency keys whose requests failed, so a retry runs again.

@@ -1010,12 +1010,9 @@ async fn convert_hold(
                 .map(|seat_id| valid_ticket(&order, line_id, tier.id, seat_id, now)),
         );
     }
-    for chunk in tickets.chunks(500) {
-        Ticket::insert_many(chunk.to_vec())
-            .exec_without_returning(&txn)
-            .await
-            .map_err(|err| AppError::on_constraint(err, &[SEAT_ALREADY_TICKETED]))?;
-    }
+    crate::db::insert_all(&txn, tickets)
+        .await
+        .map_err(|err| AppError::on_constraint(err, &[SEAT_ALREADY_TICKETED]))?;
     if !seats.is_empty() {
         EventSeat::update_many()
             .col_expr(

@@ -97,12 +97,7 @@ pub async fn record(
             changed_at: Set(now),
         })
         .collect();
-    // Bounded batches keep every INSERT under SQLite's bound-parameter limit.
-    for chunk in rows.chunks(2000) {
-        SeatChange::insert_many(chunk.to_vec())
-            .exec_without_returning(db)
-            .await?;
-    }
+    crate::db::insert_all(db, rows).await?;
     Ok(seq)
 }
 
