@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use sea_orm::DatabaseConnection;
 use seatstorm::app::App;
 use seatstorm::auth::tokens::TokenKeys;
-use seatstorm::booking::best_available::{Candidate, choose};
+use seatstorm::booking::best_available::{Candidate, choose, choose_first, seat_order};
 use seatstorm::config::{Config, Secret};
 use seatstorm::persisted::PersistedQueries;
 use seatstorm::schema::{AppSchema, build_schema, request_loaders};
@@ -65,6 +65,29 @@ fn best_available(c: &mut Criterion) {
                     b.iter(|| choose(black_box(candidates), quantity, true, spread, &mut rng))
                 });
             }
+            // What the coalescing lane does per buyer: the pool sorted once per batch, then the
+            // best block read from its front.
+            let mut sorted = candidates.clone();
+            sorted.sort_by_key(seat_order);
+            let id = BenchmarkId::new(format!("first/taken{}%/q2", taken * 100.0), size);
+            group.bench_with_input(id, &sorted, |b, sorted| {
+                b.iter(|| choose_first(black_box(sorted), 2, true, |_| true))
+            });
+            // A whole batch: 200 buyers of 2 seats placed in turn, each after the seats given to
+            // those before it.
+            let id = BenchmarkId::new(format!("batch200/taken{}%/q2", taken * 100.0), size);
+            group.bench_with_input(id, &sorted, |b, sorted| {
+                b.iter(|| {
+                    let mut given = std::collections::HashSet::new();
+                    for _ in 0..200 {
+                        let seats = choose_first(black_box(sorted), 2, true, |seat| {
+                            !given.contains(&seat.seat_id)
+                        });
+                        given.extend(seats.into_iter().flatten());
+                    }
+                    given.len()
+                })
+            });
         }
     }
     group.finish();

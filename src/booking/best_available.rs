@@ -13,6 +13,16 @@ pub struct Candidate {
     pub number: i32,
 }
 
+/// The order the chooser reads seats in: nearest section first, then row, then seat number.
+pub fn seat_order(seat: &Candidate) -> (i32, Uuid, i32, i32) {
+    (
+        seat.section_rank,
+        seat.section_id,
+        seat.row_index,
+        seat.number,
+    )
+}
+
 /// Picks `quantity` seats from `candidates` (any order).
 ///
 /// With `adjacent`, the seats are consecutive numbers in one row: the frontmost row wins, and within a
@@ -29,27 +39,126 @@ pub fn choose(
     spread: usize,
     rng: &mut impl rand::Rng,
 ) -> Option<Vec<Uuid>> {
-    if quantity == 0 || candidates.len() < quantity {
+    let mut sorted: Vec<&Candidate> = candidates.iter().collect();
+    sorted.sort_by_key(|seat| seat_order(seat));
+    if spread <= 1 {
+        choose_first(&sorted, quantity, adjacent, |_| true)
+    } else {
+        choose_among_best(&sorted, quantity, adjacent, spread, rng)
+    }
+}
+
+/// What [`choose`] picks with a spread of 1, among the seats of `sorted` (in [`seat_order`]) that
+/// `is_free`. Reads no further than the row of the best block, so a lane placing a whole batch of
+/// buyers over one pool of thousands of seats does not sort or score the whole pool per buyer.
+pub fn choose_first<C: std::borrow::Borrow<Candidate>>(
+    sorted: &[C],
+    quantity: usize,
+    adjacent: bool,
+    is_free: impl Fn(&Candidate) -> bool,
+) -> Option<Vec<Uuid>> {
+    if quantity == 0 {
         return None;
     }
-    let mut sorted: Vec<&Candidate> = candidates.iter().collect();
-    sorted.sort_by_key(|c| (c.section_rank, c.section_id, c.row_index, c.number));
-
-    let mut blocks: Vec<(BlockScore, &[&Candidate])> = Vec::new();
-    let runs = runs(&sorted);
-    for run in &runs {
-        if run.len() < quantity {
+    let mut best: Option<(BlockScore, Vec<Uuid>)> = None;
+    let mut run: Vec<&Candidate> = Vec::new();
+    let consider = |run: &[&Candidate], best: &mut Option<(BlockScore, Vec<Uuid>)>| {
+        let Some((offset, score)) = best_block(run, quantity) else {
+            return;
+        };
+        if best.as_ref().is_none_or(|(best, _)| score < *best) {
+            let seats = run[offset..offset + quantity]
+                .iter()
+                .map(|seat| seat.seat_id);
+            *best = Some((score, seats.collect()));
+        }
+    };
+    let mut at = 0;
+    while let Some(seat) = sorted.get(at).map(std::borrow::Borrow::borrow) {
+        if let Some((found, _)) = &best {
+            // Nothing in a further section rank, or further back in this section, can win.
+            if seat.section_rank > found.section_rank {
+                break;
+            }
+            if seat.row_index > found.row_index {
+                let section = (seat.section_rank, seat.section_id);
+                at += sorted[at..].partition_point(|other| {
+                    let other = other.borrow();
+                    (other.section_rank, other.section_id) == section
+                });
+                continue;
+            }
+        }
+        at += 1;
+        if !is_free(seat) {
             continue;
         }
-        let slack = run.len() - quantity;
+        let continues = run.last().is_some_and(|prev| {
+            prev.section_id == seat.section_id
+                && prev.row_index == seat.row_index
+                && prev.number + 1 == seat.number
+        });
+        if !continues {
+            consider(&run, &mut best);
+            run.clear();
+        }
+        run.push(seat);
+    }
+    consider(&run, &mut best);
+    if let Some((_, seats)) = best {
+        return Some(seats);
+    }
+    if adjacent {
+        return None;
+    }
+    let front: Vec<Uuid> = sorted
+        .iter()
+        .map(std::borrow::Borrow::borrow)
+        .filter(|seat| is_free(seat))
+        .take(quantity)
+        .map(|seat| seat.seat_id)
+        .collect();
+    (front.len() == quantity).then_some(front)
+}
+
+/// The best place for a block of `quantity` in `run` (consecutive seats of one row): its offset and
+/// score, the first of equals.
+fn best_block(run: &[&Candidate], quantity: usize) -> Option<(usize, BlockScore)> {
+    let slack = run.len().checked_sub(quantity)?;
+    let first = run.first()?;
+    (0..=slack)
+        .map(|offset| (offset, block_score(first, offset, slack)))
+        .min_by_key(|(_, score)| *score)
+}
+
+fn block_score(first: &Candidate, left: usize, slack: usize) -> BlockScore {
+    let right = slack - left;
+    BlockScore {
+        section_rank: first.section_rank,
+        row_index: first.row_index,
+        orphans: usize::from(left == 1) + usize::from(right == 1),
+        off_centre: left.abs_diff(right),
+    }
+}
+
+/// [`choose`] with a spread: every block of every run scored, one of the `spread` best taken.
+fn choose_among_best(
+    sorted: &[&Candidate],
+    quantity: usize,
+    adjacent: bool,
+    spread: usize,
+    rng: &mut impl rand::Rng,
+) -> Option<Vec<Uuid>> {
+    if quantity == 0 || sorted.len() < quantity {
+        return None;
+    }
+    let mut blocks: Vec<(BlockScore, &[&Candidate])> = Vec::new();
+    for run in runs(sorted) {
+        let Some(slack) = run.len().checked_sub(quantity) else {
+            continue;
+        };
         for offset in 0..=slack {
-            let (left, right) = (offset, slack - offset);
-            let score = BlockScore {
-                section_rank: run[0].section_rank,
-                row_index: run[0].row_index,
-                orphans: usize::from(left == 1) + usize::from(right == 1),
-                off_centre: left.abs_diff(right),
-            };
+            let score = block_score(run[0], offset, slack);
             blocks.push((score, &run[offset..offset + quantity]));
         }
     }
@@ -80,21 +189,20 @@ struct BlockScore {
     off_centre: usize,
 }
 
-/// Maximal runs of consecutive seat numbers within one row of one section.
-fn runs<'a>(sorted: &[&'a Candidate]) -> Vec<Vec<&'a Candidate>> {
-    let mut runs: Vec<Vec<&Candidate>> = Vec::new();
-    for &seat in sorted {
-        match runs.last_mut() {
-            Some(run)
-                if run.last().is_some_and(|prev| {
-                    prev.section_id == seat.section_id
-                        && prev.row_index == seat.row_index
-                        && prev.number + 1 == seat.number
-                }) =>
-            {
-                run.push(seat)
-            }
-            _ => runs.push(vec![seat]),
+/// Maximal runs of consecutive seat numbers within one row of one section, as slices of `sorted`.
+fn runs<'s, 'a>(sorted: &'s [&'a Candidate]) -> Vec<&'s [&'a Candidate]> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for at in 1..=sorted.len() {
+        let breaks = sorted.get(at).is_none_or(|seat| {
+            let prev = sorted[at - 1];
+            !(prev.section_id == seat.section_id
+                && prev.row_index == seat.row_index
+                && prev.number + 1 == seat.number)
+        });
+        if breaks {
+            runs.push(&sorted[start..at]);
+            start = at;
         }
     }
     runs
@@ -190,6 +298,51 @@ mod tests {
             assert!(
                 numbers(&seats, &chosen).iter().all(|(row, _)| *row == 0),
                 "never the back row"
+            );
+        }
+    }
+
+    #[test]
+    fn the_first_pick_is_the_best_block_of_the_full_scoring() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        for _ in 0..400 {
+            // Two or three sections, some sharing a rank, rows with random gaps.
+            let mut seats = Vec::new();
+            for section in 0..rng.random_range(2..4) {
+                let rank = rng.random_range(0..2);
+                for row_index in 0..rng.random_range(1..6) {
+                    let numbers: Vec<i32> = (1..=12).filter(|_| rng.random_bool(0.6)).collect();
+                    let mut seats_of_row = row(rank, row_index, &numbers);
+                    for seat in &mut seats_of_row {
+                        seat.section_id = Uuid::from_u128(100 + section as u128);
+                        seat.seat_id =
+                            Uuid::from_u128((section as u128) << 40 | seat.seat_id.as_u128());
+                    }
+                    seats.extend(seats_of_row);
+                }
+            }
+            let given: std::collections::HashSet<Uuid> = seats
+                .iter()
+                .filter(|_| rng.random_bool(0.2))
+                .map(|seat| seat.seat_id)
+                .collect();
+            let free: Vec<Candidate> = seats
+                .iter()
+                .filter(|seat| !given.contains(&seat.seat_id))
+                .cloned()
+                .collect();
+            let mut sorted: Vec<&Candidate> = seats.iter().collect();
+            sorted.sort_by_key(|seat| seat_order(seat));
+            let mut free_sorted: Vec<&Candidate> = free.iter().collect();
+            free_sorted.sort_by_key(|seat| seat_order(seat));
+            let quantity = rng.random_range(1..5);
+            let adjacent = rng.random_bool(0.5);
+            assert_eq!(
+                choose_first(&sorted, quantity, adjacent, |seat| !given
+                    .contains(&seat.seat_id)),
+                choose_among_best(&free_sorted, quantity, adjacent, 1, &mut rng),
+                "{quantity} seats, adjacent: {adjacent}"
             );
         }
     }

@@ -258,8 +258,10 @@ async fn read_pools(
     for (filter, (example, seats)) in wanted_seats {
         // Room to choose well (blocks, no orphans) beyond the seats the batch takes.
         let limit = std::cmp::max(CANDIDATE_WINDOW, seats * 4);
-        let seats = candidate_seats(db, &requests[example].1, &[], limit).await?;
+        let mut seats = candidate_seats(db, &requests[example].1, &[], limit).await?;
         let complete = (seats.len() as u64) < limit;
+        // In the chooser's order once, for every request of the batch.
+        seats.sort_by_key(best_available::seat_order);
         pools.insert(filter, Pool { seats, complete });
     }
     Ok(pools)
@@ -428,19 +430,13 @@ async fn choose_and_lock(
                 unplaced.push((placing, Ok(None)));
                 continue;
             };
-            let free: Vec<Candidate> = pool
-                .seats
-                .iter()
-                .filter(|seat| !given.contains(&seat.seat_id))
-                .cloned()
-                .collect();
-            // spread 1: the batch does not collide with itself, so every buyer gets the best left.
-            match best_available::choose(
-                &free,
+            // The best left for each buyer in turn (no spread: the batch does not collide with
+            // itself).
+            match best_available::choose_first(
+                &pool.seats,
                 placing.request.quantity as usize,
                 wanted.adjacent,
-                1,
-                &mut rand::rng(),
+                |seat| !given.contains(&seat.seat_id),
             ) {
                 Some(seats) => {
                     given.extend(seats.iter().copied());
