@@ -114,6 +114,23 @@ async fn graphql_transport_ws_clients_receive_subscription_data() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribe_message_larger_than_the_read_buffer_is_read_whole() {
+    let app = TestApp::spawn().await;
+    let mut socket = connect(&app, "graphql-transport-ws", json!({})).await;
+    // The server reads into 1 KiB; a long query (a client's documented operation, say) is 20 KiB.
+    let comment = format!("# {}\n", "x".repeat(20 * 1024));
+    let query = format!("{comment}subscription {{ heartbeat(intervalSeconds: 1) }}");
+    send(
+        &mut socket,
+        json!({ "id": "long", "type": "subscribe", "payload": { "query": query } }),
+    )
+    .await;
+    let message = next_message(&mut socket).await;
+    assert_eq!(message["type"], "next", "{message}");
+    assert_eq!(message["id"], "long");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_graphql_ws_clients_receive_subscription_data() {
     let app = TestApp::spawn().await;
     let mut socket = connect(&app, "graphql-ws", json!({})).await;
