@@ -13,6 +13,8 @@
 #   SUBSCRIBERS=1000 (live WebSocket clients during each run)
 #   RSS_LOG=/path (append "run seconds rss_kb" every 0.5 s, to see which phase the memory belongs to)
 #   PGBENCH=0 (skip the pgbench ceiling, for runs that only compare the server with itself)
+# Each report also carries the server's coalescing-lane counters (`lanes`: batches, requests and
+# busy seconds per kind of lane, from /metrics at the end of the run).
 # The binaries are taken from where cargo builds them (CARGO_TARGET_DIR, default ./target).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -86,7 +88,16 @@ for run in $RUNS; do
         "${hold_only[@]}" --json); then
         peak_rss=$(cat "$svc/peak_rss" 2>/dev/null || true)
         peak_rss=${peak_rss:-0}
-        echo "$report" | sed "s/^{/{\"booking_path\":\"$path\",\"server_idle_rss_kb\":${idle_rss:-0},\"server_peak_rss_kb\":$peak_rss,/"
+        # How busy each kind of coalescing lane was: busy seconds near the storm's length mean the
+        # lane's serial work, not the machine, was the bound.
+        lanes=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '
+            /^seatstorm_booking_lane_(batches|requests|busy_seconds)_total\{/ {
+                match($1, /lane="[a-z]+"/); lane = substr($1, RSTART + 6, RLENGTH - 7)
+                name = $1; sub(/^seatstorm_booking_lane_/, "", name); sub(/_total.*/, "", name)
+                value[lane] = value[lane] (value[lane] == "" ? "" : ",") "\"" name "\":" $2
+            }
+            END { sep = ""; printf "{"; for (l in value) { printf "%s\"%s\":{%s}", sep, l, value[l]; sep = "," } printf "}" }')
+        echo "$report" | sed "s/^{/{\"booking_path\":\"$path\",\"server_idle_rss_kb\":${idle_rss:-0},\"server_peak_rss_kb\":$peak_rss,\"lanes\":${lanes:-{\}},/"
     else
         echo "{\"run\":\"$run\",\"failed\":true}"
     fi

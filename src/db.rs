@@ -1,4 +1,4 @@
-//! Database connection, migrations, and the statement counter.
+//! Database connection, migrations, the statement counter, and batch statements written for PostgreSQL.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
