@@ -93,12 +93,7 @@ pub fn choose_first<C: std::borrow::Borrow<Candidate>>(
         if !is_free(seat) {
             continue;
         }
-        let continues = run.last().is_some_and(|prev| {
-            prev.section_id == seat.section_id
-                && prev.row_index == seat.row_index
-                && prev.number + 1 == seat.number
-        });
-        if !continues {
+        if !run.last().is_some_and(|prev| next_to(prev, seat)) {
             consider(&run, &mut best);
             run.clear();
         }
@@ -189,18 +184,22 @@ struct BlockScore {
     off_centre: usize,
 }
 
+/// Whether `seat` is the one right after `prev` in the same row of the same section.
+fn next_to(prev: &Candidate, seat: &Candidate) -> bool {
+    prev.section_id == seat.section_id
+        && prev.row_index == seat.row_index
+        && prev.number + 1 == seat.number
+}
+
 /// Maximal runs of consecutive seat numbers within one row of one section, as slices of `sorted`.
 fn runs<'s, 'a>(sorted: &'s [&'a Candidate]) -> Vec<&'s [&'a Candidate]> {
     let mut runs = Vec::new();
     let mut start = 0;
     for at in 1..=sorted.len() {
-        let breaks = sorted.get(at).is_none_or(|seat| {
-            let prev = sorted[at - 1];
-            !(prev.section_id == seat.section_id
-                && prev.row_index == seat.row_index
-                && prev.number + 1 == seat.number)
-        });
-        if breaks {
+        if sorted
+            .get(at)
+            .is_none_or(|seat| !next_to(sorted[at - 1], seat))
+        {
             runs.push(&sorted[start..at]);
             start = at;
         }

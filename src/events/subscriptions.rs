@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::error::AppResult;
 use crate::events::changelog::{self, SeatState};
+use crate::events::feed_map::StatusSnapshot;
 use crate::events::graphql::{SeatStatus, SectionAvailability};
 use crate::events::live_feed::{Availability, Feed};
 use crate::gql::{ContextExt, parse_id};
@@ -134,18 +135,8 @@ fn snapshot(event_id: Uuid, feed: &Feed, format: SeatSnapshotFormat) -> SeatMapU
             let snapshot = feed.snapshot();
             (snapshot.seq, Arc::clone(&snapshot.seats), None)
         }
-        SeatSnapshotFormat::Statuses | SeatSnapshotFormat::Runs => {
-            let snapshot = if format == SeatSnapshotFormat::Runs {
-                feed.status_runs()
-            } else {
-                feed.statuses()
-            };
-            (
-                snapshot.seq,
-                Arc::from(Vec::new()),
-                Some(Arc::clone(&snapshot.statuses)),
-            )
-        }
+        SeatSnapshotFormat::Statuses => compact(feed.statuses()),
+        SeatSnapshotFormat::Runs => compact(feed.status_runs()),
     };
     SeatMapUpdate {
         event_id: ID(event_id.to_string()),
@@ -156,6 +147,15 @@ fn snapshot(event_id: Uuid, feed: &Feed, format: SeatSnapshotFormat) -> SeatMapU
         statuses,
         status_changes: None,
     }
+}
+
+/// The parts of a SNAPSHOT whose seats are all in `statuses`.
+fn compact(snapshot: Arc<StatusSnapshot>) -> (i64, Arc<[SeatState]>, Option<Arc<str>>) {
+    (
+        snapshot.seq,
+        Arc::from(Vec::new()),
+        Some(Arc::clone(&snapshot.statuses)),
+    )
 }
 
 /// A DELTA of `seats` described by `feed`'s seat map.

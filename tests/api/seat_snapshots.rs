@@ -39,30 +39,41 @@ async fn watch_seat_map(app: &TestApp, event_id: uuid::Uuid) -> (Socket, i64) {
     (watcher, seq)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_compact_snapshot_gives_each_seat_a_letter_in_seat_map_order() {
-    let app = TestApp::spawn().await;
+/// An event on a 5 x 7 seat map (35 seats), with the seats at `held` (seat-map positions) held by
+/// one buyer; its id and seat ids in seat-map order.
+async fn small_map_with_held(
+    app: &TestApp,
+    title: &str,
+    held: &[usize],
+) -> (uuid::Uuid, Vec<String>) {
     let shape = Shape {
         rows: 5,
         seats_per_row: 7,
         ..Shape::default()
     };
-    let event = create_event_shaped(&app, "Compact", 5, shape).await;
-    let seats = seat_ids(&app, event.event_id).await;
-    let buyers = app.buyers(2).await;
+    let event = create_event_shaped(app, title, 5, shape).await;
+    let seats = seat_ids(app, event.event_id).await;
+    let buyer = app.buyers(1).await;
+    let held: Vec<String> = held.iter().map(|&at| seats[at].clone()).collect();
+    hold(app, &buyer[0], event.event_id, &held).await;
+    (event.event_id, seats)
+}
+
+/// A client subscribed to `query` on the event, and the data of its first message.
+async fn first_message(app: &TestApp, event_id: uuid::Uuid, query: &str) -> (Socket, Value) {
+    let mut socket = connect(app, "graphql-transport-ws", json!({})).await;
+    subscribe(&mut socket, "map", query, json!({ "id": event_id })).await;
+    let first = next_data(&mut socket, "map").await;
+    (socket, first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compact_snapshot_gives_each_seat_a_letter_in_seat_map_order() {
+    let app = TestApp::spawn().await;
     // Seats from the middle and the end of the map, so an order that only agrees on the first
     // seats is caught.
-    hold(
-        &app,
-        &buyers[0],
-        event.event_id,
-        &[seats[9].clone(), seats[34].clone()],
-    )
-    .await;
-
-    let mut socket = connect(&app, "graphql-transport-ws", json!({})).await;
-    subscribe(&mut socket, "map", COMPACT, json!({ "id": event.event_id })).await;
-    let snapshot = next_data(&mut socket, "map").await;
+    let (event_id, seats) = small_map_with_held(&app, "Compact", &[9, 34]).await;
+    let (mut socket, snapshot) = first_message(&app, event_id, COMPACT).await;
     assert_eq!(snapshot["kind"], "SNAPSHOT");
     assert_eq!(
         snapshot["seats"],
@@ -79,10 +90,11 @@ async fn a_compact_snapshot_gives_each_seat_a_letter_in_seat_map_order() {
     assert_eq!(snapshot["statusChanges"], Value::Null);
 
     // Deltas chain on the snapshot's number, as the usual list and as positions in the same order.
+    let buyer = app.buyers(1).await;
     hold(
         &app,
-        &buyers[1],
-        event.event_id,
+        &buyer[0],
+        event_id,
         &[seats[20].clone(), seats[3].clone()],
     )
     .await;
@@ -115,27 +127,10 @@ async fn a_compact_snapshot_gives_each_seat_a_letter_in_seat_map_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runs_snapshot_gives_each_stretch_of_one_status_a_letter_and_a_count() {
     let app = TestApp::spawn().await;
-    let shape = Shape {
-        rows: 5,
-        seats_per_row: 7,
-        ..Shape::default()
-    };
-    let event = create_event_shaped(&app, "Runs", 5, shape).await;
-    let seats = seat_ids(&app, event.event_id).await;
-    let buyers = app.buyers(1).await;
-    hold(
-        &app,
-        &buyers[0],
-        event.event_id,
-        &[seats[9].clone(), seats[10].clone(), seats[34].clone()],
-    )
-    .await;
-
-    let mut socket = connect(&app, "graphql-transport-ws", json!({})).await;
+    let (event_id, _) = small_map_with_held(&app, "Runs", &[9, 10, 34]).await;
     let query = "subscription($id: ID!) {
         seatMapChanged(eventId: $id, snapshotFormat: RUNS) { kind statuses seats { seatId } } }";
-    subscribe(&mut socket, "map", query, json!({ "id": event.event_id })).await;
-    let snapshot = next_data(&mut socket, "map").await;
+    let (_socket, snapshot) = first_message(&app, event_id, query).await;
     assert_eq!(snapshot["kind"], "SNAPSHOT");
     assert_eq!(snapshot["seats"], json!([]));
     // 9 free, 2 held, 23 free, the last one held: 35 seats in seat map order.
