@@ -5,6 +5,7 @@ use tracing_subscriber::EnvFilter;
 
 // glibc's malloc and free were a fifth of the server's CPU under a booking storm (docs/profiling.md):
 // every request allocates and frees many small objects from many threads.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

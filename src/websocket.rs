@@ -124,47 +124,44 @@ pub async fn serve(
     let (mut socket_sink, socket_stream) = socket.split();
     let (mut out, mut outgoing) = futures::channel::mpsc::channel::<Message>(64);
 
-    let writer = tokio::spawn(async move {
-        while let Some(message) = outgoing.next().await {
-            let closing = matches!(message, Message::Close(_));
-            if socket_sink.send(message).await.is_err() || closing {
-                break;
-            }
-        }
-        let _ = socket_sink.close().await;
-    });
-
-    let init_timer = {
-        let mut out = out.clone();
+    // One task writes the socket and keeps its timers: the keep-alive pings and the init deadline
+    // live here rather than in tasks of their own, which every idle connection would pay for.
+    let writer = {
         let session = Arc::clone(&session);
-        tokio::spawn(async move {
-            tokio::time::sleep(limits.init_timeout).await;
-            if !session.initialized.load(Ordering::Relaxed) {
-                let _ = out
-                    .send(close(
-                        CLOSE_INIT_TIMEOUT,
-                        "Connection initialisation timeout",
-                    ))
-                    .await;
-            }
-        })
-    };
-    let keepalive = {
-        let mut out = out.clone();
         tokio::spawn(async move {
             let ping = if legacy {
                 r#"{"type":"ka"}"#
             } else {
                 r#"{"type":"ping"}"#
             };
-            let mut ticker = tokio::time::interval(limits.keepalive);
-            ticker.tick().await;
+            let init_deadline = tokio::time::sleep(limits.init_timeout);
+            tokio::pin!(init_deadline);
+            let mut awaiting_init = true;
+            let mut keepalive = tokio::time::interval_at(
+                tokio::time::Instant::now() + limits.keepalive,
+                limits.keepalive,
+            );
             loop {
-                ticker.tick().await;
-                if out.send(Message::Text(ping.into())).await.is_err() {
+                let message = tokio::select! {
+                    message = outgoing.next() => match message {
+                        Some(message) => message,
+                        None => break,
+                    },
+                    () = &mut init_deadline, if awaiting_init => {
+                        awaiting_init = false;
+                        if session.initialized.load(Ordering::Relaxed) {
+                            continue;
+                        }
+                        close(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout")
+                    }
+                    _ = keepalive.tick() => Message::Text(ping.into()),
+                };
+                let closing = matches!(message, Message::Close(_));
+                if socket_sink.send(message).await.is_err() || closing {
                     break;
                 }
             }
+            let _ = socket_sink.close().await;
         })
     };
 
@@ -256,8 +253,6 @@ pub async fn serve(
         .serve()
         .await;
 
-    init_timer.abort();
-    keepalive.abort();
     out.close_channel();
     let _ = writer.await;
 }

@@ -8,12 +8,14 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use uuid::Uuid;
 
+use crate::auth::Viewer;
 use crate::error::AppResult;
 use crate::events::changelog::{self, SeatState};
 use crate::events::feed_map::StatusSnapshot;
 use crate::events::graphql::{SeatStatus, SectionAvailability};
 use crate::events::live_feed::{Availability, Feed};
 use crate::gql::{ContextExt, parse_id};
+use crate::state::AppState;
 
 /// What a seat-map message carries.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
@@ -215,6 +217,16 @@ async fn first_update(
     Ok(snapshot(event_id, feed, format))
 }
 
+/// The live feed of an event the viewer may see.
+async fn open_feed(
+    state: &AppState,
+    viewer: Option<&Viewer>,
+    event_id: Uuid,
+) -> AppResult<Arc<Feed>> {
+    state.feeds.visible_event(viewer, event_id).await?;
+    state.feeds.feed(event_id).await
+}
+
 #[derive(Default)]
 pub struct EventSubscription;
 
@@ -239,18 +251,19 @@ impl EventSubscription {
     ) -> Result<impl Stream<Item = SeatMapUpdate> + use<>> {
         let state = ctx.state().extend()?;
         let event_id = parse_id(&event_id, "eventId").extend()?;
-        state
-            .feeds
-            .visible_event(ctx.viewer_opt(), event_id)
-            .await
-            .extend()?;
-        let feed = state.feeds.feed(event_id).await.extend()?;
-        // Subscribe before reading the first message, so nothing committed in between is lost.
-        let mut batches = feed.subscribe();
         let db = state.db.clone();
-        let first = first_update(&db, &feed, event_id, since_seq, snapshot_format)
-            .await
-            .extend()?;
+        // Boxed: async-graphql keeps each subscription in one allocation sized for the largest
+        // state of this resolver and its stream, for as long as the client stays subscribed. The
+        // set-up's database reads would otherwise size every connection's stream (docs/profiling.md).
+        let (feed, mut batches, first) = Box::pin(async {
+            let feed = open_feed(state, ctx.viewer_opt(), event_id).await?;
+            // Subscribe before reading the first message, so nothing committed in between is lost.
+            let batches = feed.subscribe();
+            let first = first_update(&db, &feed, event_id, since_seq, snapshot_format).await?;
+            AppResult::Ok((feed, batches, first))
+        })
+        .await
+        .extend()?;
         Ok(async_stream::stream! {
             let mut sent = first.seq;
             yield first;
@@ -302,7 +315,9 @@ impl EventSubscription {
                 if batch.from_seq > sent {
                     // Never expected (the feed started at or before our first message), but a gap
                     // is filled from the log rather than skipped.
-                    match changelog::changes_between(&db, event_id, sent, batch.from_seq).await {
+                    let missing =
+                        Box::pin(changelog::changes_between(&db, event_id, sent, batch.from_seq));
+                    match missing.await {
                         Ok(missing) => seats.extend(missing),
                         Err(_) => break,
                     }
@@ -328,12 +343,9 @@ impl EventSubscription {
     ) -> Result<impl Stream<Item = AvailabilityUpdate> + use<>> {
         let state = ctx.state().extend()?;
         let event_id = parse_id(&event_id, "eventId").extend()?;
-        state
-            .feeds
-            .visible_event(ctx.viewer_opt(), event_id)
+        let feed = Box::pin(open_feed(state, ctx.viewer_opt(), event_id))
             .await
             .extend()?;
-        let feed = state.feeds.feed(event_id).await.extend()?;
         let mut batches = feed.subscribe();
         // The feed's counts, not a read of our own: a crowd subscribing at once shares them.
         let first = feed.availability();
