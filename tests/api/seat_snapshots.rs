@@ -1,7 +1,10 @@
 //! What a `seatMapChanged` subscriber starts from: a compact snapshot that lines up with the seat map,
 //! and resumes served from the feed rather than from a read per client.
 
+use futures::StreamExt;
 use futures::future::join_all;
+use seatstorm::persisted::{PersistedQueries, PersistedQueryConfig};
+use seatstorm::schema::build_schema;
 use serde_json::{Value, json};
 
 use crate::helpers::{Shape, TestApp, create_event_shaped};
@@ -227,4 +230,73 @@ async fn a_resume_lists_a_seat_that_changed_several_times_once_at_its_last_statu
         json!([{ "seatId": seats[0], "status": "HELD" }])
     );
     assert_eq!(first["statusChanges"], "0H");
+}
+
+/// The (position, letter) pairs of a `statusChanges` string, sorted.
+fn decode_status_changes(changes: &str) -> Vec<(usize, char)> {
+    let mut decoded = Vec::new();
+    let mut digits = String::new();
+    for c in changes.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            decoded.push((digits.parse().expect("a position before each letter"), c));
+            digits.clear();
+        }
+    }
+    assert!(digits.is_empty(), "{changes} ends with a letter");
+    decoded.sort_unstable();
+    decoded
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_fell_behind_gets_one_delta_with_every_change_it_missed() {
+    let app = TestApp::spawn().await;
+    let (event_id, seats) = small_map_with_held(&app, "Behind", &[20]).await;
+    // A subscriber whose stream is polled only when the test says so: what a client whose socket
+    // cannot keep up looks like to the server, without depending on timing.
+    let schema = build_schema(
+        app.state.clone(),
+        PersistedQueries::load(&PersistedQueryConfig::default()).expect("no persisted queries"),
+    );
+    let query = "subscription($id: ID!) { seatMapChanged(eventId: $id, snapshotFormat: RUNS) {
+        kind seq previousSeq statusChanges seats { seatId status } } }";
+    let request = async_graphql::Request::new(query).variables(
+        async_graphql::Variables::from_json(json!({ "id": event_id })),
+    );
+    let mut behind = schema.execute_stream(request);
+    let first = behind.next().await.expect("a first message");
+    assert!(first.errors.is_empty(), "{:?}", first.errors);
+    let first = first.data.into_json().expect("JSON")["seatMapChanged"].clone();
+    assert_eq!(first["kind"], "SNAPSHOT");
+    let start = first["seq"].as_i64().expect("seq");
+
+    // Three changes, each broadcast on its own: the watcher reads every one before the next.
+    let (mut watcher, _) = watch_seat_map(&app, event_id).await;
+    let buyers = app.buyers(3).await;
+    let mut last = start;
+    for (token, positions) in buyers.iter().zip([[0, 1], [10, 11], [33, 34]]) {
+        let held: Vec<String> = positions.iter().map(|&at| seats[at].clone()).collect();
+        hold(&app, token, event_id, &held).await;
+        let delta = next_data(&mut watcher, "map").await;
+        assert_eq!(delta["previousSeq"], last, "one batch per hold");
+        last = delta["seq"].as_i64().expect("seq");
+    }
+
+    let caught_up = behind.next().await.expect("a second message");
+    assert!(caught_up.errors.is_empty(), "{:?}", caught_up.errors);
+    let caught_up = caught_up.data.into_json().expect("JSON")["seatMapChanged"].clone();
+    assert_eq!(caught_up["kind"], "DELTA", "{caught_up}");
+    assert_eq!(
+        caught_up["previousSeq"], start,
+        "continues from the snapshot"
+    );
+    assert_eq!(caught_up["seq"], last, "and reaches the last batch");
+    assert_eq!(caught_up["seats"].as_array().map(Vec::len), Some(6));
+    let changes = caught_up["statusChanges"].as_str().expect("statusChanges");
+    assert_eq!(
+        decode_status_changes(changes),
+        [0, 1, 10, 11, 33, 34].map(|at| (at, 'H')).to_vec(),
+        "positions in seat map order: {changes}"
+    );
 }
