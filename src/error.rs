@@ -5,6 +5,7 @@
 //! Internal errors are logged with their cause chain and reach the client only as a generic message.
 
 use async_graphql::{ErrorExtensions, FieldError};
+use sea_orm::error::ConnAcquireErr;
 use sea_orm::{DbErr, RuntimeErr};
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +72,7 @@ impl AppError {
             Self::PersistedQueryRequired => "PERSISTED_QUERY_REQUIRED",
             // Every database connection stayed busy for the whole acquire timeout: overload, not a
             // fault. A retry with the same idempotency key is safe.
-            Self::Database(DbErr::ConnectionAcquire(_)) => "SERVER_BUSY",
+            Self::Database(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)) => "SERVER_BUSY",
             Self::Database(_) | Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -134,7 +135,7 @@ fn violated_constraint(err: &DbErr) -> Option<String> {
 impl ErrorExtensions for AppError {
     fn extend(&self) -> FieldError {
         let message = match self {
-            Self::Database(err @ DbErr::ConnectionAcquire(_)) => {
+            Self::Database(err @ DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)) => {
                 tracing::warn!(error = %err, "no database connection free: answering SERVER_BUSY");
                 "the server is busy: retry in a moment".to_owned()
             }
@@ -197,10 +198,13 @@ mod tests {
                 "INTERNAL_SERVER_ERROR",
             ),
             (
-                AppError::Database(DbErr::ConnectionAcquire(
-                    sea_orm::error::ConnAcquireErr::Timeout,
-                )),
+                AppError::Database(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)),
                 "SERVER_BUSY",
+            ),
+            // A closed pool is a fault of the server, not a load to wait out.
+            (
+                AppError::Database(DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed)),
+                "INTERNAL_SERVER_ERROR",
             ),
         ];
         for (error, code) in cases {

@@ -15,6 +15,7 @@ use std::time::{Duration as StdDuration, Instant};
 use chrono::{DateTime, Utc};
 use entity::event;
 use entity::idempotency_key;
+use sea_orm::error::ConnAcquireErr;
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
     IntoActiveModel, QueryFilter,
@@ -364,9 +365,9 @@ fn shared(err: &AppError) -> AppError {
         AppError::BadUserInput(message) => AppError::BadUserInput(message.clone()),
         AppError::Conflict(message) => AppError::Conflict(message.clone()),
         AppError::SoldOut(message) => AppError::SoldOut(message.clone()),
-        AppError::Database(DbErr::ConnectionAcquire(_)) => AppError::Database(
-            DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout),
-        ),
+        AppError::Database(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)) => {
+            AppError::Database(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout))
+        }
         other => AppError::Internal(anyhow::anyhow!("the batch failed: {other}")),
     }
 }
@@ -377,10 +378,10 @@ mod tests {
 
     #[test]
     fn batch_wide_failures_keep_their_code_for_every_caller() {
-        let busy = AppError::Database(DbErr::ConnectionAcquire(
-            sea_orm::error::ConnAcquireErr::Timeout,
-        ));
+        let busy = AppError::Database(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout));
         assert_eq!(shared(&busy).code(), "SERVER_BUSY");
+        let closed = AppError::Database(DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed));
+        assert_eq!(shared(&closed).code(), "INTERNAL_SERVER_ERROR");
         assert_eq!(shared(&AppError::NotFound("tier")).code(), "NOT_FOUND");
         assert_eq!(
             shared(&AppError::Internal(anyhow::anyhow!("boom"))).code(),

@@ -118,7 +118,7 @@ async fn run_lane(
         let outcome = match Event::find_by_id(event_id).one(&db).await {
             Ok(Some(event)) => Outcome::Found(Arc::new(event)),
             Ok(None) => Outcome::Missing,
-            Err(DbErr::ConnectionAcquire(_)) => Outcome::Busy,
+            Err(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)) => Outcome::Busy,
             Err(err) => {
                 tracing::error!(event.id = %event_id, error = %err, "reading the event failed");
                 Outcome::Failed
