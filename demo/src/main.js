@@ -30,9 +30,14 @@ const EVENT_AND_MAP = `query ($id: ID!) {
   }
   myHolds { id status expiresAt totalCents event { id } seats { id } }
 }`;
+// Compact: a snapshot is the statuses as runs of letters, a delta each changed seat's position and
+// letter, both in the order of `seatMap` (16,000 seats as objects would be a megabyte per snapshot).
 const SEAT_FEED = `subscription ($id: ID!, $since: Int) {
-  seatMapChanged(eventId: $id, sinceSeq: $since) { kind seq previousSeq seats { seatId status } }
+  seatMapChanged(eventId: $id, sinceSeq: $since, snapshotFormat: RUNS) {
+    kind seq previousSeq statuses statusChanges
+  }
 }`;
+const STATUS = { A: "AVAILABLE", H: "HELD", S: "SOLD" };
 const ORDER_FEED = `subscription ($id: ID!) {
   orderUpdated(eventId: $id) { kind hold { id status expiresAt totalCents seats { id } } }
 }`;
@@ -57,6 +62,7 @@ const map = new SeatMap($("map"));
 const state = {
   event: null,
   seats: new Map(), // seat id -> seat { id, row, number, x, y, status, tierId, section }
+  layout: [], // the seats in `seatMap` order: what the live feed's positions refer to
   byLabel: new Map(), // "section|row|number" -> seat
   tiers: new Map(), // tier id -> tier
   selected: new Set(),
@@ -169,6 +175,7 @@ async function openEvent(eventId) {
   state.event = event;
   state.tiers = new Map(event.tiers.map((tier) => [tier.id, tier]));
   state.seats = new Map();
+  state.layout = [];
   state.byLabel = new Map();
   const sections = [];
   for (const { section, available, seats } of seatMap.sections) {
@@ -176,6 +183,7 @@ async function openEvent(eventId) {
     for (const seat of seats) {
       const placed = { ...seat, section: section.name };
       state.seats.set(seat.id, placed);
+      state.layout.push(placed);
       state.byLabel.set(labelKey(section.name, seat.row, seat.number), placed);
     }
   }
@@ -231,13 +239,34 @@ function followSeats(eventId) {
   state.stops.push(() => stop());
 }
 
+/** [position, letter] of every seat in a RUNS snapshot (`A9H2A`: 9 available, 2 held, 1 available). */
+function* runPositions(runs) {
+  let at = 0;
+  for (const [, letter, count] of runs.matchAll(/([AHS])(\d*)/g)) {
+    for (let n = count ? Number(count) : 1; n > 0; n -= 1) yield [at++, letter];
+  }
+}
+
+/** [position, letter] of every changed seat of a delta (`0H17S`: the 1st seat held, the 18th sold). */
+function* changedPositions(changes) {
+  for (const [, at, letter] of changes.matchAll(/(\d+)([AHS])/g)) yield [Number(at), letter];
+}
+
 function applySeatUpdate(update) {
+  const snapshot = update.kind === "SNAPSHOT";
+  const changes = [...(snapshot ? runPositions(update.statuses) : changedPositions(update.statusChanges))];
+  if (snapshot && changes.length !== state.layout.length) {
+    // The layout changed since it was drawn: positions no longer line up, draw it again.
+    openEvent(state.event.id).catch(showError);
+    return;
+  }
   const taken = [];
-  for (const change of update.seats) {
-    const seat = state.seats.get(change.seatId);
-    if (!seat) continue;
-    seat.status = change.status;
-    if (change.status !== "AVAILABLE" && state.selected.delete(seat.id)) taken.push(seat);
+  for (const [at, letter] of changes) {
+    const seat = state.layout[at];
+    const status = STATUS[letter];
+    if (!seat || !status) continue;
+    seat.status = status;
+    if (status !== "AVAILABLE" && state.selected.delete(seat.id)) taken.push(seat);
   }
   state.seq = update.seq;
   $("map").dataset.seq = String(update.seq);
