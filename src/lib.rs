@@ -22,6 +22,8 @@ pub mod events;
 pub mod gql;
 /// Request-wide guardrails: error codes before execution, mutation rate limit.
 pub mod guardrails;
+/// Per-id queues that serve whatever waits as one batch (coalesced booking, shared reads).
+pub(crate) mod lanes;
 /// The live event bus.
 pub mod live;
 /// Prometheus metrics: GraphQL operations, bookings, errors, transports, bus, pool, queues.

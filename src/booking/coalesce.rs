@@ -46,8 +46,8 @@ use uuid::Uuid;
 
 use crate::booking::idempotency::{self, IdempotencyKey};
 use crate::booking::lanes::{
-    self, CoalescingStats, Lanes, Pending, Tail, answer_all, expire_their_stale_holds, forget_keys,
-    insert_skipping_conflicts, within_user_caps,
+    self, Pending, answer_all, expire_their_stale_holds, forget_keys, insert_skipping_conflicts,
+    within_user_caps,
 };
 use crate::booking::service::{
     self, Buyer, HoldPolicy, ONE_ACTIVE_HOLD, Quantity, TIER_SOLD_OUT, event_selling,
@@ -56,6 +56,7 @@ use crate::booking::service::{
 use crate::db::{insert_all, is_postgres};
 use crate::error::{AppError, AppResult};
 use crate::events::changelog;
+use crate::lanes::{CoalescingStats, Lanes, Tail};
 use crate::live::{Bus, LiveMessage};
 use crate::payments::{ChargeOutcome, Payments};
 

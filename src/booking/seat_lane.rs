@@ -39,8 +39,8 @@ use crate::booking::best_available::{self, Candidate};
 use crate::booking::coalesce::BookingPath;
 use crate::booking::idempotency::{self, IdempotencyKey};
 use crate::booking::lanes::{
-    CoalescingStats, Lanes, Outcomes, Pending, Tail, answer_all, expire_their_stale_holds,
-    forget_keys, insert_skipping_conflicts, within_user_caps,
+    Outcomes, Pending, answer_all, expire_their_stale_holds, forget_keys,
+    insert_skipping_conflicts, within_user_caps,
 };
 use crate::booking::service::{
     self, BestAvailable, Buyer, CANDIDATE_WINDOW, HoldPolicy, ONE_ACTIVE_HOLD, adjust_tiers,
@@ -48,6 +48,7 @@ use crate::booking::service::{
 };
 use crate::error::{AppError, AppResult};
 use crate::events::changelog;
+use crate::lanes::{CoalescingStats, Lanes, Tail};
 use crate::live::{Bus, LiveMessage};
 
 /// The operation name idempotency keys of best-available holds are stored under.
