@@ -162,13 +162,18 @@ impl Extension for MetricsExtension {
         if info.path_node.parent.is_some() {
             return next.run(ctx, info).await;
         }
-        let field = info.name.to_owned();
-        self.facts()
-            .root_fields
-            .insert(info.alias.unwrap_or(info.name).to_owned(), field.clone());
+        let field = info.name;
+        {
+            // A subscription resolves its root field again for every message it sends: noted once.
+            let mut facts = self.facts();
+            let key = info.alias.unwrap_or(field);
+            if !facts.root_fields.contains_key(key) {
+                facts.root_fields.insert(key.to_owned(), field.to_owned());
+            }
+        }
         let result = next.run(ctx, info).await;
         if matches!(&result, Ok(Some(value)) if *value != Value::Null) {
-            self.metrics.root_field_succeeded(&field);
+            self.metrics.root_field_succeeded(field);
         }
         result
     }
