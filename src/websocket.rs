@@ -257,8 +257,8 @@ pub async fn serve(
     let _ = writer.await;
 }
 
-/// The fields of an outgoing message this module looks at. Every `next` message to every subscriber
-/// passes here, so the payload is skipped without building a tree of it.
+/// The fields of an outgoing message this module looks at; the payload is skipped without building a
+/// tree of it.
 #[derive(serde::Deserialize)]
 struct OutgoingHead<'a> {
     #[serde(rename = "type", borrow)]
@@ -270,7 +270,9 @@ struct OutgoingHead<'a> {
 /// Notes subscriptions the server completed, and gives a refused init its protocol close code.
 fn outgoing_message(message: Message, session: &Session) -> Message {
     match message {
-        Message::Text(ref text) => {
+        // Only a `complete` matters here; any other message (a `next` to every subscriber, with its
+        // payload) is passed on without being parsed.
+        Message::Text(ref text) if text.contains(r#""type":"complete""#) => {
             if let Ok(head) = serde_json::from_str::<OutgoingHead<'_>>(text) {
                 if head.kind == "complete" {
                     if let Some(id) = head.id {

@@ -29,6 +29,32 @@ async fn next_frame(socket: &mut Socket) -> Message {
         .expect("a valid frame")
 }
 
+/// The next text message, parsed.
+async fn next_json(socket: &mut Socket) -> Value {
+    loop {
+        if let Message::Text(text) = next_frame(socket).await {
+            return serde_json::from_str(&text).expect("json");
+        }
+    }
+}
+
+/// Subscribes `id` to a heartbeat and checks it gets its first message, not a refusal.
+async fn assert_admitted(socket: &mut Socket, id: &str) {
+    let query = "subscription { heartbeat(intervalSeconds: 1) }";
+    send(
+        socket,
+        json!({ "id": id, "type": "subscribe", "payload": { "query": query } }),
+    )
+    .await;
+    let data = loop {
+        let message = next_json(socket).await;
+        if message["id"] == id {
+            break message;
+        }
+    };
+    assert_eq!(data["type"], "next", "{data}");
+}
+
 async fn close_code(socket: &mut Socket) -> u16 {
     loop {
         if let Message::Close(frame) = next_frame(socket).await {
@@ -75,11 +101,9 @@ async fn subscriptions_over_the_cap_are_refused_one_by_one() {
         .await;
     }
     let refusal = loop {
-        if let Message::Text(text) = next_frame(&mut socket).await {
-            let message: Value = serde_json::from_str(&text).expect("json");
-            if message["type"] == "error" {
-                break message;
-            }
+        let message = next_json(&mut socket).await;
+        if message["type"] == "error" {
+            break message;
         }
     };
     assert_eq!(refusal["id"], "3");
@@ -89,20 +113,7 @@ async fn subscriptions_over_the_cap_are_refused_one_by_one() {
     );
     // Completing one frees its place.
     send(&mut socket, json!({ "id": "1", "type": "complete" })).await;
-    send(
-        &mut socket,
-        json!({ "id": "4", "type": "subscribe", "payload": { "query": "subscription { heartbeat(intervalSeconds: 1) }" } }),
-    )
-    .await;
-    let data = loop {
-        if let Message::Text(text) = next_frame(&mut socket).await {
-            let message: Value = serde_json::from_str(&text).expect("json");
-            if message["id"] == "4" {
-                break message;
-            }
-        }
-    };
-    assert_eq!(data["type"], "next", "{data}");
+    assert_admitted(&mut socket, "4").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,4 +135,41 @@ async fn a_user_over_the_connection_cap_is_closed_with_4429() {
     assert_eq!(close_code(&mut second).await, 4429);
     // Anonymous connections are not counted against anyone.
     connect(&app, "graphql-transport-ws", json!({})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_the_server_ended_frees_its_place() {
+    let app = TestApp::spawn_with(limited(10, 60, 1, 10)).await;
+    let mut socket = connect(&app, "graphql-transport-ws", json!({})).await;
+    // Refused by the server, by validation and by the resolver (no such event): either way the
+    // operation is over, and its place with it.
+    let refused_by = [
+        json!({ "query": "subscription { noSuchField }" }),
+        json!({ "query": "subscription($id: ID!) { seatMapChanged(eventId: $id) { seq } }",
+            "variables": { "id": uuid::Uuid::new_v4() } }),
+    ];
+    for (n, payload) in refused_by.into_iter().enumerate() {
+        let id = format!("refused-{n}");
+        send(
+            &mut socket,
+            json!({ "id": id, "type": "subscribe", "payload": payload }),
+        )
+        .await;
+        let refused = next_json(&mut socket).await;
+        assert_eq!(refused["id"], id.as_str(), "{refused}");
+        let errors = match refused["type"].as_str() {
+            Some("error") => &refused["payload"],
+            _ => &refused["payload"]["errors"],
+        };
+        assert_ne!(
+            errors[0]["extensions"]["code"], "TOO_MANY_REQUESTS",
+            "{refused}"
+        );
+        if refused["type"] == "next" {
+            let ended = next_json(&mut socket).await;
+            assert_eq!(ended, json!({ "id": id, "type": "complete" }));
+        }
+    }
+    // The one place per connection is free again.
+    assert_admitted(&mut socket, "2").await;
 }
