@@ -652,7 +652,7 @@ pub(crate) async fn lock_free_seats(
         ])
         .from(EventSeat)
         .and_where(Expr::col(event_seat::Column::EventId).eq(event_id))
-        .and_where(Expr::col(event_seat::Column::SeatId).is_in(seat_ids.iter().copied()))
+        .and_where(crate::db::any_of(txn, event_seat::Column::SeatId, seat_ids))
         .and_where(Expr::col(event_seat::Column::Status).eq(SeatStatus::Available.as_str()))
         .order_by(event_seat::Column::SeatId, sea_orm::Order::Asc);
     if is_postgres(txn) {
