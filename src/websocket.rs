@@ -141,6 +141,8 @@ pub async fn serve(
                 tokio::time::Instant::now() + limits.keepalive,
                 limits.keepalive,
             );
+            // After a long write to a slow client, one ping, not one per period missed.
+            keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let message = tokio::select! {
                     message = outgoing.next() => match message {
