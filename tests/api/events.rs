@@ -189,8 +189,13 @@ async fn nested_event_queries_issue_a_bounded_number_of_statements() {
             after - before
         }
     };
-    let small_page = count(2).await;
-    let large_page = count(12).await;
+    // A loader split is timing (its batching delay on a loaded machine), an N+1 is not: the fewest
+    // statements of three tries.
+    let (mut small_page, mut large_page) = (u64::MAX, u64::MAX);
+    for _ in 0..3 {
+        small_page = small_page.min(count(2).await);
+        large_page = large_page.min(count(12).await);
+    }
     // One list query plus one batch per loader (tiers, section availability, venues, sections). A
     // loader may split a page over two batches when resolution straddles its batching delay, so the
     // bound allows that; an N+1 would cost four statements per event, 48 for this page.
