@@ -5,7 +5,8 @@
 //! row. Here each event has a lane (see [`lanes`](crate::booking::lanes)) and a batch is served by one
 //! transaction:
 //!
-//! 1. free seats are read once per batch (unlocked), per distinct section/tier filter;
+//! 1. free seats are read (unlocked) per distinct section/tier filter, and kept for the next batches
+//!    (see [`KeptPools`]): most batches choose from what the lane already knows;
 //! 2. idempotency keys are written as completed and the holds inserted, both skipping conflicts (a
 //!    key already taken sends its request down the ordinary idempotency path; a buyer who already
 //!    holds seats of the event gets CONFLICT);
@@ -21,7 +22,8 @@
 //! conditional update (`status = 'available'`), the tier CHECK and the one-active-hold index.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use entity::enums::SeatStatus;
@@ -55,6 +57,10 @@ use crate::live::{Bus, LiveMessage};
 pub const OPERATION: &str = "holdBestAvailable";
 /// Rounds of choosing again for requests that lost a seat to someone outside the batch.
 const ROUNDS: usize = 4;
+/// How long the lane may keep choosing from seats it read, before reading them again regardless.
+const KEEP_POOLS_FOR: Duration = Duration::from_secs(10);
+/// Changes by others the lane applies to the seats it keeps; more than this and it reads again.
+const MAX_CATCH_UP: i64 = 64;
 
 /// What a lane answers: the hold, a refusal, or `Ok(None)`: run this request on its own (its key was
 /// already taken, or the batch could not place it).
@@ -80,6 +86,9 @@ struct Inner {
     policy: HoldPolicy,
     bus: Bus,
     lanes: Arc<Lanes<Request>>,
+    /// Per event, the free seats the last batch left over. A batch takes them out and puts them back
+    /// when it commits; the lane runs one batch per event at a time, so nothing waits on this lock.
+    kept: Mutex<HashMap<Uuid, KeptPools>>,
 }
 
 impl SeatHolding {
@@ -91,6 +100,7 @@ impl SeatHolding {
                 policy,
                 bus,
                 lanes: Lanes::new(),
+                kept: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -210,21 +220,118 @@ async fn hold_all(
     if pending.is_empty() {
         return Ok(outcomes);
     }
-    let mut pools = read_pools(db, requests, &pending).await?;
+    // Read before any seat: every change numbered up to here is in the pools after this.
+    let seen = changelog::current_seq(db, event_id).await?;
+    let mut kept = inner.kept_pools(event_id, seen).await?;
+    read_missing_pools(db, requests, &pending, &mut kept.pools).await?;
     let txn = db.begin().await?;
-    place(
+    let batch = place(
         &txn,
         inner,
         &event,
         requests,
         pending,
-        &mut pools,
+        &mut kept.pools,
         &mut outcomes,
         now,
     )
     .await?;
     txn.commit().await?;
+    if let Some(kept) = kept.after(batch) {
+        inner.keep_pools(event_id, kept);
+    }
     Ok(outcomes)
+}
+
+/// The free seats a lane read for an event, kept between its batches so most batches skip the
+/// candidate read, the biggest statement of a batch.
+///
+/// Kept exact through the event's change log, which every change of inventory writes to: before a
+/// batch, the changes numbered since the pools were last brought up to date take their seats out;
+/// a seat made free again (released, expired, added) makes the lane read afresh, since it may be
+/// better than any kept. So a kept pool says what a fresh read would, and `complete` pools may still
+/// answer SOLD_OUT. A batch that lost seats to someone outside it drops the pools: a seat locked by a
+/// transaction that then rolled back is free with no change logged.
+struct KeptPools {
+    /// Every change numbered up to this is reflected in `pools`.
+    seq: i64,
+    /// When the oldest pool here was read.
+    since: Instant,
+    pools: HashMap<Filter, Pool>,
+}
+
+/// What a committed batch did to the seats.
+struct BatchSeats {
+    /// The change-log number it recorded its holds under, if it held any.
+    seq: Option<i64>,
+    held: HashSet<Uuid>,
+    /// Seats it found taken by someone outside the batch.
+    lost_any: bool,
+}
+
+impl KeptPools {
+    fn empty(seq: i64) -> Self {
+        Self {
+            seq,
+            since: Instant::now(),
+            pools: HashMap::new(),
+        }
+    }
+
+    /// The pools as the batch left them, or `None` when they can no longer be trusted.
+    fn after(mut self, batch: BatchSeats) -> Option<Self> {
+        if batch.lost_any {
+            return None;
+        }
+        for pool in self.pools.values_mut() {
+            pool.seats
+                .retain(|seat| !batch.held.contains(&seat.seat_id));
+        }
+        // The batch's own number follows straight on only if nobody else changed the event between.
+        if batch.seq == Some(self.seq + 1) {
+            self.seq += 1;
+        }
+        Some(self)
+    }
+}
+
+impl Inner {
+    /// The pools kept for the event, brought up to change `seen`; empty if none can be trusted.
+    async fn kept_pools(&self, event_id: Uuid, seen: i64) -> AppResult<KeptPools> {
+        let kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&event_id);
+        let Some(mut kept) = kept.filter(|kept| {
+            kept.since.elapsed() < KEEP_POOLS_FOR && (0..=MAX_CATCH_UP).contains(&(seen - kept.seq))
+        }) else {
+            return Ok(KeptPools::empty(seen));
+        };
+        if kept.seq == seen {
+            return Ok(kept);
+        }
+        let changes = changelog::changes_between(&self.db, event_id, kept.seq, seen).await?;
+        if changes
+            .iter()
+            .any(|change| change.status == SeatStatus::Available)
+        {
+            return Ok(KeptPools::empty(seen));
+        }
+        let taken: HashSet<Uuid> = changes.iter().map(|change| change.seat_id).collect();
+        for pool in kept.pools.values_mut() {
+            pool.seats.retain(|seat| !taken.contains(&seat.seat_id));
+        }
+        kept.seq = seen;
+        Ok(kept)
+    }
+
+    fn keep_pools(&self, event_id: Uuid, kept: KeptPools) {
+        let mut all = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        // Events whose sale went quiet are forgotten here rather than by a timer.
+        all.retain(|_, kept| kept.since.elapsed() < KEEP_POOLS_FOR);
+        all.insert(event_id, kept);
+    }
 }
 
 /// The free seats one section/tier filter can choose from.
@@ -242,12 +349,14 @@ fn filter_of(wanted: &BestAvailable) -> Filter {
     (wanted.section_id, wanted.tier_id)
 }
 
-/// Reads the free seats once per distinct filter in the batch, enough for all its requests.
-async fn read_pools(
+/// Reads the free seats of each filter in the batch whose kept pool (if any) is too thin to choose
+/// well for all its requests.
+async fn read_missing_pools(
     db: &DatabaseConnection,
     requests: &[Wanted],
     pending: &[Pending],
-) -> AppResult<HashMap<Filter, Pool>> {
+    pools: &mut HashMap<Filter, Pool>,
+) -> AppResult<()> {
     let mut wanted_seats: HashMap<Filter, (usize, u64)> = HashMap::new();
     for request in pending {
         let entry = wanted_seats
@@ -255,17 +364,23 @@ async fn read_pools(
             .or_insert((request.index, 0));
         entry.1 += request.quantity as u64;
     }
-    let mut pools = HashMap::new();
     for (filter, (example, seats)) in wanted_seats {
         // Room to choose well (blocks, no orphans) beyond the seats the batch takes.
-        let limit = std::cmp::max(CANDIDATE_WINDOW, seats * 4);
+        let room = std::cmp::max(CANDIDATE_WINDOW / 2, seats * 4);
+        if pools
+            .get(&filter)
+            .is_some_and(|pool| pool.complete || pool.seats.len() as u64 >= room)
+        {
+            continue;
+        }
+        let limit = std::cmp::max(CANDIDATE_WINDOW, seats * 8);
         let mut seats = candidate_seats(db, &requests[example].1, &[], limit).await?;
         let complete = (seats.len() as u64) < limit;
-        // In the chooser's order once, for every request of the batch.
+        // In the chooser's order once, for every request of the batches that choose from it.
         seats.sort_by_key(best_available::seat_order);
         pools.insert(filter, Pool { seats, complete });
     }
-    Ok(pools)
+    Ok(())
 }
 
 /// A request with its hold inserted, and the seats it has been given so far.
@@ -283,7 +398,7 @@ impl AsRef<Pending> for Placing {
 }
 
 /// Inside the batch's transaction: keys, holds, seats chosen and locked, rows updated. Every request
-/// gets its outcome.
+/// gets its outcome; the seats are reported for the pools kept.
 #[allow(clippy::too_many_arguments)]
 async fn place(
     txn: &DatabaseTransaction,
@@ -294,7 +409,7 @@ async fn place(
     pools: &mut HashMap<Filter, Pool>,
     outcomes: &mut Outcomes<Option<hold::Model>>,
     now: DateTime<Utc>,
-) -> AppResult<()> {
+) -> AppResult<BatchSeats> {
     let holds: Vec<hold::Model> = pending
         .iter()
         .map(|request| {
@@ -355,8 +470,12 @@ async fn place(
     let mut dropped_holds: Vec<Uuid> = over_cap.iter().map(|placing| placing.hold.id).collect();
     unused_keys.extend(over_cap.iter().map(|placing| placing.key.id));
 
-    let (placed, seat_tiers, unplaced) =
-        choose_and_lock(txn, event.id, requests, placing, pools).await?;
+    let Choice {
+        placed,
+        seat_tiers,
+        unplaced,
+        lost_any,
+    } = choose_and_lock(txn, event.id, requests, placing, pools).await?;
     for (placing, refusal) in unplaced {
         outcomes[placing.request.index] = Some(refusal);
         dropped_holds.push(placing.hold.id);
@@ -369,8 +488,16 @@ async fn place(
             .await?;
     }
     forget_keys(txn, &unused_keys).await?;
+    let mut batch = BatchSeats {
+        seq: None,
+        held: placed
+            .iter()
+            .flat_map(|placing| placing.seats.iter().copied())
+            .collect(),
+        lost_any,
+    };
     if placed.is_empty() {
-        return Ok(());
+        return Ok(batch);
     }
     mark_held(txn, event.id, &placed, now).await?;
     let mut per_tier: BTreeMap<Uuid, i32> = BTreeMap::new();
@@ -383,20 +510,23 @@ async fn place(
         }
     }
     adjust_tiers(txn, &per_tier, -1, now).await?;
-    changelog::record(txn, event.id, &changed, now).await?;
+    batch.seq = Some(changelog::record(txn, event.id, &changed, now).await?);
     for placing in placed {
         outcomes[placing.request.index] = Some(Ok(Some(placing.hold)));
     }
-    Ok(())
+    Ok(batch)
 }
 
-/// Requests that got all their seats, the tier of every seat locked, and the requests left over with
-/// what to answer them.
-type Choice = (
-    Vec<Placing>,
-    HashMap<Uuid, Uuid>,
-    Vec<(Placing, AppResult<Option<hold::Model>>)>,
-);
+struct Choice {
+    /// Requests that got all their seats.
+    placed: Vec<Placing>,
+    /// The tier of every seat locked.
+    seat_tiers: HashMap<Uuid, Uuid>,
+    /// Requests left over, with what to answer them.
+    unplaced: Vec<(Placing, AppResult<Option<hold::Model>>)>,
+    /// Some chosen seat was taken by someone outside the batch.
+    lost_any: bool,
+}
 
 /// Chooses seats for each request in arrival order and locks them; requests that lost a seat to
 /// someone outside the batch choose again, up to [`ROUNDS`] times.
@@ -485,7 +615,12 @@ async fn choose_and_lock(
         }
     }
     unplaced.extend(waiting.into_iter().map(|placing| (placing, Ok(None))));
-    Ok((placed, locked, unplaced))
+    Ok(Choice {
+        placed,
+        seat_tiers: locked,
+        unplaced,
+        lost_any: !gone.is_empty(),
+    })
 }
 
 /// Marks every placed request's seats held by its hold, in one statement; the `available` condition
@@ -541,4 +676,65 @@ async fn mark_held(
 async fn inventory_changed(bus: &Bus, event_id: Uuid) {
     bus.publish(LiveMessage::InventoryChanged { event_id })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seat(n: u128) -> Candidate {
+        Candidate {
+            seat_id: Uuid::from_u128(n),
+            section_rank: 0,
+            section_id: Uuid::nil(),
+            row_index: 0,
+            number: n as i32,
+        }
+    }
+
+    fn kept(seq: i64) -> KeptPools {
+        let mut kept = KeptPools::empty(seq);
+        let pool = Pool {
+            seats: (1..=4).map(seat).collect(),
+            complete: true,
+        };
+        kept.pools.insert((None, None), pool);
+        kept
+    }
+
+    fn batch(seq: Option<i64>, held: &[u128], lost_any: bool) -> BatchSeats {
+        BatchSeats {
+            seq,
+            held: held.iter().map(|n| Uuid::from_u128(*n)).collect(),
+            lost_any,
+        }
+    }
+
+    fn seats_left(kept: &KeptPools) -> Vec<i32> {
+        kept.pools[&(None, None)]
+            .seats
+            .iter()
+            .map(|seat| seat.number)
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_takes_its_seats_out_of_every_kept_pool() {
+        let after = kept(7).after(batch(Some(8), &[2, 3], false)).expect("kept");
+        assert_eq!(seats_left(&after), [1, 4]);
+        assert_eq!(after.seq, 8, "nobody else changed the event in between");
+    }
+
+    #[test]
+    fn changes_numbered_between_are_left_for_the_next_batch_to_read() {
+        let after = kept(7).after(batch(Some(10), &[1], false)).expect("kept");
+        assert_eq!(after.seq, 7);
+        let nothing_held = kept(7).after(batch(None, &[], false)).expect("kept");
+        assert_eq!(nothing_held.seq, 7);
+    }
+
+    #[test]
+    fn a_batch_that_lost_seats_to_someone_else_drops_the_pools() {
+        assert!(kept(7).after(batch(Some(8), &[1], true)).is_none());
+    }
 }

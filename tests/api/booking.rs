@@ -639,6 +639,78 @@ async fn a_best_available_batch_answers_every_buyer_with_their_own_outcome() {
     assert!(keys.is_empty(), "no key is left in flight: {keys:?}");
 }
 
+/// The event's lane keeps the free seats it read between batches; seats taken or given back
+/// elsewhere must reach it before it chooses again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn best_available_follows_seats_taken_and_freed_outside_its_lane() {
+    let app = TestApp::spawn().await;
+    // Rows A-C of four seats: a pair at either end of a row leaves no orphan.
+    let event = create_event_shaped(&app, "Kept Seats", 5, Shape::default()).await;
+    let [first, second, outsider, third, fourth] =
+        <[String; 5]>::try_from(app.buyers(5).await).expect("five buyers");
+    let hold_pair = |token: &str| {
+        let app = &app;
+        let input = json!({ "input": { "eventId": event.event_id, "quantity": 2, "adjacent": true, "idempotencyKey": key() } });
+        let token = token.to_owned();
+        async move { app.data_as(&token, HOLD_BEST, input).await["holdBestAvailable"].clone() }
+    };
+    let rows_of = |hold: &Value| -> Vec<String> {
+        hold["seats"]
+            .as_array()
+            .expect("seats")
+            .iter()
+            .map(|seat| seat["row"].as_str().expect("row").to_owned())
+            .collect()
+    };
+    let front = hold_pair(&first).await;
+    assert_eq!(rows_of(&front), ["A", "A"]);
+    assert_eq!(rows_of(&hold_pair(&second).await), ["A", "A"]);
+
+    // Taken outside the lane: the whole of row B.
+    let map = app
+        .data(
+            "query($id: ID!) { seatMap(eventId: $id) { sections { seats { id row } } } }",
+            json!({ "id": event.event_id }),
+        )
+        .await;
+    let row_b: Vec<&str> = map["seatMap"]["sections"][0]["seats"]
+        .as_array()
+        .expect("seats")
+        .iter()
+        .filter(|seat| seat["row"] == "B")
+        .filter_map(|seat| seat["id"].as_str())
+        .collect();
+    app.data_as(
+        &outsider,
+        HOLD_SEATS,
+        json!({ "input": { "eventId": event.event_id, "seatIds": row_b, "idempotencyKey": key() } }),
+    )
+    .await;
+    assert_eq!(rows_of(&hold_pair(&third).await), ["C", "C"]);
+
+    // Given back outside the lane: the front pair is the best again.
+    let released = app
+        .data_as(
+            &first,
+            "mutation($id: ID!) { releaseHold(holdId: $id) { status } }",
+            json!({ "id": front["id"] }),
+        )
+        .await;
+    assert_eq!(released["releaseHold"]["status"], "RELEASED");
+    let again = hold_pair(&fourth).await;
+    assert_eq!(rows_of(&again), ["A", "A"], "the freed front pair: {again}");
+    let numbers = |hold: &Value| -> HashSet<i64> {
+        hold["seats"]
+            .as_array()
+            .expect("seats")
+            .iter()
+            .filter_map(|seat| seat["number"].as_i64())
+            .collect()
+    };
+    assert_eq!(numbers(&again), numbers(&front));
+    check_books(&app, event.event_id).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_with_one_idempotency_key_never_create_a_second_order() {
     let app = TestApp::spawn().await;
