@@ -1,5 +1,5 @@
 //! The batch plumbing that coalesced booking and coalesced best-available holds share (their lanes
-//! are [`crate::lanes`]): per-user caps for a whole batch, multi-row inserts that skip conflicting
+//! are `crate::lanes`): per-user caps for a whole batch, multi-row inserts that skip conflicting
 //! rows, and telling every caller of a batch its own outcome, or why the whole batch failed.
 
 use std::collections::HashSet;

@@ -6,7 +6,7 @@
 //! transaction:
 //!
 //! 1. free seats are read (unlocked) per distinct section/tier filter, and kept for the next batches
-//!    (see [`KeptPools`]): most batches choose from what the lane already knows;
+//!    (see `KeptPools`): most batches choose from what the lane already knows;
 //! 2. idempotency keys are written as completed and the holds inserted, both skipping conflicts (a
 //!    key already taken sends its request down the ordinary idempotency path; a buyer who already
 //!    holds seats of the event gets CONFLICT);

@@ -3,7 +3,7 @@
 //! Every subscription first checks that its viewer may see the event, which takes the event's row.
 //! Read once per subscriber, a crowd of thousands connecting together queued thousands of identical
 //! queries on a pool of a few dozen connections, and whoever was still queued when the acquire timeout
-//! passed was refused with SERVER_BUSY. Here the readers of one event queue on a [lane](crate::lanes):
+//! passed was refused with SERVER_BUSY. Here the readers of one event queue on a lane (`crate::lanes`):
 //! one read at a time per event, answering everybody who asked before it started. A caller's answer
 //! therefore always comes from a read that began after it asked, never from an older one, so a
 //! subscription refused because the event was just unpublished cannot slip through on a stale row; and

@@ -99,7 +99,7 @@ impl SeatMap {
     }
 
     /// True when applying `batch` would leave the seats out of the seat map's order (it names seats
-    /// the map does not know): read [`seat_order`] first and [`reorder`](Self::reorder) after it.
+    /// the map does not know): read [`seat_order`] first and `reorder` after it.
     pub fn needs_order(&self, changes: &LoggedChanges) -> bool {
         self.out_of_order
             || changes

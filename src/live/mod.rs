@@ -1,15 +1,17 @@
 //! The event bus that carries live changes from the instance that made them to every subscriber.
 //!
-//! The bus does not interpret what it carries: it moves small [`LiveMessage`]s naming what changed, and
-//! subscribers read the details. Messages are published only after the transaction that caused them
-//! commits. Two transports, chosen by configuration:
+//! The bus does not interpret what it carries: it moves small
+//! [`LiveMessage`](crate::live::LiveMessage)s naming what changed, and subscribers read the
+//! details. Messages are published only after the transaction that caused them commits. Two
+//! transports, chosen by configuration:
 //! - in-process (embedded default): a broadcast channel;
 //! - Redis pub/sub: every instance PUBLISHes to one channel and keeps ONE subscriber connection that
 //!   fans messages out to its own broadcast channel, never a Redis connection per GraphQL subscriber.
 //!
-//! Delivery is best effort. A subscriber that lags is told so by its receiver (`RecvError::Lagged`),
-//! and a Redis reconnect emits [`LiveMessage::Resync`]: either way clients reload from a snapshot,
-//! because the database is the source of truth.
+//! Delivery is best effort. A subscriber that lags is told so by its receiver
+//! (`RecvError::Lagged`), and a Redis reconnect emits
+//! [`LiveMessage::Resync`](crate::live::LiveMessage::Resync): either way clients reload from a
+//! snapshot, because the database is the source of truth.
 
 mod redis_transport;
 

@@ -1,10 +1,11 @@
 //! Prometheus metrics of one instance, served at `GET /metrics`.
 //!
-//! Built on the `prometheus` crate with a registry per [`Metrics`] rather than the `metrics` facade: the
-//! facade installs one process-wide recorder, and the integration tests run many apps in one process,
-//! each of which must count only its own requests. Counting happens at the GraphQL layer
-//! ([`GraphQLMetrics`]) and in the transports, so domain services stay free of instrumentation. Figures
-//! that already live elsewhere (queue lengths, the pool, the bus) are sampled when Prometheus scrapes.
+//! Built on the `prometheus` crate with a registry per [`Metrics`](crate::metrics::Metrics) rather
+//! than the `metrics` facade: the facade installs one process-wide recorder, and the integration
+//! tests run many apps in one process, each of which must count only its own requests. Counting
+//! happens at the GraphQL layer ([`GraphQLMetrics`](crate::metrics::GraphQLMetrics)) and in the
+//! transports, so domain services stay free of instrumentation. Figures that already live elsewhere
+//! (queue lengths, the pool, the bus) are sampled when Prometheus scrapes.
 //!
 //! Queue gauges are read from the database and so describe the whole deployment, not this instance:
 //! aggregate them across replicas with `max`, not `sum`.
