@@ -216,5 +216,35 @@ fn seat_map(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, best_available, jwt, seat_map);
+/// What a raw document costs per request: parsed every time (before), or hashed and its parse cloned
+/// from the persisted-query cache (after).
+fn graphql_document(c: &mut Criterion) {
+    let mut group = c.benchmark_group("graphql_document");
+    for (name, query) in [
+        (
+            "book_tickets",
+            "mutation($input: BookTicketsInput!) { bookTickets(input: $input) { id } }",
+        ),
+        (
+            "seat_map_changed",
+            "subscription($id: ID!) { seatMapChanged(eventId: $id, snapshotFormat: RUNS) { seq snapshot { statuses } statusChanges } }",
+        ),
+    ] {
+        let parsed = async_graphql::parser::parse_query(query).expect("parses");
+        group.bench_function(format!("{name}/parse"), |b| {
+            b.iter(|| async_graphql::parser::parse_query(black_box(query)).expect("parses"))
+        });
+        group.bench_function(format!("{name}/hash_and_clone"), |b| {
+            b.iter(|| {
+                (
+                    seatstorm::persisted::document_hash(black_box(query)),
+                    black_box(&parsed).clone(),
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, best_available, jwt, seat_map, graphql_document);
 criterion_main!(benches);

@@ -8,6 +8,10 @@
 //!   loaded at start and nothing else, so a production API runs only queries its own clients were built
 //!   with. A raw or unknown document is `PERSISTED_QUERY_REQUIRED`.
 //!
+//! - Raw documents are remembered too (unless only known documents are accepted): a client that sends
+//!   the same query text again and again, as SPAs and load generators do, has it parsed once. Parsing
+//!   was a few per cent of the server's CPU in a booking storm.
+//!
 //! async-graphql ships an APQ extension, but its errors carry no `extensions.code` and it has no
 //! safelist; this one speaks the same protocol with our codes. Documents are kept parsed, and the
 //! parse hook of the other extensions (the mutation rate limit, metrics) still sees every document.
@@ -123,6 +127,7 @@ impl PersistedQueries {
     fn resolve(&self, mut request: Request) -> Result<Request, AppError> {
         let Some(extension) = request.extensions.remove("persistedQuery") else {
             if !self.only_known {
+                self.parse_once(&mut request);
                 return Ok(request);
             }
             // A raw document is fine if it is one of ours, byte for byte.
@@ -157,12 +162,31 @@ impl PersistedQueries {
             request.set_parsed_query(document.clone());
         } else if self.only_known {
             return Err(AppError::PersistedQueryRequired);
-        } else if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
-            // A document that does not parse is not remembered; the normal parse reports it.
+        } else {
+            self.parse_and_remember(&mut request, hash);
+        }
+        Ok(request)
+    }
+
+    /// Gives a raw document its parse from the cache, or parses and remembers it (under its hash, so a
+    /// later hash-only request finds it as well).
+    fn parse_once(&self, request: &mut Request) {
+        if self.cache.is_none() {
+            return;
+        }
+        let hash = document_hash(&request.query);
+        match self.remembered(&hash) {
+            Some(document) => request.set_parsed_query(document),
+            None => self.parse_and_remember(request, hash),
+        }
+    }
+
+    fn parse_and_remember(&self, request: &mut Request, hash: String) {
+        // A document that does not parse is not remembered; the normal parse reports it.
+        if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
             self.remember(hash, document.clone());
             request.set_parsed_query(document);
         }
-        Ok(request)
     }
 }
 
@@ -276,6 +300,23 @@ mod tests {
             code(apq.resolve(request("", Some(&hash)))),
             "PERSISTED_QUERY_NOT_FOUND"
         );
+    }
+
+    #[test]
+    fn a_raw_document_is_parsed_once_and_then_known_by_its_hash() {
+        let apq = PersistedQueries::load(&PersistedQueryConfig::default()).expect("loads");
+        let hash = document_hash(QUERY);
+        assert_eq!(
+            code(apq.resolve(request("", Some(&hash)))),
+            "PERSISTED_QUERY_NOT_FOUND"
+        );
+        assert_eq!(code(apq.resolve(request(QUERY, None))), "OK");
+        assert!(apq.remembered(&hash).is_some(), "parsed and remembered");
+        assert_eq!(code(apq.resolve(request("", Some(&hash)))), "OK");
+        // A raw document that does not parse is left to async-graphql to report, and not remembered.
+        let broken = "{ events { ";
+        assert_eq!(code(apq.resolve(request(broken, None))), "OK");
+        assert!(apq.remembered(&document_hash(broken)).is_none());
     }
 
     #[test]
