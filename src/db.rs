@@ -94,7 +94,7 @@ where
         return Ok(());
     }
     if is_postgres(db) {
-        db.execute_raw(populate(&rows, false)?).await?;
+        db.execute_raw(populate(rows, false)?).await?;
     } else {
         for chunk in sqlite_chunks(rows) {
             A::Entity::insert_many(chunk)
@@ -125,7 +125,7 @@ where
         return Ok(Default::default());
     }
     if is_postgres(db) {
-        let inserted = db.query_all_raw(populate(&rows, true)?).await?;
+        let inserted = db.query_all_raw(populate(rows, true)?).await?;
         return inserted
             .iter()
             .map(|row| row.try_get::<uuid::Uuid>("", "id"))
@@ -162,26 +162,45 @@ fn sqlite_chunks<A: ActiveModelTrait>(rows: Vec<A>) -> Vec<Vec<A>> {
 
 /// `INSERT INTO t (columns) SELECT columns FROM jsonb_populate_recordset(NULL::t, $1)` with the rows
 /// as a JSON array of objects keyed by column name, optionally skipping conflicts and returning ids.
-fn populate<A: ActiveModelTrait>(rows: &[A], skip_conflicts: bool) -> Result<Statement, DbErr> {
+///
+/// The JSON is written straight into the parameter's text (PostgreSQL parses it into `jsonb` once):
+/// a `serde_json::Value` tree, a map with its own key strings per row, then serialised by the
+/// driver, was a twentieth of the server's CPU in a general-admission storm.
+fn populate<A: ActiveModelTrait>(rows: Vec<A>, skip_conflicts: bool) -> Result<Statement, DbErr> {
     use sea_orm::Iterable;
-    let set = |row: &A, column: &<A::Entity as EntityTrait>::Column| row.get(*column).into_value();
     let columns: Vec<_> = <A::Entity as EntityTrait>::Column::iter()
-        .filter(|column| set(&rows[0], column).is_some())
+        .filter(|column| rows.first().is_some_and(|row| !row.is_not_set(*column)))
         .collect();
-    let mut objects = Vec::with_capacity(rows.len());
-    for row in rows {
-        let mut object = serde_json::Map::with_capacity(columns.len());
-        for column in &columns {
-            let value = set(row, column).ok_or_else(|| {
+    // `"column":` for each column, written once.
+    let keys: Vec<String> = columns
+        .iter()
+        .map(|column| format!("{}:", serde_json::Value::from(column.as_str())))
+        .collect();
+    let mut json = Vec::with_capacity(rows.len() * columns.len() * 48 + 2);
+    json.push(b'[');
+    for (at, mut row) in rows.into_iter().enumerate() {
+        if at > 0 {
+            json.push(b',');
+        }
+        json.push(b'{');
+        for (n, (column, key)) in columns.iter().zip(&keys).enumerate() {
+            if n > 0 {
+                json.push(b',');
+            }
+            json.extend_from_slice(key.as_bytes());
+            let value = row.take(*column).into_value().ok_or_else(|| {
                 DbErr::Custom(format!(
                     "a batch insert's rows set different columns ({} unset)",
                     column.as_str()
                 ))
             })?;
-            object.insert(column.as_str().to_owned(), json_of(value)?);
+            write_json(&mut json, value)?;
         }
-        objects.push(serde_json::Value::Object(object));
+        json.push(b'}');
     }
+    json.push(b']');
+    let json = String::from_utf8(json)
+        .map_err(|_| DbErr::Custom("a batch insert wrote invalid UTF-8".into()))?;
     let table = A::Entity::default().table_name().to_owned();
     let names = columns
         .iter()
@@ -198,33 +217,50 @@ fn populate<A: ActiveModelTrait>(rows: &[A], skip_conflicts: bool) -> Result<Sta
     Ok(Statement::from_sql_and_values(
         DbBackend::Postgres,
         sql,
-        [sea_orm::Value::Json(Some(Box::new(
-            serde_json::Value::Array(objects),
-        )))],
+        [sea_orm::Value::String(Some(json))],
     ))
 }
 
 /// A column value as `jsonb_populate_recordset` reads it back into the column's type.
-fn json_of(value: sea_orm::Value) -> Result<serde_json::Value, DbErr> {
+fn write_json(out: &mut Vec<u8>, value: sea_orm::Value) -> Result<(), DbErr> {
+    use std::io::Write;
+
     use sea_orm::Value;
-    use serde_json::Value as Json;
-    Ok(match value {
-        Value::Bool(v) => v.map_or(Json::Null, Json::from),
-        Value::SmallInt(v) => v.map_or(Json::Null, Json::from),
-        Value::Int(v) => v.map_or(Json::Null, Json::from),
-        Value::BigInt(v) => v.map_or(Json::Null, Json::from),
-        Value::String(v) => v.map_or(Json::Null, Json::from),
-        Value::Uuid(v) => v.map_or(Json::Null, |id| Json::from(id.to_string())),
-        Value::ChronoDateTimeUtc(v) => v.map_or(Json::Null, |at| {
-            Json::from(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-        }),
-        Value::Json(v) => v.map_or(Json::Null, |json| *json),
+    let written = match value {
+        Value::Bool(Some(v)) => write!(out, "{v}"),
+        Value::SmallInt(Some(v)) => write!(out, "{v}"),
+        Value::Int(Some(v)) => write!(out, "{v}"),
+        Value::BigInt(Some(v)) => write!(out, "{v}"),
+        Value::String(Some(v)) => {
+            serde_json::to_writer(&mut *out, &v).map_err(std::io::Error::from)
+        }
+        Value::Uuid(Some(id)) => {
+            let mut text = uuid::Uuid::encode_buffer();
+            write!(out, "\"{}\"", id.hyphenated().encode_lower(&mut text))
+        }
+        Value::ChronoDateTimeUtc(Some(at)) => write!(
+            out,
+            "\"{}\"",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        ),
+        Value::Json(Some(json)) => {
+            serde_json::to_writer(&mut *out, &json).map_err(std::io::Error::from)
+        }
+        Value::Bool(None)
+        | Value::SmallInt(None)
+        | Value::Int(None)
+        | Value::BigInt(None)
+        | Value::String(None)
+        | Value::Uuid(None)
+        | Value::ChronoDateTimeUtc(None)
+        | Value::Json(None) => write!(out, "null"),
         other => {
             return Err(DbErr::Custom(format!(
                 "no JSON form for a batch insert of {other:?}"
             )));
         }
-    })
+    };
+    written.map_err(|err| DbErr::Custom(format!("writing a batch insert: {err}")))
 }
 
 #[cfg(test)]
@@ -248,10 +284,22 @@ mod tests {
         }
     }
 
+    /// The statement's one parameter, as the JSON PostgreSQL will read.
+    fn rows_of(statement: &Statement) -> serde_json::Value {
+        let Some(sea_orm::Value::String(Some(text))) = statement
+            .values
+            .as_ref()
+            .and_then(|values| values.0.first())
+        else {
+            panic!("no text parameter: {statement:?}")
+        };
+        serde_json::from_str(text).expect("valid JSON")
+    }
+
     #[test]
     fn a_batch_insert_has_one_text_whatever_its_size() {
-        let one = populate(&[change(1)], false).expect("one row");
-        let many = populate(&(1..=50).map(change).collect::<Vec<_>>(), false).expect("50 rows");
+        let one = populate(vec![change(1)], false).expect("one row");
+        let many = populate((1..=50).map(change).collect(), false).expect("50 rows");
         assert_eq!(one.sql, many.sql);
         assert_eq!(
             one.sql,
@@ -259,26 +307,56 @@ mod tests {
              SELECT \"event_id\", \"seq\", \"seat_id\", \"status\", \"tier_id\", \"changed_at\" \
              FROM jsonb_populate_recordset(NULL::\"seat_changes\", $1::jsonb)"
         );
-        let Some(values) = one.values else {
-            panic!("no parameter")
-        };
         assert_eq!(
-            values.0,
-            [sea_orm::Value::Json(Some(Box::new(serde_json::json!([{
+            rows_of(&one),
+            serde_json::json!([{
                 "event_id": Uuid::from_u128(1).to_string(),
                 "seq": 1,
                 "seat_id": Uuid::from_u128(2).to_string(),
                 "status": SeatStatus::Held.as_str(),
                 "tier_id": Uuid::from_u128(3).to_string(),
                 "changed_at": "2026-12-02T01:02:03.000000Z",
-            }]))))]
+            }])
         );
+        assert_eq!(rows_of(&many).as_array().map(Vec::len), Some(50));
+    }
+
+    #[test]
+    fn text_and_json_columns_are_escaped_and_nulls_written_as_null() {
+        use entity::enums::IdempotencyStatus;
+        use entity::idempotency_key;
+        let at = Utc.with_ymd_and_hms(2026, 12, 2, 1, 2, 3).unwrap();
+        let awkward = "a \"quoted\" key\\with\nnewline, tab\t, café ✓ \u{1}";
+        let response = serde_json::json!({ "id": "x\"y", "list": [1, null, "é"] });
+        let row = |response: Option<serde_json::Value>| idempotency_key::ActiveModel {
+            id: Set(Uuid::from_u128(9)),
+            user_id: Set(Uuid::from_u128(8)),
+            key: Set(awkward.into()),
+            operation: Set("bookTickets".into()),
+            request_hash: Set("hash".into()),
+            status: Set(IdempotencyStatus::Completed),
+            response: Set(response),
+            created_at: Set(at),
+            expires_at: Set(at),
+        };
+        let statement =
+            populate(vec![row(Some(response.clone())), row(None)], true).expect("two rows");
+        assert!(
+            statement
+                .sql
+                .ends_with(" ON CONFLICT DO NOTHING RETURNING \"id\"")
+        );
+        let rows = rows_of(&statement);
+        assert_eq!(rows[0]["key"], awkward);
+        assert_eq!(rows[0]["response"], response);
+        assert_eq!(rows[1]["response"], serde_json::Value::Null);
+        assert_eq!(rows[1]["status"], IdempotencyStatus::Completed.as_str());
     }
 
     #[test]
     fn rows_that_set_different_columns_are_refused() {
         let mut partial = change(2);
         partial.tier_id = sea_orm::NotSet;
-        assert!(populate(&[change(1), partial], false).is_err());
+        assert!(populate(vec![change(1), partial], false).is_err());
     }
 }
