@@ -45,6 +45,13 @@ impl IdempotencyKey {
                 "idempotencyKey must be 1 to 255 characters",
             ));
         }
+        // PostgreSQL text cannot hold NUL, and a key that fails inside a coalesced batch's insert
+        // would fail the batch for every buyer in it.
+        if key.chars().any(char::is_control) {
+            return Err(AppError::bad_input(
+                "idempotencyKey must not contain control characters",
+            ));
+        }
         Ok(Self(key.to_owned()))
     }
 }
