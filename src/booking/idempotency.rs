@@ -45,8 +45,9 @@ impl IdempotencyKey {
                 "idempotencyKey must be 1 to 255 characters",
             ));
         }
-        // PostgreSQL text cannot hold NUL, and a key that fails inside a coalesced batch's insert
-        // would fail the batch for every buyer in it.
+        // A key is an identifier. NUL in particular: PostgreSQL text cannot hold it, and a key that
+        // failed inside a coalesced batch's insert would fail the batch for every buyer in it (the
+        // GraphQL guardrails refuse NUL anywhere; this holds for any other caller too).
         if key.chars().any(char::is_control) {
             return Err(AppError::bad_input(
                 "idempotencyKey must not contain control characters",

@@ -717,19 +717,21 @@ async fn a_malformed_idempotency_key_is_refused_without_failing_anyone_else() {
     let app = TestApp::spawn().await;
     let event = create_event_shaped(&app, "Bad Keys", 5, Shape::default()).await;
     let tiers = tiers(&app, event.event_id).await;
-    let buyers = app.buyers(22).await;
+    let buyers = app.buyers(23).await;
     let book = |token: String, key: String| {
         let app = &app;
         let input = json!({ "input": { "tierId": tiers.standing, "quantity": 1, "paymentToken": "tok_visa", "idempotencyKey": key } });
         async move { app.graphql_as(&token, BOOK, input).await }
     };
-    let (fine, nul, too_long) = futures::join!(
-        futures::future::join_all(buyers[2..].iter().map(|token| book(token.clone(), key()))),
+    let (fine, nul, tab, too_long) = futures::join!(
+        futures::future::join_all(buyers[3..].iter().map(|token| book(token.clone(), key()))),
         book(buyers[0].clone(), "nul\u{0}key".into()),
-        book(buyers[1].clone(), "k".repeat(256)),
+        book(buyers[1].clone(), "tab\tkey".into()),
+        book(buyers[2].clone(), "k".repeat(256)),
     );
     assert_eq!(count_codes(&fine).get("OK"), Some(&20), "{fine:?}");
     assert_eq!(error_code(&nul), "BAD_USER_INPUT", "{nul}");
+    assert_eq!(error_code(&tab), "BAD_USER_INPUT", "{tab}");
     assert_eq!(error_code(&too_long), "BAD_USER_INPUT", "{too_long}");
     let sold = check_books(&app, event.event_id).await;
     assert!(sold.contains(&(tiers.standing, 20)), "{sold:?}");
