@@ -31,6 +31,7 @@
 //! | `WS_KEEPALIVE_SECONDS` | `15` | interval of the server's WebSocket keep-alive pings |
 //! | `WS_MAX_SUBSCRIPTIONS` | `50` | subscriptions per WebSocket connection |
 //! | `WS_MAX_CONNECTIONS_PER_USER` | `20` | WebSocket connections per signed-in user, per instance (then 4429) |
+//! | `WS_DIRECT_SEAT_MAPS` | `true` | serve plain `seatMapChanged` subscriptions without async-graphql's per-message execution (same messages; `false` to compare) |
 //! | `INTROSPECTION` | `true` | whether the schema answers introspection queries |
 //! | `LOG_FORMAT` | `text` | `text` or `json` |
 //! | `APQ_CACHE_SIZE` | `1000` | documents remembered for automatic persisted queries (0: off) |
@@ -94,6 +95,8 @@ pub struct Limits {
     pub ws_keepalive_seconds: u64,
     pub ws_max_subscriptions: usize,
     pub ws_max_connections_per_user: usize,
+    /// Serve the `seatMapChanged` documents `events::direct_seat_map` recognises itself.
+    pub ws_direct_seat_maps: bool,
 }
 
 impl Default for Limits {
@@ -106,6 +109,7 @@ impl Default for Limits {
             ws_keepalive_seconds: 15,
             ws_max_subscriptions: 50,
             ws_max_connections_per_user: 20,
+            ws_direct_seat_maps: true,
         }
     }
 }
@@ -374,6 +378,9 @@ impl Config {
             config.limits.ws_max_connections_per_user =
                 parse("WS_MAX_CONNECTIONS_PER_USER", &value)?;
         }
+        if let Some(value) = var("WS_DIRECT_SEAT_MAPS") {
+            config.limits.ws_direct_seat_maps = parse_bool("WS_DIRECT_SEAT_MAPS", &value)?;
+        }
         if config.limits.ws_init_timeout_seconds == 0 || config.limits.ws_keepalive_seconds == 0 {
             return Err(ConfigError::Invalid {
                 name: "WS_KEEPALIVE_SECONDS",
@@ -418,6 +425,8 @@ impl Config {
             keepalive: std::time::Duration::from_secs(self.limits.ws_keepalive_seconds),
             max_subscriptions: self.limits.ws_max_subscriptions,
             max_connections_per_user: self.limits.ws_max_connections_per_user,
+            // With only the manifest's documents allowed, every document must pass its check.
+            direct_seat_maps: self.limits.ws_direct_seat_maps && !self.persisted_queries.only_known,
         }
     }
 

@@ -112,7 +112,7 @@ pub(crate) async fn graphiql_or_websocket(
         Err(rejection) => return rejection.into_response(),
     };
     let schema = state.schema.clone();
-    let tokens = state.app.tokens.clone();
+    let app = state.app.clone();
     let limits = state.app.config.ws_limits();
     // async-graphql picks the first protocol of the header it speaks; so does this.
     let legacy = parts
@@ -139,7 +139,7 @@ pub(crate) async fn graphiql_or_websocket(
         .on_upgrade(move |socket| {
             async move {
                 let _open = metrics.websocket_connection();
-                crate::websocket::serve(socket, protocol, legacy, schema, tokens, limits, registry)
+                crate::websocket::serve(socket, protocol, legacy, schema, app, limits, registry)
                     .await;
             }
             .instrument(span)

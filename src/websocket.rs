@@ -5,16 +5,21 @@
 //! close, refusals of subscriptions over the cap) and rewrite close codes to what the protocol
 //! prescribes: 4403 for a refused token, 4429 for too many connections, 4408 for an init that never
 //! came.
+//!
+//! The plain `seatMapChanged` documents a crowd follows an on-sale with never reach async-graphql:
+//! the writer renders their messages itself (`events::direct_seat_map`), one task wake and one small
+//! string per message instead of a query execution.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_graphql::{Data, ErrorExtensions};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures::stream::{AbortHandle, Abortable, BoxStream, SelectAll};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -22,7 +27,9 @@ use uuid::Uuid;
 use crate::auth::Viewer;
 use crate::auth::tokens::TokenKeys;
 use crate::error::AppError;
+use crate::events::direct_seat_map::DirectSeatMap;
 use crate::schema::AppSchema;
+use crate::state::AppState;
 
 const CLOSE_FORBIDDEN: u16 = 4403;
 const CLOSE_INIT_TIMEOUT: u16 = 4408;
@@ -37,6 +44,8 @@ pub struct WsLimits {
     pub keepalive: Duration,
     pub max_subscriptions: usize,
     pub max_connections_per_user: usize,
+    /// Serve recognised `seatMapChanged` subscriptions directly (see the module doc).
+    pub direct_seat_maps: bool,
 }
 
 /// Open connections per signed-in user on this instance.
@@ -92,6 +101,8 @@ struct Session {
     refusal: AtomicU8,
     active: Mutex<HashSet<String>>,
     slot: Mutex<Option<ConnectionSlot>>,
+    /// Who the accepted `connection_init` signed in (`None`: anonymous); unset until then.
+    viewer: OnceLock<Option<Viewer>>,
 }
 
 impl Session {
@@ -99,6 +110,70 @@ impl Session {
         self.active
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// What the writer task is given to send.
+enum Outgoing {
+    Frame(Message),
+    /// Start sending a direct subscription's messages.
+    Follow {
+        id: String,
+        messages: BoxStream<'static, String>,
+    },
+    /// The client completed subscription `id`.
+    Stop(String),
+}
+
+/// An item of the direct subscriptions' merged stream.
+enum DirectItem {
+    Next(String),
+    /// Subscription `id` (of this generation) has no more messages.
+    End(String, u64),
+}
+
+/// The direct subscriptions a writer serves, by id.
+#[derive(Default)]
+struct DirectSubscriptions {
+    streams: SelectAll<BoxStream<'static, DirectItem>>,
+    /// Each id's generation and handle; a generation tells an ended subscription from a later one
+    /// that reused its id.
+    handles: HashMap<String, (u64, AbortHandle)>,
+    generations: u64,
+}
+
+impl DirectSubscriptions {
+    fn follow(&mut self, id: String, messages: BoxStream<'static, String>) {
+        self.generations += 1;
+        let generation = self.generations;
+        let (handle, registration) = AbortHandle::new_pair();
+        if let Some((_, replaced)) = self.handles.insert(id.clone(), (generation, handle)) {
+            replaced.abort();
+        }
+        let end = futures::stream::once(async move { DirectItem::End(id, generation) });
+        self.streams.push(
+            Abortable::new(messages, registration)
+                .map(DirectItem::Next)
+                .chain(end)
+                .boxed(),
+        );
+    }
+
+    fn stop(&mut self, id: &str) {
+        if let Some((_, handle)) = self.handles.get(id) {
+            handle.abort();
+        }
+    }
+
+    /// Forgets an ended subscription; false when `id` now belongs to a later one.
+    fn ended(&mut self, id: &str, generation: u64) -> bool {
+        match self.handles.get(id) {
+            Some((current, _)) if *current == generation => {
+                self.handles.remove(id);
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -116,13 +191,13 @@ pub async fn serve(
     protocol: GraphQLProtocol,
     legacy: bool,
     schema: AppSchema,
-    tokens: TokenKeys,
+    state: AppState,
     limits: WsLimits,
     registry: ConnectionRegistry,
 ) {
     let session = Arc::new(Session::default());
     let (mut socket_sink, socket_stream) = socket.split();
-    let (mut out, mut outgoing) = futures::channel::mpsc::channel::<Message>(64);
+    let (mut out, mut outgoing) = futures::channel::mpsc::channel::<Outgoing>(64);
 
     // One task writes the socket and keeps its timers: the keep-alive pings and the init deadline
     // live here rather than in tasks of their own, which every idle connection would pay for.
@@ -143,12 +218,33 @@ pub async fn serve(
             );
             // After a long write to a slow client, one ping, not one per period missed.
             keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut direct = DirectSubscriptions::default();
             loop {
                 let message = tokio::select! {
                     message = outgoing.next() => match message {
-                        Some(message) => message,
+                        Some(Outgoing::Frame(message)) => message,
+                        Some(Outgoing::Follow { id, messages }) => {
+                            direct.follow(id, messages);
+                            continue;
+                        }
+                        Some(Outgoing::Stop(id)) => {
+                            direct.stop(&id);
+                            continue;
+                        }
                         None => break,
                     },
+                    Some(item) = direct.streams.next(), if !direct.streams.is_empty() => {
+                        match item {
+                            DirectItem::Next(text) => Message::Text(text.into()),
+                            DirectItem::End(id, generation) => {
+                                if !direct.ended(&id, generation) {
+                                    continue;
+                                }
+                                session.active().remove(&id);
+                                Message::Text(json!({ "type": "complete", "id": id }).to_string().into())
+                            }
+                        }
+                    }
                     () = &mut init_deadline, if awaiting_init => {
                         awaiting_init = false;
                         if session.initialized.load(Ordering::Relaxed) {
@@ -167,12 +263,14 @@ pub async fn serve(
         })
     };
 
+    let tokens = state.tokens.clone();
     let incoming = {
         let session = Arc::clone(&session);
         let out = out.clone();
         socket_stream.filter_map(move |frame| {
             let session = Arc::clone(&session);
             let mut out = out.clone();
+            let state = state.clone();
             async move {
                 let Ok(Message::Text(text)) = &frame else {
                     return Some(frame);
@@ -183,28 +281,34 @@ pub async fn serve(
                 let id = message["id"].as_str().unwrap_or_default().to_owned();
                 match message["type"].as_str() {
                     Some("subscribe" | "start") => {
-                        let admitted = {
+                        let (admitted, reused) = {
                             let mut active = session.active();
-                            let admitted =
-                                active.len() < limits.max_subscriptions || active.contains(&id);
+                            let reused = active.contains(&id);
+                            let admitted = active.len() < limits.max_subscriptions || reused;
                             if admitted {
                                 active.insert(id.clone());
                             }
-                            admitted
+                            (admitted, reused)
                         };
                         if !admitted {
-                            let _ = out
-                                .send(too_many_subscriptions(
-                                    &id,
-                                    legacy,
-                                    limits.max_subscriptions,
-                                ))
-                                .await;
+                            let refusal =
+                                too_many_subscriptions(&id, legacy, limits.max_subscriptions);
+                            let _ = out.send(Outgoing::Frame(refusal)).await;
                             return None;
+                        }
+                        // An id still in use stays with whichever path serves it.
+                        if limits.direct_seat_maps && !reused {
+                            if let Some(messages) =
+                                follow_directly(&state, &session, &id, legacy, &message).await
+                            {
+                                let _ = out.send(Outgoing::Follow { id, messages }).await;
+                                return None;
+                            }
                         }
                     }
                     Some("complete" | "stop") => {
                         session.active().remove(&id);
+                        let _ = out.send(Outgoing::Stop(id)).await;
                     }
                     _ => {}
                 }
@@ -216,9 +320,9 @@ pub async fn serve(
     let sink = {
         let session = Arc::clone(&session);
         out.clone().with(move |message: Message| {
-            futures::future::ready(Ok::<_, futures::channel::mpsc::SendError>(
+            futures::future::ready(Ok::<_, futures::channel::mpsc::SendError>(Outgoing::Frame(
                 outgoing_message(message, &session),
-            ))
+            )))
         })
     };
 
@@ -242,9 +346,12 @@ pub async fn serve(
                         .extend());
                     };
                     *init_session.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(slot);
+                    let _ = init_session.viewer.set(Some(viewer));
                     data.insert(viewer);
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    let _ = init_session.viewer.set(None);
+                }
                 Err(err) => {
                     init_session.refusal.store(REFUSED_TOKEN, Ordering::Relaxed);
                     return Err(err.extend());
@@ -257,6 +364,32 @@ pub async fn serve(
 
     out.close_channel();
     let _ = writer.await;
+}
+
+/// The messages of a `subscribe` this connection can serve directly, set up; `None` leaves it to
+/// async-graphql (not a recognised document, no accepted init yet, or a set-up that failed, whose
+/// error async-graphql then reports).
+async fn follow_directly(
+    state: &AppState,
+    session: &Session,
+    id: &str,
+    legacy: bool,
+    message: &Value,
+) -> Option<BoxStream<'static, String>> {
+    let viewer = session.viewer.get()?;
+    let direct = DirectSeatMap::recognize(&message["payload"])?;
+    let updates = direct.updates(state, viewer.as_ref()).await.ok()?;
+    let id = id.to_owned();
+    // Counted like any other subscription (and as a direct one), for as long as it streams.
+    let streaming = state.metrics.direct_seat_map();
+    Some(
+        updates
+            .map(move |update| {
+                let _counted = &streaming;
+                direct.render(&id, legacy, &update)
+            })
+            .boxed(),
+    )
 }
 
 /// The fields of an outgoing message this module looks at; the payload is skipped without building a

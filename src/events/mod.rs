@@ -5,6 +5,7 @@
 //! of every reserved section the event sells, in the same transaction that flips the status.
 
 pub mod changelog;
+pub mod direct_seat_map;
 pub mod event_reads;
 pub mod feed_map;
 pub mod graphql;

@@ -28,7 +28,7 @@ pub enum SeatMapUpdateKind {
 }
 
 /// How a SNAPSHOT of `seatMapChanged` carries every seat.
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Default)]
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq, Default)]
 pub enum SeatSnapshotFormat {
     /// Every seat as an entry of `seats`, with its id and tier (about 70 bytes of JSON per seat
     /// selecting `seatId status`).
@@ -227,6 +227,97 @@ async fn open_feed(
     state.feeds.feed(event_id).await
 }
 
+/// The messages of `seatMapChanged` on `event_id` for `viewer`: what the resolver streams, and what
+/// the WebSocket's direct path (`events::direct_seat_map`) renders itself.
+pub async fn seat_map_updates(
+    state: &AppState,
+    viewer: Option<&Viewer>,
+    event_id: Uuid,
+    since_seq: Option<i64>,
+    snapshot_format: SeatSnapshotFormat,
+) -> AppResult<impl Stream<Item = SeatMapUpdate> + Send + use<>> {
+    let db = state.db.clone();
+    // Boxed: async-graphql keeps each subscription in one allocation sized for the largest
+    // state of this resolver and its stream, for as long as the client stays subscribed. The
+    // set-up's database reads would otherwise size every connection's stream (docs/profiling.md).
+    let (feed, mut batches, first) = Box::pin(async {
+        let feed = open_feed(state, viewer, event_id).await?;
+        // Subscribe before reading the first message, so nothing committed in between is lost.
+        let batches = feed.subscribe();
+        let first = first_update(&db, &feed, event_id, since_seq, snapshot_format).await?;
+        AppResult::Ok((feed, batches, first))
+    })
+    .await?;
+    Ok(async_stream::stream! {
+        let mut sent = first.seq;
+        yield first;
+        loop {
+            let batch = match batches.recv().await {
+                Ok(batch) => batch,
+                Err(RecvError::Lagged(_)) => {
+                    let update = snapshot(event_id, &feed, snapshot_format);
+                    sent = update.seq;
+                    yield update;
+                    continue;
+                }
+                Err(RecvError::Closed) => break,
+            };
+            // Batches that queued while this client's last message was being sent go out with
+            // this one as a single message: a subscriber that cannot keep up does its work once
+            // per message it manages to send, not once per batch, and catches up.
+            let mut queued = Vec::new();
+            let mut lagged = false;
+            loop {
+                match batches.try_recv() {
+                    Ok(next) => queued.push(next),
+                    Err(TryRecvError::Lagged(_)) => {
+                        lagged = true;
+                        break;
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                }
+            }
+            if lagged {
+                let update = snapshot(event_id, &feed, snapshot_format);
+                sent = update.seq;
+                yield update;
+                continue;
+            }
+            let to_seq = queued.last().map_or(batch.to_seq, |last| last.to_seq);
+            if to_seq <= sent {
+                continue;
+            }
+            if batch.from_seq == sent && queued.is_empty() {
+                // The usual case: the batch as broadcast, shared with every subscriber.
+                let seats = Arc::clone(&batch.seats);
+                let changes = Arc::clone(&batch.status_changes);
+                sent = to_seq;
+                yield shared_delta(event_id, batch.from_seq, to_seq, seats, changes);
+                continue;
+            }
+            let mut seats: Vec<SeatState> = Vec::new();
+            if batch.from_seq > sent {
+                // Never expected (the feed started at or before our first message), but a gap
+                // is filled from the log rather than skipped.
+                let missing =
+                    Box::pin(changelog::changes_between(&db, event_id, sent, batch.from_seq));
+                match missing.await {
+                    Ok(missing) => seats.extend(missing),
+                    Err(_) => break,
+                }
+            }
+            // The feed sends its batches in order, each starting where the last ended.
+            for queued in std::iter::once(&batch).chain(&queued) {
+                seats.extend(queued.seats.iter().filter(|s| s.seq > sent).cloned());
+            }
+            let seats = changelog::latest_per_seat(seats).into();
+            let update = delta(event_id, &feed, sent, to_seq, seats);
+            sent = to_seq;
+            yield update;
+        }
+    })
+}
+
 #[derive(Default)]
 pub struct EventSubscription;
 
@@ -251,87 +342,15 @@ impl EventSubscription {
     ) -> Result<impl Stream<Item = SeatMapUpdate> + use<>> {
         let state = ctx.state().extend()?;
         let event_id = parse_id(&event_id, "eventId").extend()?;
-        let db = state.db.clone();
-        // Boxed: async-graphql keeps each subscription in one allocation sized for the largest
-        // state of this resolver and its stream, for as long as the client stays subscribed. The
-        // set-up's database reads would otherwise size every connection's stream (docs/profiling.md).
-        let (feed, mut batches, first) = Box::pin(async {
-            let feed = open_feed(state, ctx.viewer_opt(), event_id).await?;
-            // Subscribe before reading the first message, so nothing committed in between is lost.
-            let batches = feed.subscribe();
-            let first = first_update(&db, &feed, event_id, since_seq, snapshot_format).await?;
-            AppResult::Ok((feed, batches, first))
-        })
+        seat_map_updates(
+            state,
+            ctx.viewer_opt(),
+            event_id,
+            since_seq,
+            snapshot_format,
+        )
         .await
-        .extend()?;
-        Ok(async_stream::stream! {
-            let mut sent = first.seq;
-            yield first;
-            loop {
-                let batch = match batches.recv().await {
-                    Ok(batch) => batch,
-                    Err(RecvError::Lagged(_)) => {
-                        let update = snapshot(event_id, &feed, snapshot_format);
-                        sent = update.seq;
-                        yield update;
-                        continue;
-                    }
-                    Err(RecvError::Closed) => break,
-                };
-                // Batches that queued while this client's last message was being sent go out with
-                // this one as a single message: a subscriber that cannot keep up does its work once
-                // per message it manages to send, not once per batch, and catches up.
-                let mut queued = Vec::new();
-                let mut lagged = false;
-                loop {
-                    match batches.try_recv() {
-                        Ok(next) => queued.push(next),
-                        Err(TryRecvError::Lagged(_)) => {
-                            lagged = true;
-                            break;
-                        }
-                        Err(TryRecvError::Empty | TryRecvError::Closed) => break,
-                    }
-                }
-                if lagged {
-                    let update = snapshot(event_id, &feed, snapshot_format);
-                    sent = update.seq;
-                    yield update;
-                    continue;
-                }
-                let to_seq = queued.last().map_or(batch.to_seq, |last| last.to_seq);
-                if to_seq <= sent {
-                    continue;
-                }
-                if batch.from_seq == sent && queued.is_empty() {
-                    // The usual case: the batch as broadcast, shared with every subscriber.
-                    let seats = Arc::clone(&batch.seats);
-                    let changes = Arc::clone(&batch.status_changes);
-                    sent = to_seq;
-                    yield shared_delta(event_id, batch.from_seq, to_seq, seats, changes);
-                    continue;
-                }
-                let mut seats: Vec<SeatState> = Vec::new();
-                if batch.from_seq > sent {
-                    // Never expected (the feed started at or before our first message), but a gap
-                    // is filled from the log rather than skipped.
-                    let missing =
-                        Box::pin(changelog::changes_between(&db, event_id, sent, batch.from_seq));
-                    match missing.await {
-                        Ok(missing) => seats.extend(missing),
-                        Err(_) => break,
-                    }
-                }
-                // The feed sends its batches in order, each starting where the last ended.
-                for queued in std::iter::once(&batch).chain(&queued) {
-                    seats.extend(queued.seats.iter().filter(|s| s.seq > sent).cloned());
-                }
-                let seats = changelog::latest_per_seat(seats).into();
-                let update = delta(event_id, &feed, sent, to_seq, seats);
-                sent = to_seq;
-                yield update;
-            }
-        })
+        .extend()
     }
 
     /// Live stock counts of an event per tier and per reserved section: the current counts first, then

@@ -48,6 +48,7 @@ struct Inner {
     holds: IntCounterVec,
     websocket_connections: IntGauge,
     streaming_operations: IntGauge,
+    direct_seat_maps: IntGauge,
     sampled: Sampled,
     operation_labels: Mutex<HashSet<String>>,
     /// Serialises scrapes: sampled counters are reset and refilled before gathering.
@@ -214,6 +215,12 @@ impl Metrics {
                 "graphql_active_subscriptions",
                 "GraphQL operations streaming over WebSocket (subscriptions)",
             ),
+            direct_seat_maps: gauge(
+                r,
+                "websocket_direct_seat_maps",
+                "seatMapChanged subscriptions whose messages the WebSocket renders itself, without \
+                 executing the document per message (also counted in graphql_active_subscriptions)",
+            ),
             sampled,
             operation_labels: Mutex::new(HashSet::new()),
             scrape: tokio::sync::Mutex::new(()),
@@ -228,6 +235,14 @@ impl Metrics {
 
     fn streaming_operation(&self) -> GaugeGuard {
         GaugeGuard::new(self.0.streaming_operations.clone())
+    }
+
+    /// Holds one direct `seatMapChanged` subscription in both subscription gauges until dropped.
+    pub fn direct_seat_map(&self) -> (GaugeGuard, GaugeGuard) {
+        (
+            self.streaming_operation(),
+            GaugeGuard::new(self.0.direct_seat_maps.clone()),
+        )
     }
 
     fn operation_histogram(&self, operation: &str, kind: &str) -> Histogram {

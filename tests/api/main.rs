@@ -4,6 +4,7 @@
 mod auth;
 mod booking;
 mod demo_page;
+mod direct_seat_map;
 mod errors;
 mod events;
 mod hardening;

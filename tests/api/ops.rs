@@ -18,7 +18,7 @@ fn book_input(tier_id: Uuid, quantity: i32) -> Value {
         "idempotencyKey": Uuid::new_v4().to_string() } })
 }
 
-async fn scrape(app: &TestApp) -> String {
+pub async fn scrape(app: &TestApp) -> String {
     let response = reqwest::get(app.url("/metrics")).await.expect("request");
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"]
@@ -30,7 +30,7 @@ async fn scrape(app: &TestApp) -> String {
 }
 
 /// The value of the series `name` whose labels include every one of `labels`, if it is exposed.
-fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     metrics
         .lines()
         .filter(|line| !line.starts_with('#'))
