@@ -107,6 +107,8 @@ impl DirectSeatMap {
             return None;
         }
         let operation = match &document.operations {
+            // async-graphql refuses a name for an anonymous operation; so it must see this one.
+            DocumentOperations::Single(_) if operation_name.is_some() => return None,
             DocumentOperations::Single(operation) => operation,
             DocumentOperations::Multiple(operations) if operations.len() == 1 => {
                 let (name, operation) = operations.iter().next()?;
@@ -403,6 +405,15 @@ mod tests {
         let persisted = json!({ "query": follow, "variables": { "e": EVENT },
             "extensions": { "persistedQuery": { "version": 1, "sha256Hash": "00" } } });
         assert_eq!(DirectSeatMap::recognize(&persisted), None);
+        // An operation name that is not the document's.
+        let named = |query: &str, name: &str| {
+            DirectSeatMap::recognize(&json!({ "query": query, "variables": { "e": EVENT },
+                "operationName": name }))
+        };
+        assert_eq!(named(follow, "Follow"), None);
+        let follow_named = "subscription Follow($e: ID!) { seatMapChanged(eventId: $e) { kind } }";
+        assert_eq!(named(follow_named, "Other"), None);
+        assert!(named(follow_named, "Follow").is_some());
     }
 
     #[test]
