@@ -1,6 +1,7 @@
 //! Access tokens (short-lived HS256 JWTs) and refresh tokens (random, stored only as SHA-256 hashes).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use entity::enums::Role;
@@ -14,6 +15,9 @@ use crate::config::Secret;
 use crate::error::{AppError, AppResult};
 
 const ISSUER: &str = "seatstorm";
+/// Verified access tokens remembered at most; past it the memory starts over (every buyer of a
+/// ticket war fits many times over).
+const VERIFIED_TOKENS: usize = 10_000;
 
 /// What an access token asserts. The role is a snapshot: a changed role takes effect at the next refresh.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -36,6 +40,11 @@ struct Keys {
     decoding: DecodingKey,
     validation: Validation,
     access_ttl: Duration,
+    /// Tokens that verified, by their whole text, with their claims. A client sends the same token
+    /// with every request for its lifetime, and base64 + HMAC + JSON for each was 3.8 % of the
+    /// server's CPU in a GA storm (docs/profiling.md). A hit is a token whose signature was checked
+    /// before, so only its expiry is checked again.
+    verified: Mutex<HashMap<String, Claims>>,
 }
 
 impl TokenKeys {
@@ -50,6 +59,7 @@ impl TokenKeys {
             decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
             validation,
             access_ttl,
+            verified: Mutex::default(),
         }))
     }
 
@@ -77,18 +87,49 @@ impl TokenKeys {
 
     /// Verifies signature, issuer and expiry. Any failure is UNAUTHENTICATED.
     pub fn verify(&self, token: &str) -> AppResult<Claims> {
-        jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
-            .map(|data| data.claims)
-            .map_err(|err| {
-                let reason = match err.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                        "the access token has expired"
-                    }
-                    _ => "the access token is invalid",
-                };
-                AppError::Unauthenticated(reason.to_owned())
-            })
+        // The clock jsonwebtoken checks expiry with, so a remembered token expires when a fresh
+        // verification would refuse it.
+        let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX);
+        self.verify_at(token, now)
     }
+
+    fn verify_at(&self, token: &str, now: i64) -> AppResult<Claims> {
+        let remembered = self.verified().get(token).cloned();
+        let claims = match remembered {
+            Some(claims) => claims,
+            None => {
+                let claims =
+                    jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
+                        .map(|data| data.claims)
+                        .map_err(|err| match err.kind() {
+                            jsonwebtoken::errors::ErrorKind::ExpiredSignature => expired(),
+                            _ => AppError::Unauthenticated("the access token is invalid".into()),
+                        })?;
+                let mut verified = self.verified();
+                if verified.len() >= VERIFIED_TOKENS {
+                    verified.clear();
+                }
+                verified.insert(token.to_owned(), claims.clone());
+                claims
+            }
+        };
+        // jsonwebtoken's rule with no leeway: valid up to and including the second of `exp`.
+        if claims.exp < now {
+            return Err(expired());
+        }
+        Ok(claims)
+    }
+
+    fn verified(&self) -> std::sync::MutexGuard<'_, HashMap<String, Claims>> {
+        self.0
+            .verified
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn expired() -> AppError {
+    AppError::Unauthenticated("the access token has expired".into())
 }
 
 /// A new refresh token: the value handed to the client once, and the hash that is stored.
@@ -169,6 +210,34 @@ mod tests {
                 "{token}"
             );
         }
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_a_refused_one_is_not_remembered() {
+        let keys = keys("one-secret-that-is-long-enough-for-hs256");
+        let (token, expires_at) = keys
+            .issue(Uuid::now_v7(), Role::Customer, Utc::now())
+            .expect("signing works");
+        let exp = expires_at.timestamp();
+        let first = keys.verify_at(&token, exp - 60).expect("valid");
+        assert_eq!(keys.verified().len(), 1, "remembered");
+        assert_eq!(
+            keys.verify_at(&token, exp)
+                .expect("valid to its last second"),
+            first
+        );
+        assert!(
+            matches!(keys.verify_at(&token, exp + 1), Err(AppError::Unauthenticated(m)) if m.contains("expired")),
+            "a remembered token expires like any other"
+        );
+        let mut tampered = token.clone();
+        tampered.push('x');
+        assert!(keys.verify(&tampered).is_err());
+        assert_eq!(
+            keys.verified().len(),
+            1,
+            "only tokens that verified are remembered"
+        );
     }
 
     #[test]
