@@ -22,6 +22,8 @@ use crate::events::seat_map::load_seat_map;
 /// Batches kept for clients resuming with `sinceSeq`: at the 75 ms coalescing window, at least the
 /// last 20 s of a storm, and longer when changes are rarer. Older resumes read the change log.
 const HISTORY_BATCHES: usize = 256;
+/// Merged deltas kept for subscribers behind by the same batches (see [`SeatMap::merged`]).
+const MERGED_KEPT: usize = 8;
 
 /// Every seat of an event at one sequence number; each seat's `seq` is that number.
 #[derive(Debug)]
@@ -35,6 +37,15 @@ pub struct SeatSnapshot {
 pub struct StatusSnapshot {
     pub seq: i64,
     pub statuses: Arc<str>,
+}
+
+/// The changes of several batches as one DELTA, for subscribers that fell behind by them.
+#[derive(Debug)]
+pub struct MergedDelta {
+    pub from_seq: i64,
+    pub to_seq: i64,
+    pub seats: Arc<[SeatState]>,
+    pub status_changes: Arc<str>,
 }
 
 /// The letter of a status in a compact snapshot.
@@ -63,6 +74,8 @@ pub struct SeatMap {
     history_from: i64,
     /// Seats were appended that the seat map's order puts elsewhere.
     out_of_order: bool,
+    /// The last deltas merged for subscribers that fell behind, newest last.
+    merged: VecDeque<Arc<MergedDelta>>,
 }
 
 impl SeatMap {
@@ -95,6 +108,7 @@ impl SeatMap {
             history: VecDeque::new(),
             history_from: seq,
             out_of_order: false,
+            merged: VecDeque::new(),
         })
     }
 
@@ -180,7 +194,47 @@ impl SeatMap {
         self.index = index_of(&seats);
         self.seats = seats;
         self.forget_snapshots();
+        // Their positions are in the old order.
+        self.merged.clear();
         self.out_of_order = false;
+    }
+
+    /// The changes after `from_seq` up to `to_seq`, from `batches` (consecutive, covering them), as
+    /// one delta. Subscribers fall behind together: while a round of messages goes out to thousands
+    /// of clients, the same batches queue for most of them, so the merge is built by the first and
+    /// shared with the rest instead of each hashing the same seats again.
+    pub fn merged(
+        &mut self,
+        from_seq: i64,
+        to_seq: i64,
+        batches: &[&FeedBatch],
+    ) -> Arc<MergedDelta> {
+        let kept = self
+            .merged
+            .iter()
+            .find(|merged| merged.from_seq == from_seq && merged.to_seq == to_seq);
+        if let Some(kept) = kept {
+            return Arc::clone(kept);
+        }
+        let seats: Arc<[SeatState]> = latest_per_seat(
+            batches
+                .iter()
+                .flat_map(|batch| batch.seats.iter())
+                .filter(|seat| seat.seq > from_seq)
+                .cloned(),
+        )
+        .into();
+        let merged = Arc::new(MergedDelta {
+            from_seq,
+            to_seq,
+            status_changes: self.status_changes(&seats),
+            seats,
+        });
+        if self.merged.len() == MERGED_KEPT {
+            self.merged.pop_front();
+        }
+        self.merged.push_back(Arc::clone(&merged));
+        merged
     }
 
     pub fn snapshot(&mut self) -> Arc<SeatSnapshot> {
@@ -314,6 +368,7 @@ mod tests {
             history: VecDeque::new(),
             history_from: 0,
             out_of_order: false,
+            merged: VecDeque::new(),
         }
     }
 
@@ -426,5 +481,45 @@ mod tests {
         );
         assert_eq!(map.changes_since(1), None, "dropped from the history");
         assert_eq!(map.changes_since(last + 1), None, "ahead of this feed");
+    }
+
+    #[test]
+    fn subscribers_behind_by_the_same_batches_share_one_merged_delta() {
+        let mut map = map((1..=5)
+            .map(|id| seat(id, SeatStatus::Available, 0))
+            .collect());
+        let first = map.apply(batch(0, vec![seat(2, SeatStatus::Held, 1)]), None);
+        let second = map.apply(
+            batch(
+                1,
+                vec![seat(2, SeatStatus::Sold, 2), seat(5, SeatStatus::Held, 2)],
+            ),
+            None,
+        );
+        let batches = [&*first, &*second];
+        let merged = map.merged(0, 2, &batches);
+        assert_eq!(
+            &*merged.seats,
+            [seat(2, SeatStatus::Sold, 2), seat(5, SeatStatus::Held, 2)],
+            "each seat once, at its last change"
+        );
+        assert_eq!(&*merged.status_changes, "1S4H");
+        assert!(Arc::ptr_eq(&merged, &map.merged(0, 2, &batches)), "shared");
+        let later = map.merged(1, 2, &batches[1..]);
+        assert!(!Arc::ptr_eq(&merged, &later), "another window is its own");
+        assert_eq!(&*later.status_changes, "1S4H");
+
+        // New seats put in layout order: positions move, so the kept merges go.
+        let order: Vec<Uuid> = [9, 1, 2, 3, 4, 5]
+            .into_iter()
+            .map(Uuid::from_u128)
+            .collect();
+        map.apply(
+            batch(2, vec![seat(9, SeatStatus::Available, 3)]),
+            Some(&order),
+        );
+        let rebuilt = map.merged(0, 2, &batches);
+        assert!(!Arc::ptr_eq(&merged, &rebuilt));
+        assert_eq!(&*rebuilt.status_changes, "2S5H");
     }
 }

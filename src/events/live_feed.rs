@@ -32,7 +32,7 @@ use crate::auth::Viewer;
 use crate::error::AppResult;
 use crate::events::changelog::{self, SeatState};
 use crate::events::event_reads::EventReads;
-use crate::events::feed_map::{self, SeatMap, SeatSnapshot, StatusSnapshot};
+use crate::events::feed_map::{self, MergedDelta, SeatMap, SeatSnapshot, StatusSnapshot};
 use crate::events::service::{self, SectionAvailability};
 use crate::live::{Bus, LiveMessage};
 
@@ -128,6 +128,12 @@ impl Feed {
     /// `seats` as positions in the seat map's current order with status letters.
     pub fn status_changes(&self, seats: &[SeatState]) -> Arc<str> {
         lock(&self.seat_map).status_changes(seats)
+    }
+
+    /// The changes after `from_seq` up to `to_seq` from `batches` as one delta, shared with every
+    /// subscriber behind by the same batches (see [`SeatMap::merged`]).
+    pub fn merged(&self, from_seq: i64, to_seq: i64, batches: &[&FeedBatch]) -> Arc<MergedDelta> {
+        lock(&self.seat_map).merged(from_seq, to_seq, batches)
     }
 
     /// The stock counts as of the last batch broadcast; subscribe first, as for a snapshot.

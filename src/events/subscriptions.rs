@@ -13,7 +13,7 @@ use crate::error::AppResult;
 use crate::events::changelog::{self, SeatState};
 use crate::events::feed_map::StatusSnapshot;
 use crate::events::graphql::{SeatStatus, SectionAvailability};
-use crate::events::live_feed::{Availability, Feed};
+use crate::events::live_feed::{Availability, Feed, FeedBatch};
 use crate::gql::{ContextExt, parse_id};
 use crate::state::AppState;
 
@@ -295,23 +295,27 @@ pub async fn seat_map_updates(
                 yield shared_delta(event_id, batch.from_seq, to_seq, seats, changes);
                 continue;
             }
-            let mut seats: Vec<SeatState> = Vec::new();
-            if batch.from_seq > sent {
+            let update = if batch.from_seq > sent {
                 // Never expected (the feed started at or before our first message), but a gap
                 // is filled from the log rather than skipped.
                 let missing =
                     Box::pin(changelog::changes_between(&db, event_id, sent, batch.from_seq));
-                match missing.await {
-                    Ok(missing) => seats.extend(missing),
-                    Err(_) => break,
+                let Ok(mut seats) = missing.await else {
+                    break;
+                };
+                // The feed sends its batches in order, each starting where the last ended.
+                for queued in std::iter::once(&batch).chain(&queued) {
+                    seats.extend(queued.seats.iter().filter(|s| s.seq > sent).cloned());
                 }
-            }
-            // The feed sends its batches in order, each starting where the last ended.
-            for queued in std::iter::once(&batch).chain(&queued) {
-                seats.extend(queued.seats.iter().filter(|s| s.seq > sent).cloned());
-            }
-            let seats = changelog::latest_per_seat(seats).into();
-            let update = delta(event_id, &feed, sent, to_seq, seats);
+                let seats = changelog::latest_per_seat(seats).into();
+                delta(event_id, &feed, sent, to_seq, seats)
+            } else {
+                let batches: Vec<&FeedBatch> =
+                    std::iter::once(&batch).chain(&queued).map(|b| &**b).collect();
+                let merged = feed.merged(sent, to_seq, &batches);
+                let seats = Arc::clone(&merged.seats);
+                shared_delta(event_id, sent, to_seq, seats, Arc::clone(&merged.status_changes))
+            };
             sent = to_seq;
             yield update;
         }
