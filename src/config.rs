@@ -31,7 +31,7 @@
 //! | `WS_KEEPALIVE_SECONDS` | `15` | interval of the server's WebSocket keep-alive pings |
 //! | `WS_MAX_SUBSCRIPTIONS` | `50` | subscriptions per WebSocket connection |
 //! | `WS_MAX_CONNECTIONS_PER_USER` | `20` | WebSocket connections per signed-in user, per instance (then 4429) |
-//! | `WS_DIRECT_SEAT_MAPS` | `true` | serve plain `seatMapChanged` subscriptions without async-graphql's per-message execution (same messages; `false` to compare) |
+//! | `WS_DIRECT_SEAT_MAPS` | `true` | serve plain `seatMapChanged` subscriptions without async-graphql's per-message execution (same messages; `false` to compare; off with `PERSISTED_QUERIES_ONLY` or limits below depth 2 / complexity 8) |
 //! | `INTROSPECTION` | `true` | whether the schema answers introspection queries |
 //! | `LOG_FORMAT` | `text` | `text` or `json` |
 //! | `APQ_CACHE_SIZE` | `1000` | documents remembered for automatic persisted queries (0: off) |
@@ -425,8 +425,13 @@ impl Config {
             keepalive: std::time::Duration::from_secs(self.limits.ws_keepalive_seconds),
             max_subscriptions: self.limits.ws_max_subscriptions,
             max_connections_per_user: self.limits.ws_max_connections_per_user,
-            // With only the manifest's documents allowed, every document must pass its check.
-            direct_seat_maps: self.limits.ws_direct_seat_maps && !self.persisted_queries.only_known,
+            // With only the manifest's documents allowed, every document must pass its check; so
+            // must every document when the limits are too tight for one the direct path serves
+            // (depth 2, complexity at most 8: the root field and its seven scalars).
+            direct_seat_maps: self.limits.ws_direct_seat_maps
+                && !self.persisted_queries.only_known
+                && self.limits.max_query_depth >= 2
+                && self.limits.max_query_complexity >= 8,
         }
     }
 
@@ -516,6 +521,23 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn seat_maps_are_written_directly_unless_something_must_check_every_document() {
+        let direct = |vars: &[(&str, &str)]| {
+            config_from(vars)
+                .expect("valid")
+                .ws_limits()
+                .direct_seat_maps
+        };
+        assert!(direct(&[]));
+        assert!(!direct(&[("WS_DIRECT_SEAT_MAPS", "false")]));
+        assert!(!direct(&[("MAX_QUERY_DEPTH", "1")]));
+        assert!(!direct(&[("MAX_QUERY_COMPLEXITY", "7")]));
+        let mut only_known = config_from(&[]).expect("valid");
+        only_known.persisted_queries.only_known = true;
+        assert!(!only_known.ws_limits().direct_seat_maps);
     }
 
     #[test]
