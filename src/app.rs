@@ -57,6 +57,9 @@ pub struct App {
 pub(crate) struct HttpState {
     pub(crate) app: AppState,
     pub(crate) schema: AppSchema,
+    /// The schema's persisted-query store, shared with the WebSocket's direct path, which parses
+    /// the documents it recognises through the same cache.
+    pub(crate) persisted: PersistedQueries,
 }
 
 impl App {
@@ -128,10 +131,11 @@ impl App {
         );
         let persisted = PersistedQueries::load(&state.config.persisted_queries)
             .context("loading persisted queries")?;
-        let schema = build_schema(state.clone(), persisted);
+        let schema = build_schema(state.clone(), persisted.clone());
         let router = router(HttpState {
             app: state.clone(),
             schema,
+            persisted,
         });
         Ok(Self {
             listener,

@@ -162,8 +162,8 @@ impl PersistedQueries {
             request.set_parsed_query(document.clone());
         } else if self.only_known {
             return Err(AppError::PersistedQueryRequired);
-        } else {
-            self.parse_and_remember(&mut request, hash);
+        } else if let Some(document) = self.parse_and_remember(&request.query, hash) {
+            request.set_parsed_query(document);
         }
         Ok(request)
     }
@@ -174,19 +174,26 @@ impl PersistedQueries {
         if self.cache.is_none() {
             return;
         }
-        let hash = document_hash(&request.query);
-        match self.remembered(&hash) {
-            Some(document) => request.set_parsed_query(document),
-            None => self.parse_and_remember(request, hash),
+        if let Some(document) = self.raw_document(&request.query) {
+            request.set_parsed_query(document);
         }
     }
 
-    fn parse_and_remember(&self, request: &mut Request, hash: String) {
-        // A document that does not parse is not remembered; the normal parse reports it.
-        if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
-            self.remember(hash, document.clone());
-            request.set_parsed_query(document);
+    /// The parse of a raw document: remembered, or parsed now and remembered (with the cache on).
+    /// `None` when it does not parse: a document that does not parse is not remembered, and the
+    /// normal parse reports it.
+    pub fn raw_document(&self, query: &str) -> Option<ExecutableDocument> {
+        let hash = document_hash(query);
+        if let Some(document) = self.remembered(&hash) {
+            return Some(document);
         }
+        self.parse_and_remember(query, hash)
+    }
+
+    fn parse_and_remember(&self, query: &str, hash: String) -> Option<ExecutableDocument> {
+        let document = async_graphql::parser::parse_query(query).ok()?;
+        self.remember(hash, document.clone());
+        Some(document)
     }
 }
 

@@ -126,7 +126,7 @@ pub(crate) async fn graphiql_or_websocket(
                 .find(|p| *p == "graphql-transport-ws" || *p == "graphql-ws")
         })
         .is_some_and(|p| p == "graphql-ws");
-    let registry = state.app.ws_connections.clone();
+    let persisted = state.persisted.clone();
     let metrics = state.app.metrics.clone();
     // The connection outlives this request, but its logs keep the upgrade request's id.
     let span = tracing::Span::current();
@@ -139,7 +139,7 @@ pub(crate) async fn graphiql_or_websocket(
         .on_upgrade(move |socket| {
             async move {
                 let _open = metrics.websocket_connection();
-                crate::websocket::serve(socket, protocol, legacy, schema, app, limits, registry)
+                crate::websocket::serve(socket, protocol, legacy, schema, app, persisted, limits)
                     .await;
             }
             .instrument(span)

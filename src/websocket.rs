@@ -28,6 +28,7 @@ use crate::auth::Viewer;
 use crate::auth::tokens::TokenKeys;
 use crate::error::AppError;
 use crate::events::direct_seat_map::DirectSeatMap;
+use crate::persisted::PersistedQueries;
 use crate::schema::AppSchema;
 use crate::state::AppState;
 
@@ -192,8 +193,8 @@ pub async fn serve(
     legacy: bool,
     schema: AppSchema,
     state: AppState,
+    persisted: PersistedQueries,
     limits: WsLimits,
-    registry: ConnectionRegistry,
 ) {
     let session = Arc::new(Session::default());
     let (mut socket_sink, socket_stream) = socket.split();
@@ -264,6 +265,7 @@ pub async fn serve(
     };
 
     let tokens = state.tokens.clone();
+    let registry = state.ws_connections.clone();
     let incoming = {
         let session = Arc::clone(&session);
         let out = out.clone();
@@ -271,6 +273,7 @@ pub async fn serve(
             let session = Arc::clone(&session);
             let mut out = out.clone();
             let state = state.clone();
+            let persisted = persisted.clone();
             async move {
                 let Ok(Message::Text(text)) = &frame else {
                     return Some(frame);
@@ -299,7 +302,8 @@ pub async fn serve(
                         // An id still in use stays with whichever path serves it.
                         if limits.direct_seat_maps && !reused {
                             if let Some(messages) =
-                                follow_directly(&state, &session, &id, legacy, &message).await
+                                follow_directly(&state, &persisted, &session, &id, legacy, &message)
+                                    .await
                             {
                                 let _ = out.send(Outgoing::Follow { id, messages }).await;
                                 return None;
@@ -371,13 +375,14 @@ pub async fn serve(
 /// error async-graphql then reports).
 async fn follow_directly(
     state: &AppState,
+    persisted: &PersistedQueries,
     session: &Session,
     id: &str,
     legacy: bool,
     message: &Value,
 ) -> Option<BoxStream<'static, String>> {
     let viewer = session.viewer.get()?;
-    let direct = DirectSeatMap::recognize(&message["payload"])?;
+    let direct = DirectSeatMap::recognize(&message["payload"], persisted)?;
     let updates = direct.updates(state, viewer.as_ref()).await.ok()?;
     let id = id.to_owned();
     // Counted like any other subscription (and as a direct one), for as long as it streams.

@@ -30,6 +30,7 @@ use crate::events::subscriptions::{
     SeatMapUpdate, SeatMapUpdateKind, SeatSnapshotFormat, seat_map_updates,
 };
 use crate::gql::parse_id;
+use crate::persisted::PersistedQueries;
 use crate::state::AppState;
 
 const FIELD: &str = "seatMapChanged";
@@ -75,8 +76,9 @@ impl Scalar {
 
 impl DirectSeatMap {
     /// The subscription a `subscribe` (or legacy `start`) payload asks for, when it is one this module
-    /// serves; `None` sends it through async-graphql.
-    pub fn recognize(payload: &Value) -> Option<Self> {
+    /// serves; `None` sends it through async-graphql. The document is parsed through the persisted
+    /// queries' cache, so a crowd sending one text parses it once.
+    pub fn recognize(payload: &Value, documents: &PersistedQueries) -> Option<Self> {
         let query = payload.get("query")?.as_str()?;
         if !payload.get("extensions").is_none_or(|extensions| {
             extensions.is_null() || *extensions == Value::Object(<_>::default())
@@ -94,7 +96,7 @@ impl DirectSeatMap {
             Some(Value::String(name)) => Some(name.as_str()),
             Some(_) => return None,
         };
-        let document = async_graphql::parser::parse_query(query).ok()?;
+        let document = documents.raw_document(query)?;
         Self::from_document(&document, operation_name, variables)
     }
 
@@ -337,8 +339,15 @@ mod tests {
 
     use super::*;
 
+    fn documents() -> PersistedQueries {
+        PersistedQueries::load(&Default::default()).expect("no manifest to read")
+    }
+
     fn recognize(query: &str, variables: Value) -> Option<DirectSeatMap> {
-        DirectSeatMap::recognize(&json!({ "query": query, "variables": variables }))
+        DirectSeatMap::recognize(
+            &json!({ "query": query, "variables": variables }),
+            &documents(),
+        )
     }
 
     const EVENT: &str = "0f9d3c1e-2f6b-4a7e-9c1d-5b8e7a6f4c3d";
@@ -404,11 +413,13 @@ mod tests {
         assert!(recognize(follow, json!({ "e": EVENT })).is_some());
         let persisted = json!({ "query": follow, "variables": { "e": EVENT },
             "extensions": { "persistedQuery": { "version": 1, "sha256Hash": "00" } } });
-        assert_eq!(DirectSeatMap::recognize(&persisted), None);
+        assert_eq!(DirectSeatMap::recognize(&persisted, &documents()), None);
         // An operation name that is not the document's.
         let named = |query: &str, name: &str| {
-            DirectSeatMap::recognize(&json!({ "query": query, "variables": { "e": EVENT },
-                "operationName": name }))
+            DirectSeatMap::recognize(
+                &json!({ "query": query, "variables": { "e": EVENT }, "operationName": name }),
+                &documents(),
+            )
         };
         assert_eq!(named(follow, "Follow"), None);
         let follow_named = "subscription Follow($e: ID!) { seatMapChanged(eventId: $e) { kind } }";
