@@ -216,14 +216,7 @@ impl SeatMap {
         if let Some(kept) = kept {
             return Arc::clone(kept);
         }
-        let seats: Arc<[SeatState]> = latest_per_seat(
-            batches
-                .iter()
-                .flat_map(|batch| batch.seats.iter())
-                .filter(|seat| seat.seq > from_seq)
-                .cloned(),
-        )
-        .into();
+        let seats: Arc<[SeatState]> = changed_after(batches.iter().copied(), from_seq).into();
         let merged = Arc::new(MergedDelta {
             from_seq,
             to_seq,
@@ -310,15 +303,19 @@ impl SeatMap {
         if since < self.history_from || since > self.seq {
             return None;
         }
-        Some(latest_per_seat(
-            self.history
-                .iter()
-                .filter(|batch| batch.to_seq > since)
-                .flat_map(|batch| batch.seats.iter())
-                .filter(|seat| seat.seq > since)
-                .cloned(),
-        ))
+        let batches = self.history.iter().filter(|batch| batch.to_seq > since);
+        Some(changed_after(batches.map(|batch| &**batch), since))
     }
+}
+
+/// Each seat that `batches` change after `since`, once, at its last change.
+fn changed_after<'a>(batches: impl Iterator<Item = &'a FeedBatch>, since: i64) -> Vec<SeatState> {
+    latest_per_seat(
+        batches
+            .flat_map(|batch| batch.seats.iter())
+            .filter(|seat| seat.seq > since)
+            .cloned(),
+    )
 }
 
 fn index_of(seats: &[SeatState]) -> HashMap<Uuid, usize> {
