@@ -261,12 +261,13 @@ pub struct BookingMutation;
 impl BookingMutation {
     /// Holds exactly the given seats or none: SOLD_OUT if any is sold, CONFLICT if any is in another
     /// buyer's hold (`extensions.unavailableSeatIds` lists them). One active hold per event per buyer.
+    /// Concurrent holds of one event are served together, in arrival order: of two buyers racing
+    /// for a seat, the first to arrive gets it.
     #[graphql(guard = "RoleGuard::SIGNED_IN")]
     async fn hold_seats(&self, ctx: &Context<'_>, input: HoldSeatsInput) -> Result<Hold> {
         let state = ctx.state().extend()?;
         let viewer = ctx.viewer().extend()?;
         let shopper = buyer(state, viewer.user_id, input.queue_pass.as_deref());
-        let policy = state.config.hold_policy();
         let event_id = parse_id(&input.event_id, "eventId").extend()?;
         let seats = input
             .seat_ids
@@ -274,23 +275,15 @@ impl BookingMutation {
             .map(|id| parse_id(id, "seatIds"))
             .collect::<AppResult<Vec<_>>>()
             .extend()?;
-        let hold_id = idempotent(
-            state,
-            viewer.user_id,
-            &input.idempotency_key,
-            "holdSeats",
-            &input,
-            || async {
-                Ok(
-                    service::hold_seats(&state.db, &policy, shopper, event_id, &seats)
-                        .await?
-                        .id,
-                )
-            },
-        )
-        .await
-        .extend()?;
-        hold_result(state, viewer.user_id, hold_id).await.extend()
+        let key = IdempotencyKey::parse(&input.idempotency_key).extend()?;
+        let request_hash = idempotency::request_hash(seat_lane::HOLD_SEATS, &input).extend()?;
+        let hold = state
+            .seat_holding
+            .hold_seats(shopper, event_id, &seats, key, request_hash)
+            .await
+            .extend()?;
+        publish_hold_update(state, &hold, OrderUpdateKind::HoldCreated).await;
+        Ok(hold.into())
     }
 
     /// Holds the best free seats: frontmost first, side by side when `adjacent`, avoiding single
@@ -325,7 +318,8 @@ impl BookingMutation {
             adjacent: input.adjacent,
         };
         let key = IdempotencyKey::parse(&input.idempotency_key).extend()?;
-        let request_hash = idempotency::request_hash(seat_lane::OPERATION, &input).extend()?;
+        let request_hash =
+            idempotency::request_hash(seat_lane::HOLD_BEST_AVAILABLE, &input).extend()?;
         let hold = state
             .seat_holding
             .hold_best(shopper, request, key, request_hash)

@@ -1,24 +1,28 @@
-//! Best-available holds (`holdBestAvailable`), coalesced per event.
+//! Seat holds (`holdBestAvailable` and `holdSeats`), coalesced per event.
 //!
-//! One at a time, every best-available hold reads a window of free seats, locks the block it chose and
-//! moves its tier's counter: concurrent buyers aim at the same best seats and then queue on the tier
-//! row. Here each event has a lane (see [`lanes`](crate::booking::lanes)) and a batch is served by one
-//! transaction:
+//! One at a time, every seat hold locks its seats, moves its tier's counter and takes the event's next
+//! change-log number, and both of those rows stay locked until it commits: concurrent buyers of one
+//! event queue on them, one durable commit after another. Here each event has a lane (see
+//! [`lanes`](crate::booking::lanes)) and a batch is served by one transaction:
 //!
-//! 1. free seats are read (unlocked) per distinct section/tier filter, and kept for the next batches
-//!    (see `KeptPools`): most batches choose from what the lane already knows;
+//! 1. free seats are read (unlocked) per distinct section/tier filter of the best-available
+//!    requests, and kept for the next batches (see `KeptPools`): most batches choose from what the
+//!    lane already knows. Requests for named seats are checked against the seats' committed status:
+//!    a seat already sold or held answers SOLD_OUT or CONFLICT before anything is written;
 //! 2. idempotency keys are written as completed and the holds inserted, both skipping conflicts (a
 //!    key already taken sends its request down the ordinary idempotency path; a buyer who already
 //!    holds seats of the event gets CONFLICT);
-//! 3. seats are chosen in memory in arrival order (earlier buyers get better seats), locked with
-//!    `FOR UPDATE SKIP LOCKED`; seats someone else took meanwhile are avoided and the requests that
-//!    lost one choose again, a few rounds;
+//! 3. seats are chosen in memory in arrival order (earlier buyers get better seats; a request for
+//!    named seats gets them unless an earlier request of the batch has one), locked with
+//!    `FOR UPDATE SKIP LOCKED`; seats someone else took meanwhile are avoided and the best-available
+//!    requests that lost one choose again, a few rounds;
 //! 4. one update marks every chosen seat held by its hold, one update per tier moves the counters,
 //!    one change-log entry records the seats.
 //!
-//! A request the batch cannot place (no fit in the window read, or still contended after the rounds)
-//! is retried on its own through the one-at-a-time path, which reads further; SOLD_OUT is answered only
-//! when the batch saw every free seat. The database stays the last guard: the seat status CHECK, the
+//! A request the batch cannot place (no fit in the window read, still contended after the rounds, or
+//! named seats an earlier request of the batch took or another transaction has locked) is retried on
+//! its own through the one-at-a-time path, which reads further or waits for the lock and names the
+//! unavailable seats; SOLD_OUT for best-available is answered only when the batch saw every free seat. The database stays the last guard: the seat status CHECK, the
 //! conditional update (`status = 'available'`), the tier CHECK and the one-active-hold index.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -32,7 +36,7 @@ use entity::{event, event_seat, hold, idempotency_key};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query, TableRef, ValueTuple};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, TransactionTrait, TryIntoModel,
+    QueryFilter, QuerySelect, TransactionTrait, TryIntoModel,
 };
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -53,8 +57,9 @@ use crate::events::changelog;
 use crate::lanes::{CoalescingStats, Lanes, Tail};
 use crate::live::{Bus, LiveMessage};
 
-/// The operation name idempotency keys of best-available holds are stored under.
-pub const OPERATION: &str = "holdBestAvailable";
+/// The operation names idempotency keys of seat holds are stored under.
+pub const HOLD_BEST_AVAILABLE: &str = "holdBestAvailable";
+pub const HOLD_SEATS: &str = "holdSeats";
 /// Rounds of choosing again for requests that lost a seat to someone outside the batch.
 const ROUNDS: usize = 4;
 /// How long the lane may keep choosing from seats it read, before reading them again regardless.
@@ -66,11 +71,41 @@ const MAX_CATCH_UP: i64 = 64;
 /// already taken, or the batch could not place it).
 type Answer = AppResult<Option<hold::Model>>;
 
-struct Request {
+/// The seats a request asks for.
+#[derive(Debug, Clone)]
+pub enum Wanted {
+    /// The best free seats (`holdBestAvailable`).
+    Best(BestAvailable),
+    /// Exactly these seats, sorted and without repeats (`holdSeats`).
+    Seats(Vec<Uuid>),
+}
+
+impl Wanted {
+    fn quantity(&self) -> i32 {
+        match self {
+            Self::Best(best) => best.quantity.get() as i32,
+            Self::Seats(seats) => seats.len() as i32,
+        }
+    }
+
+    fn operation(&self) -> &'static str {
+        match self {
+            Self::Best(_) => HOLD_BEST_AVAILABLE,
+            Self::Seats(_) => HOLD_SEATS,
+        }
+    }
+}
+
+/// A request as the batch sees it.
+struct Asked {
     buyer: Buyer,
-    wanted: BestAvailable,
+    wanted: Wanted,
     key: IdempotencyKey,
     request_hash: String,
+}
+
+struct Request {
+    asked: Asked,
     reply: oneshot::Sender<Answer>,
 }
 
@@ -115,6 +150,35 @@ impl SeatHolding {
         key: IdempotencyKey,
         request_hash: String,
     ) -> AppResult<hold::Model> {
+        let event_id = wanted.event_id;
+        self.hold(buyer, event_id, Wanted::Best(wanted), key, request_hash)
+            .await
+    }
+
+    /// Holds exactly these seats once per idempotency key, or none of them: SOLD_OUT if one is sold,
+    /// CONFLICT if one is in someone else's hold (both naming the seats), BAD_USER_INPUT for seats
+    /// the event does not have.
+    pub async fn hold_seats(
+        &self,
+        buyer: Buyer,
+        event_id: Uuid,
+        seat_ids: &[Uuid],
+        key: IdempotencyKey,
+        request_hash: String,
+    ) -> AppResult<hold::Model> {
+        let seats = service::seat_selection(&self.inner.policy, seat_ids)?;
+        self.hold(buyer, event_id, Wanted::Seats(seats), key, request_hash)
+            .await
+    }
+
+    async fn hold(
+        &self,
+        buyer: Buyer,
+        event_id: Uuid,
+        wanted: Wanted,
+        key: IdempotencyKey,
+        request_hash: String,
+    ) -> AppResult<hold::Model> {
         let inner = &self.inner;
         let one_at_a_time = |buyer: Buyer, key: IdempotencyKey, request_hash: String| {
             let wanted = wanted.clone();
@@ -124,14 +188,26 @@ impl SeatHolding {
                     &inner.db,
                     buyer.user_id,
                     &key,
-                    OPERATION,
+                    wanted.operation(),
                     request_hash,
                     || async {
-                        Ok(
-                            service::hold_best_available(&inner.db, &inner.policy, buyer, &wanted)
+                        let hold = match &wanted {
+                            Wanted::Best(best) => {
+                                service::hold_best_available(&inner.db, &inner.policy, buyer, best)
+                                    .await?
+                            }
+                            Wanted::Seats(seats) => {
+                                service::hold_seats(
+                                    &inner.db,
+                                    &inner.policy,
+                                    buyer,
+                                    event_id,
+                                    seats,
+                                )
                                 .await?
-                                .id,
-                        )
+                            }
+                        };
+                        Ok(hold.id)
                     },
                 )
                 .await?;
@@ -143,17 +219,18 @@ impl SeatHolding {
         if inner.path == BookingPath::Simple {
             return one_at_a_time(buyer, key, request_hash).await;
         }
-        let event_id = wanted.event_id;
         let holding = self.clone();
         let answer = inner
             .lanes
             .ask(
                 event_id,
                 |reply| Request {
-                    buyer: buyer.clone(),
-                    wanted: wanted.clone(),
-                    key: key.clone(),
-                    request_hash: request_hash.clone(),
+                    asked: Asked {
+                        buyer: buyer.clone(),
+                        wanted: wanted.clone(),
+                        key: key.clone(),
+                        request_hash: request_hash.clone(),
+                    },
                     reply,
                 },
                 move |batch| {
@@ -177,10 +254,8 @@ impl SeatHolding {
 /// Places the batch; telling subscribers and answering the callers is left to the tail, so the lane
 /// can take the next batch meanwhile.
 async fn hold_batch(inner: Arc<Inner>, event_id: Uuid, batch: Vec<Request>) -> Option<Tail> {
-    let (requests, replies): (Vec<_>, Vec<_>) = batch
-        .into_iter()
-        .map(|r| ((r.buyer, r.wanted, r.key, r.request_hash), r.reply))
-        .unzip();
+    let (requests, replies): (Vec<_>, Vec<_>) =
+        batch.into_iter().map(|r| (r.asked, r.reply)).unzip();
     let outcomes = hold_all(&inner, event_id, &requests).await;
     Some(Box::pin(async move {
         // One message for the whole batch: subscribers read the seats' changes from the change log.
@@ -194,28 +269,27 @@ async fn hold_batch(inner: Arc<Inner>, event_id: Uuid, batch: Vec<Request>) -> O
     }))
 }
 
-type Wanted = (Buyer, BestAvailable, IdempotencyKey, String);
-
 async fn hold_all(
     inner: &Inner,
     event_id: Uuid,
-    requests: &[Wanted],
+    requests: &[Asked],
 ) -> AppResult<Outcomes<Option<hold::Model>>> {
     let db = &inner.db;
     let now = Utc::now();
     let event = event_selling(db, event_id, now).await?;
     let mut outcomes: Outcomes<Option<hold::Model>> = (0..requests.len()).map(|_| None).collect();
     let mut pending = Vec::new();
-    for (index, (buyer, wanted, _, _)) in requests.iter().enumerate() {
-        match buyer.check_admission(&event) {
+    for (index, asked) in requests.iter().enumerate() {
+        match asked.buyer.check_admission(&event) {
             Ok(()) => pending.push(Pending {
                 index,
-                user_id: buyer.user_id,
-                quantity: wanted.quantity.get() as i32,
+                user_id: asked.buyer.user_id,
+                quantity: asked.wanted.quantity(),
             }),
             Err(refusal) => outcomes[index] = Some(Err(refusal)),
         }
     }
+    let pending = refuse_unavailable_seats(db, event_id, requests, pending, &mut outcomes).await?;
     expire_their_stale_holds(db, &inner.policy, &event, &pending, now).await?;
     if pending.is_empty() {
         return Ok(outcomes);
@@ -241,6 +315,57 @@ async fn hold_all(
         inner.keep_pools(event_id, kept);
     }
     Ok(outcomes)
+}
+
+/// Answers the requests for named seats of which one is already sold or held (as committed: a
+/// seat changing meanwhile is found when it is locked); returns the requests still to place.
+async fn refuse_unavailable_seats(
+    db: &DatabaseConnection,
+    event_id: Uuid,
+    requests: &[Asked],
+    pending: Vec<Pending>,
+    outcomes: &mut Outcomes<Option<hold::Model>>,
+) -> AppResult<Vec<Pending>> {
+    let named: Vec<Uuid> = pending
+        .iter()
+        .filter_map(|request| match &requests[request.index].wanted {
+            Wanted::Seats(seats) => Some(seats.iter().copied()),
+            Wanted::Best(_) => None,
+        })
+        .flatten()
+        .collect();
+    if named.is_empty() {
+        return Ok(pending);
+    }
+    let statuses: HashMap<Uuid, SeatStatus> = EventSeat::find()
+        .select_only()
+        .columns([event_seat::Column::SeatId, event_seat::Column::Status])
+        .filter(event_seat::Column::EventId.eq(event_id))
+        .filter(crate::db::any_of(db, event_seat::Column::SeatId, &named))
+        .into_tuple::<(Uuid, SeatStatus)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(pending
+        .into_iter()
+        .filter(|request| {
+            let Wanted::Seats(seats) = &requests[request.index].wanted else {
+                return true;
+            };
+            // Seats the event lacks are left to the one-at-a-time path, which names the mistake.
+            let known = seats
+                .iter()
+                .filter_map(|seat| statuses.get(seat).map(|status| (*seat, *status)));
+            match service::all_available(known) {
+                Ok(()) => true,
+                Err(refusal) => {
+                    outcomes[request.index] = Some(Err(refusal));
+                    false
+                }
+            }
+        })
+        .collect())
 }
 
 /// The free seats a lane read for an event, kept between its batches so most batches skip the
@@ -304,7 +429,9 @@ impl Inner {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&event_id);
         let Some(mut kept) = kept.filter(|kept| {
-            kept.since.elapsed() < KEEP_POOLS_FOR && (0..=MAX_CATCH_UP).contains(&(seen - kept.seq))
+            !kept.pools.is_empty()
+                && kept.since.elapsed() < KEEP_POOLS_FOR
+                && (0..=MAX_CATCH_UP).contains(&(seen - kept.seq))
         }) else {
             return Ok(KeptPools::empty(seen));
         };
@@ -349,19 +476,28 @@ fn filter_of(wanted: &BestAvailable) -> Filter {
     (wanted.section_id, wanted.tier_id)
 }
 
+/// The best-available part of a request, if it is one.
+fn best(asked: &Asked) -> Option<&BestAvailable> {
+    match &asked.wanted {
+        Wanted::Best(best) => Some(best),
+        Wanted::Seats(_) => None,
+    }
+}
+
 /// Reads the free seats of each filter in the batch whose kept pool (if any) is too thin to choose
 /// well for all its requests.
 async fn read_missing_pools(
     db: &DatabaseConnection,
-    requests: &[Wanted],
+    requests: &[Asked],
     pending: &[Pending],
     pools: &mut HashMap<Filter, Pool>,
 ) -> AppResult<()> {
-    let mut wanted_seats: HashMap<Filter, (usize, u64)> = HashMap::new();
+    let mut wanted_seats: HashMap<Filter, (&BestAvailable, u64)> = HashMap::new();
     for request in pending {
-        let entry = wanted_seats
-            .entry(filter_of(&requests[request.index].1))
-            .or_insert((request.index, 0));
+        let Some(wanted) = best(&requests[request.index]) else {
+            continue;
+        };
+        let entry = wanted_seats.entry(filter_of(wanted)).or_insert((wanted, 0));
         entry.1 += request.quantity as u64;
     }
     for (filter, (example, seats)) in wanted_seats {
@@ -374,7 +510,7 @@ async fn read_missing_pools(
             continue;
         }
         let limit = std::cmp::max(CANDIDATE_WINDOW, seats * 8);
-        let mut seats = candidate_seats(db, &requests[example].1, &[], limit).await?;
+        let mut seats = candidate_seats(db, example, &[], limit).await?;
         let complete = (seats.len() as u64) < limit;
         // In the chooser's order once, for every request of the batches that choose from it.
         seats.sort_by_key(best_available::seat_order);
@@ -404,7 +540,7 @@ async fn place(
     txn: &DatabaseTransaction,
     inner: &Inner,
     event: &event::Model,
-    requests: &[Wanted],
+    requests: &[Asked],
     pending: Vec<Pending>,
     pools: &mut HashMap<Filter, Pool>,
     outcomes: &mut Outcomes<Option<hold::Model>>,
@@ -430,9 +566,16 @@ async fn place(
         .iter()
         .zip(&holds)
         .map(|(request, hold)| {
-            let (_, _, key, request_hash) = &requests[request.index];
+            let asked = &requests[request.index];
+            let operation = asked.wanted.operation();
             idempotency::completed(
-                &idempotency::in_flight(request.user_id, key, OPERATION, request_hash, now),
+                &idempotency::in_flight(
+                    request.user_id,
+                    &asked.key,
+                    operation,
+                    &asked.request_hash,
+                    now,
+                ),
                 serde_json::json!(hold.id),
             )
         })
@@ -528,12 +671,12 @@ struct Choice {
     lost_any: bool,
 }
 
-/// Chooses seats for each request in arrival order and locks them; requests that lost a seat to
-/// someone outside the batch choose again, up to [`ROUNDS`] times.
+/// Chooses seats for each request in arrival order and locks them; best-available requests that lost
+/// a seat to someone outside the batch choose again, up to [`ROUNDS`] times.
 async fn choose_and_lock(
     txn: &DatabaseTransaction,
     event_id: Uuid,
-    requests: &[Wanted],
+    requests: &[Asked],
     mut waiting: Vec<Placing>,
     pools: &mut HashMap<Filter, Pool>,
 ) -> AppResult<Choice> {
@@ -545,6 +688,7 @@ async fn choose_and_lock(
     let mut given: HashSet<Uuid> = HashSet::new();
     // Seats someone outside the batch has: never offered again.
     let mut gone: HashSet<Uuid> = HashSet::new();
+    let mut lost_any = false;
     for _ in 0..ROUNDS {
         if waiting.is_empty() {
             break;
@@ -556,7 +700,24 @@ async fn choose_and_lock(
         // Requests the whole free house does not fit. Sold out, unless seats come back this round.
         let mut unfitting = Vec::new();
         for mut placing in std::mem::take(&mut waiting) {
-            let wanted = &requests[placing.request.index].1;
+            let wanted = match &requests[placing.request.index].wanted {
+                Wanted::Best(best) => best,
+                Wanted::Seats(seats) => {
+                    if seats
+                        .iter()
+                        .any(|seat| given.contains(seat) || gone.contains(seat))
+                    {
+                        // Taken by an earlier request or locked elsewhere: the one-at-a-time path
+                        // waits for the lock and names the seats.
+                        unplaced.push((placing, Ok(None)));
+                    } else {
+                        given.extend(seats.iter().copied());
+                        placing.seats = seats.clone();
+                        chosen_now.push(placing);
+                    }
+                    continue;
+                }
+            };
             let Some(pool) = pools.get(&filter_of(wanted)) else {
                 unplaced.push((placing, Ok(None)));
                 continue;
@@ -588,7 +749,17 @@ async fn choose_and_lock(
         for (seat, tier) in lock_free_seats(txn, event_id, &to_lock).await? {
             locked.insert(seat, tier);
         }
-        gone.extend(to_lock.iter().filter(|seat| !locked.contains_key(seat)));
+        let lost_now: HashSet<Uuid> = to_lock
+            .iter()
+            .filter(|seat| !locked.contains_key(seat))
+            .copied()
+            .collect();
+        // A named seat may simply be one the pools never listed; only a listed one proves them wrong.
+        lost_any |= pools
+            .values()
+            .flat_map(|pool| &pool.seats)
+            .any(|seat| lost_now.contains(&seat.seat_id));
+        gone.extend(lost_now);
         let mut given_back = false;
         for placing in chosen_now {
             if placing.seats.iter().all(|seat| locked.contains_key(seat)) {
@@ -608,8 +779,8 @@ async fn choose_and_lock(
             waiting.sort_by_key(|placing| placing.request.index);
         } else {
             unplaced.extend(unfitting.into_iter().map(|placing| {
-                let wanted = &requests[placing.request.index].1;
-                let refusal = no_fit(placing.request.quantity as usize, wanted.adjacent);
+                let adjacent = best(&requests[placing.request.index]).is_some_and(|b| b.adjacent);
+                let refusal = no_fit(placing.request.quantity as usize, adjacent);
                 (placing, Err(refusal))
             }));
         }
@@ -619,7 +790,7 @@ async fn choose_and_lock(
         placed,
         seat_tiers: locked,
         unplaced,
-        lost_any: !gone.is_empty(),
+        lost_any,
     })
 }
 

@@ -362,6 +362,42 @@ struct LockedSeat {
     status: SeatStatus,
 }
 
+/// The seats a `holdSeats` request names, sorted and without repeats: BAD_USER_INPUT unless there
+/// are 1 to `max_per_request` of them.
+pub(crate) fn seat_selection(policy: &HoldPolicy, seat_ids: &[Uuid]) -> AppResult<Vec<Uuid>> {
+    let mut seat_ids = seat_ids.to_vec();
+    seat_ids.sort();
+    seat_ids.dedup();
+    if seat_ids.is_empty() || seat_ids.len() > policy.max_per_request as usize {
+        return Err(AppError::bad_input(format!(
+            "pick 1 to {} seats",
+            policy.max_per_request
+        )));
+    }
+    Ok(seat_ids)
+}
+
+/// SOLD_OUT if any of the seats is sold, CONFLICT if any is held; the error lists the unavailable
+/// seats (the held ones too, for SOLD_OUT).
+pub(crate) fn all_available(seats: impl IntoIterator<Item = (Uuid, SeatStatus)>) -> AppResult<()> {
+    let mut sold = Vec::new();
+    let mut held = Vec::new();
+    for (seat_id, status) in seats {
+        match status {
+            SeatStatus::Sold => sold.push(seat_id),
+            SeatStatus::Held => held.push(seat_id),
+            SeatStatus::Available => {}
+        }
+    }
+    if !sold.is_empty() {
+        return Err(AppError::SeatsSold([sold, held].concat()));
+    }
+    if !held.is_empty() {
+        return Err(AppError::SeatsHeld(held));
+    }
+    Ok(())
+}
+
 /// Holds exactly these seats or none of them. Sold seats make it SOLD_OUT, seats in someone else's
 /// hold CONFLICT; either way the error lists the unavailable seats.
 pub async fn hold_seats(
@@ -372,15 +408,7 @@ pub async fn hold_seats(
     seat_ids: &[Uuid],
 ) -> AppResult<hold::Model> {
     let user_id = buyer.user_id;
-    let mut seat_ids = seat_ids.to_vec();
-    seat_ids.sort();
-    seat_ids.dedup();
-    if seat_ids.is_empty() || seat_ids.len() > policy.max_per_request as usize {
-        return Err(AppError::bad_input(format!(
-            "pick 1 to {} seats",
-            policy.max_per_request
-        )));
-    }
+    let seat_ids = seat_selection(policy, seat_ids)?;
     let now = Utc::now();
     expire_stale_holds(db, policy, event_id, &[user_id], now).await?;
     let txn = db.begin().await?;
@@ -409,22 +437,7 @@ pub async fn hold_seats(
             "some seats do not exist for this event",
         ));
     }
-    let sold: Vec<Uuid> = locked
-        .iter()
-        .filter(|s| s.status == SeatStatus::Sold)
-        .map(|s| s.seat_id)
-        .collect();
-    let held: Vec<Uuid> = locked
-        .iter()
-        .filter(|s| s.status == SeatStatus::Held)
-        .map(|s| s.seat_id)
-        .collect();
-    if !sold.is_empty() {
-        return Err(AppError::SeatsSold([sold, held].concat()));
-    }
-    if !held.is_empty() {
-        return Err(AppError::SeatsHeld(held));
-    }
+    all_available(locked.iter().map(|seat| (seat.seat_id, seat.status)))?;
     let hold = new_hold(user_id, event_id, None, seat_ids.len() as i32, policy, now)
         .insert(&txn)
         .await

@@ -373,35 +373,11 @@ async fn race_for_fifty(path: BookingPath, buyers: usize) -> TestApp {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_buyers_racing_for_ten_seats_sell_each_seat_once() {
     let app = TestApp::spawn().await;
-    let event = create_event_shaped(
-        &app,
-        "Seat Race",
-        5,
-        Shape {
-            rows: 1,
-            seats_per_row: 10,
-            ..Shape::default()
-        },
-    )
-    .await;
-    let map = app
-        .data(
-            "query($id: ID!) { seatMap(eventId: $id) { sections { seats { id } } } }",
-            json!({ "id": event.event_id }),
-        )
-        .await;
-    let seat_ids: Vec<String> = map["seatMap"]["sections"][0]["seats"]
-        .as_array()
-        .expect("seats")
-        .iter()
-        .filter_map(|s| s["id"].as_str().map(str::to_owned))
-        .collect();
-    assert_eq!(seat_ids.len(), 10);
+    let (event_id, seat_ids) = seated_event(&app, "Seat Race", 1, 10).await;
     let buyers = app.buyers(200).await;
     let attempts = futures::future::join_all(buyers.iter().enumerate().map(|(n, token)| {
         let app = &app;
         let seat = seat_ids[n % 10].clone();
-        let event_id = event.event_id;
         async move {
             let hold = app
                 .graphql_as(token, HOLD_SEATS, json!({ "input": { "eventId": event_id, "seatIds": [seat], "idempotencyKey": key() } }))
@@ -423,9 +399,166 @@ async fn two_hundred_buyers_racing_for_ten_seats_sell_each_seat_once() {
             .all(|code| ["OK", "SOLD_OUT", "CONFLICT"].contains(&code.as_str())),
         "{codes:?}"
     );
-    let sold = check_books(&app, event.event_id).await;
-    let tiers = tiers(&app, event.event_id).await;
+    let sold = check_books(&app, event_id).await;
+    let tiers = tiers(&app, event_id).await;
     assert!(sold.contains(&(tiers.reserved, 10)));
+}
+
+/// A new event of `rows` × `seats_per_row` reserved seats, and its seat ids in map order.
+async fn seated_event(
+    app: &TestApp,
+    name: &str,
+    rows: u32,
+    seats_per_row: u32,
+) -> (Uuid, Vec<String>) {
+    let event = create_event_shaped(
+        app,
+        name,
+        5,
+        Shape {
+            rows,
+            seats_per_row,
+            ..Shape::default()
+        },
+    )
+    .await;
+    let map = app
+        .data(
+            "query($id: ID!) { seatMap(eventId: $id) { sections { seats { id } } } }",
+            json!({ "id": event.event_id }),
+        )
+        .await;
+    let seat_ids: Vec<String> = map["seatMap"]["sections"][0]["seats"]
+        .as_array()
+        .expect("seats")
+        .iter()
+        .filter_map(|s| s["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(seat_ids.len(), (rows * seats_per_row) as usize);
+    (event.event_id, seat_ids)
+}
+
+/// 120 buyers name two seats each of 100, overlapping, while 40 others ask for the best pair: every
+/// seat is held at most once, a named hold gets exactly the seats it named, and a refusal names seats
+/// that someone else really holds.
+async fn race_named_seats(path: BookingPath) -> TestApp {
+    let app = TestApp::spawn_with(Options {
+        booking_path: Some(path),
+        ..Options::default()
+    })
+    .await;
+    let (event_id, seat_ids) = seated_event(&app, "Named Seats", 10, 10).await;
+    let named: Vec<[String; 2]> = (0..120)
+        .map(|n| {
+            [
+                seat_ids[(n * 7) % 100].clone(),
+                seat_ids[(n * 13 + 51) % 100].clone(),
+            ]
+        })
+        .collect();
+    let namers = app.buyers(named.len()).await;
+    let best_buyers = app.buyers(40).await;
+    let (named_results, best_results) = futures::join!(
+        futures::future::join_all(namers.iter().zip(&named).map(|(token, seats)| {
+            app.graphql_as(
+                token,
+                HOLD_SEATS,
+                json!({ "input": { "eventId": event_id, "seatIds": seats, "idempotencyKey": key() } }),
+            )
+        })),
+        futures::future::join_all(best_buyers.iter().map(|token| {
+            app.graphql_as(
+                token,
+                HOLD_BEST,
+                json!({ "input": { "eventId": event_id, "quantity": 2, "idempotencyKey": key() } }),
+            )
+        })),
+    );
+    let named_codes = count_codes(&named_results);
+    assert!(
+        named_codes
+            .keys()
+            .all(|code| ["OK", "CONFLICT"].contains(&code.as_str())),
+        "nothing is sold, so a named seat is free or held: {named_codes:?}"
+    );
+    let best_codes = count_codes(&best_results);
+    assert!(
+        best_codes
+            .keys()
+            .all(|code| ["OK", "SOLD_OUT", "CONFLICT"].contains(&code.as_str())),
+        "{best_codes:?}"
+    );
+    // Who holds each seat, by the answers.
+    let mut holder: HashMap<String, usize> = HashMap::new();
+    let mut take = |who: usize, seats: &Value| {
+        for seat in seats.as_array().expect("seats") {
+            let id = seat["id"].as_str().expect("seat id").to_owned();
+            assert!(holder.insert(id, who).is_none(), "a seat was held twice");
+        }
+    };
+    for (who, (body, asked)) in named_results.iter().zip(&named).enumerate() {
+        if body.get("errors").is_none() {
+            let seats = &body["data"]["holdSeats"]["seats"];
+            let mut got: Vec<&str> = seats
+                .as_array()
+                .expect("seats")
+                .iter()
+                .filter_map(|seat| seat["id"].as_str())
+                .collect();
+            got.sort();
+            let mut want: Vec<&str> = asked.iter().map(String::as_str).collect();
+            want.sort();
+            assert_eq!(got, want, "a named hold gets exactly its seats");
+            take(who, seats);
+        }
+    }
+    for (n, body) in best_results.iter().enumerate() {
+        if body.get("errors").is_none() {
+            take(named.len() + n, &body["data"]["holdBestAvailable"]["seats"]);
+        }
+    }
+    for (who, (body, asked)) in named_results.iter().zip(&named).enumerate() {
+        if body.get("errors").is_some() {
+            let unavailable = body["errors"][0]["extensions"]["unavailableSeatIds"]
+                .as_array()
+                .expect("a CONFLICT names the seats");
+            assert!(!unavailable.is_empty(), "{body}");
+            for seat in unavailable {
+                let seat = seat.as_str().expect("seat id");
+                assert!(asked.iter().any(|a| a == seat), "names a seat it asked for");
+                assert!(
+                    holder.get(seat).is_some_and(|other| *other != who),
+                    "a refusal names a seat someone else holds: {body}"
+                );
+            }
+        }
+    }
+    assert!(
+        named_codes.get("OK").copied().unwrap_or(0) >= 10,
+        "{named_codes:?}"
+    );
+    check_books(&app, event_id).await;
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_and_best_available_holds_racing_in_one_lane_never_double_assign() {
+    let app = race_named_seats(BookingPath::Coalesced).await;
+    let stats = app.state.seat_holding.stats();
+    assert_eq!(
+        stats.requests, 160,
+        "named and best-available holds share the event's lane"
+    );
+    assert!(
+        stats.batches < stats.requests,
+        "concurrent holds share batches: {stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_seat_holds_one_at_a_time_never_double_assign_either() {
+    let app = race_named_seats(BookingPath::Simple).await;
+    assert_eq!(app.state.seat_holding.stats().requests, 0);
 }
 
 /// Free seats left in the event as (row, number), after a race.
@@ -666,26 +799,30 @@ async fn best_available_follows_seats_taken_and_freed_outside_its_lane() {
     assert_eq!(rows_of(&front), ["A", "A"]);
     assert_eq!(rows_of(&hold_pair(&second).await), ["A", "A"]);
 
-    // Taken outside the lane: the whole of row B.
+    // Taken outside the lane, as by another instance: the whole of row B.
     let map = app
         .data(
             "query($id: ID!) { seatMap(eventId: $id) { sections { seats { id row } } } }",
             json!({ "id": event.event_id }),
         )
         .await;
-    let row_b: Vec<&str> = map["seatMap"]["sections"][0]["seats"]
+    let row_b: Vec<Uuid> = map["seatMap"]["sections"][0]["seats"]
         .as_array()
         .expect("seats")
         .iter()
         .filter(|seat| seat["row"] == "B")
-        .filter_map(|seat| seat["id"].as_str())
+        .filter_map(|seat| seat["id"].as_str()?.parse().ok())
         .collect();
-    app.data_as(
-        &outsider,
-        HOLD_SEATS,
-        json!({ "input": { "eventId": event.event_id, "seatIds": row_b, "idempotencyKey": key() } }),
+    let outsider_id = app.state.tokens.verify(&outsider).expect("token").sub;
+    seatstorm::booking::service::hold_seats(
+        &app.state.db,
+        &app.state.config.hold_policy(),
+        seatstorm::booking::service::Buyer::without_pass(outsider_id),
+        event.event_id,
+        &row_b,
     )
-    .await;
+    .await
+    .expect("row B held outside the lane");
     assert_eq!(rows_of(&hold_pair(&third).await), ["C", "C"]);
 
     // Given back outside the lane: the front pair is the best again.
