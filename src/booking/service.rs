@@ -1054,7 +1054,6 @@ async fn convert_hold(
         crate::waitlist::service::close_offers(&txn, &[locked.id], HoldStatus::Converted, now)
             .await?;
     }
-    changelog::record(&txn, locked.event_id, &sold, now).await?;
     Hold::update_many()
         .col_expr(
             hold::Column::Status,
@@ -1076,6 +1075,9 @@ async fn convert_hold(
     )
     .insert(&txn)
     .await?;
+    // Last: the event's sequence row stays locked until commit, and every seat change of the event
+    // waits for it.
+    changelog::record(&txn, locked.event_id, &sold, now).await?;
     txn.commit().await?;
     Ok(order)
 }
