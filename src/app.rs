@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::avatar::AVATAR_URL_PREFIX;
 use crate::auth::throttle::Throttles;
 use crate::auth::tokens::TokenKeys;
+use crate::booking::checkout_lane::Checkouts;
 use crate::booking::coalesce::DirectBooking;
 use crate::booking::seat_lane::SeatHolding;
 use crate::config::{Config, CorsOrigins};
@@ -109,6 +110,7 @@ impl App {
             config.hold_policy(),
             bus.clone(),
         );
+        let checkouts = Checkouts::new(config.booking_path, db.clone());
         let state = AppState {
             config: Arc::new(config),
             db,
@@ -121,6 +123,7 @@ impl App {
             payments,
             direct_booking,
             seat_holding,
+            checkouts,
             feeds,
             ws_connections: ConnectionRegistry::default(),
             metrics: Metrics::new(),

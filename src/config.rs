@@ -21,7 +21,7 @@
 //! | `QUEUE_OPENS_MINUTES` | `60` | how long before the on-sale a waiting room takes its pre-queue |
 //! | `SWEEP_INTERVAL_MS` | `1000` | how often expired holds are released |
 //! | `LIVE_COALESCE_MS` | `75` | how long live seat-map changes are gathered into one message |
-//! | `BOOKING_PATH` | `coalesced` | `coalesced`: concurrent `bookTickets` of one tier, and `holdBestAvailable` and `holdSeats` of one event, share transactions; `simple`: one per request |
+//! | `BOOKING_PATH` | `coalesced` | `coalesced`: concurrent `bookTickets` of one tier, and `holdBestAvailable`, `holdSeats` and `checkout` of one event, share transactions; `simple`: one per request |
 //! | `SEED_DEMO` | `true` | seed demo venues, events and accounts into an empty database |
 //! | `DB_MAX_CONNECTIONS` | `32` (PostgreSQL), SQLite always uses one | connection pool size |
 //! | `MAX_QUERY_DEPTH` | `12` | deepest GraphQL selection accepted |

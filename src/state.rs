@@ -6,6 +6,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::auth::throttle::Throttles;
 use crate::auth::tokens::TokenKeys;
+use crate::booking::checkout_lane::Checkouts;
 use crate::booking::coalesce::DirectBooking;
 use crate::booking::seat_lane::SeatHolding;
 use crate::config::Config;
@@ -41,8 +42,12 @@ pub struct AppState {
     pub payments: Payments,
     /// `bookTickets`, by the configured path (per-tier coalescing or one transaction pair each).
     pub direct_booking: DirectBooking,
-    /// `holdBestAvailable`, by the configured path (per-event coalescing or one transaction each).
+    /// `holdBestAvailable` and `holdSeats`, by the configured path (per-event coalescing or one
+    /// transaction each).
     pub seat_holding: SeatHolding,
+    /// `checkout`'s conversion of paid holds into orders, by the configured path (per-event
+    /// coalescing or one transaction each).
+    pub checkouts: Checkouts,
     /// Live seat-map feeds of the events this instance has subscribers for.
     pub feeds: SeatFeeds,
     /// Open WebSocket connections per user on this instance.

@@ -60,12 +60,13 @@ use crate::lanes::{CoalescingStats, Lanes, Tail};
 use crate::live::{Bus, LiveMessage};
 use crate::payments::{ChargeOutcome, Payments};
 
-/// Which implementation serves `bookTickets` (config `BOOKING_PATH`).
+/// Which implementation serves `bookTickets`, seat holds and checkouts (config `BOOKING_PATH`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BookingPath {
-    /// One hold transaction and one checkout transaction per booking.
+    /// One transaction per request (a hold and a checkout transaction per booking).
     Simple,
-    /// Concurrent bookings of one tier share their transactions.
+    /// Concurrent bookings of one tier, and seat holds and checkouts of one event, share their
+    /// transactions.
     Coalesced,
 }
 

@@ -414,12 +414,14 @@ impl BookingMutation {
             "checkout",
             &input,
             || async {
+                let convert = async |conversion| state.checkouts.convert(conversion).await;
                 Ok(service::checkout(
                     &state.db,
                     state.payments.as_ref(),
                     viewer.user_id,
                     hold_id,
                     &input.payment_token,
+                    convert,
                 )
                 .await?
                 .id)

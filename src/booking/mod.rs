@@ -16,6 +16,7 @@
 //! No lock is held while the payment provider is called.
 
 pub mod best_available;
+pub mod checkout_lane;
 pub mod coalesce;
 pub mod graphql;
 pub mod idempotency;

@@ -135,13 +135,13 @@ pub(crate) const TIER_SOLD_OUT: ConstraintRule = ConstraintRule {
     error: || AppError::SoldOut("not enough tickets left".into()),
 };
 
-const HOLD_ALREADY_ORDERED: ConstraintRule = ConstraintRule {
+pub(crate) const HOLD_ALREADY_ORDERED: ConstraintRule = ConstraintRule {
     name: "orders_hold_key",
     sqlite_columns: "orders.hold_id",
     error: || AppError::Conflict("this hold was already checked out".into()),
 };
 
-const SEAT_ALREADY_TICKETED: ConstraintRule = ConstraintRule {
+pub(crate) const SEAT_ALREADY_TICKETED: ConstraintRule = ConstraintRule {
     name: "tickets_one_valid_per_seat",
     sqlite_columns: "tickets.event_id, tickets.seat_id",
     error: || AppError::SoldOut("a seat was sold to someone else".into()),
@@ -877,18 +877,30 @@ pub async fn hold_total(db: &impl ConnectionTrait, hold: &hold::Model) -> AppRes
     Ok((total, currency))
 }
 
+/// A paid hold, to be turned into an order.
+#[derive(Debug, Clone)]
+pub struct Conversion {
+    /// The hold as read before the payment; it is locked and checked again when converted.
+    pub hold: hold::Model,
+    pub total_cents: i64,
+    pub currency: String,
+    pub payment_reference: String,
+    pub provider: &'static str,
+}
+
 /// Turns a live hold into a paid order with one ticket per seat or unit.
 ///
-/// The payment provider is called with no transaction open. Afterwards the hold is locked and, if it is
-/// still active, converted; if the sweeper expired it meanwhile (its seats may already be someone
-/// else's), the charge is refunded and the checkout fails with HOLD_EXPIRED. A declined payment keeps
-/// the hold so the buyer can retry.
+/// The payment provider is called with no transaction open. Afterwards `convert` locks the hold and,
+/// if it is still active, converts it (see [`convert_hold`]); if the sweeper expired it meanwhile (its
+/// seats may already be someone else's), the charge is refunded and the checkout fails with
+/// HOLD_EXPIRED. A declined payment keeps the hold so the buyer can retry.
 pub async fn checkout(
     db: &DatabaseConnection,
     payments: &dyn PaymentProvider,
     user_id: Uuid,
     hold_id: Uuid,
     payment_token: &str,
+    convert: impl AsyncFnOnce(Conversion) -> AppResult<order::Model>,
 ) -> AppResult<order::Model> {
     let hold = find_own_hold(db, user_id, hold_id).await?;
     ensure_live(&hold, Utc::now())?;
@@ -916,12 +928,20 @@ pub async fn checkout(
             return Err(AppError::PaymentDeclined(reason));
         }
     };
-    match convert_hold(db, &hold, total, &currency, &reference, payments.name()).await {
+    let conversion = Conversion {
+        hold,
+        total_cents: total,
+        currency,
+        payment_reference: reference.clone(),
+        provider: payments.name(),
+    };
+    let hold_id = conversion.hold.id;
+    match convert(conversion).await {
         Ok(order) => Ok(order),
         Err(err) => {
             // The stock is gone or the order could not be written: give the money back.
             if let Err(refund_err) = payments.refund(&reference, total).await {
-                tracing::error!(hold.id = %hold.id, error = %refund_err, "refunding a failed checkout failed");
+                tracing::error!(hold.id = %hold_id, error = %refund_err, "refunding a failed checkout failed");
             }
             Err(err)
         }
@@ -962,14 +982,18 @@ pub fn new_ticket_nonce() -> String {
 }
 
 /// Converts a still-active hold into an order in one transaction, the hold row locked first.
-async fn convert_hold(
+pub(crate) async fn convert_hold(
     db: &DatabaseConnection,
-    hold: &hold::Model,
-    total: i64,
-    currency: &str,
-    payment_reference: &str,
-    provider: &str,
+    conversion: &Conversion,
 ) -> AppResult<order::Model> {
+    let Conversion {
+        hold,
+        total_cents: total,
+        currency,
+        payment_reference,
+        provider,
+    } = conversion;
+    let total = *total;
     let now = Utc::now();
     let txn = db.begin().await?;
     let mut query = Hold::find_by_id(hold.id);
@@ -1054,15 +1078,7 @@ async fn convert_hold(
         crate::waitlist::service::close_offers(&txn, &[locked.id], HoldStatus::Converted, now)
             .await?;
     }
-    Hold::update_many()
-        .col_expr(
-            hold::Column::Status,
-            Expr::value(HoldStatus::Converted.as_str()),
-        )
-        .col_expr(hold::Column::UpdatedAt, Expr::value(now))
-        .filter(hold::Column::Id.eq(locked.id))
-        .exec(&txn)
-        .await?;
+    mark_converted(&txn, &[locked.id], now).await?;
     payment_row(
         Some(order.id),
         locked.user_id,
@@ -1080,6 +1096,24 @@ async fn convert_hold(
     changelog::record(&txn, locked.event_id, &sold, now).await?;
     txn.commit().await?;
     Ok(order)
+}
+
+/// Marks locked, active holds converted, in the transaction that writes their orders.
+pub(crate) async fn mark_converted(
+    txn: &DatabaseTransaction,
+    hold_ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    Hold::update_many()
+        .col_expr(
+            hold::Column::Status,
+            Expr::value(HoldStatus::Converted.as_str()),
+        )
+        .col_expr(hold::Column::UpdatedAt, Expr::value(now))
+        .filter(crate::db::any_of(txn, hold::Column::Id, hold_ids))
+        .exec(txn)
+        .await?;
+    Ok(())
 }
 
 /// The order a paid, still-active hold becomes.
@@ -1144,7 +1178,8 @@ pub async fn book_tickets(
 ) -> AppResult<order::Model> {
     let user_id = buyer.user_id;
     let hold = hold_tickets(db, policy, buyer, tier_id, quantity).await?;
-    match checkout(db, payments, user_id, hold.id, payment_token).await {
+    let convert = async |conversion| convert_hold(db, &conversion).await;
+    match checkout(db, payments, user_id, hold.id, payment_token, convert).await {
         Ok(order) => Ok(order),
         Err(err) => {
             let _ = crate::booking::sweeper::end_holds(

@@ -312,6 +312,7 @@ impl Metrics {
         for (lane, stats) in [
             ("tier", state.direct_booking.stats()),
             ("seats", state.seat_holding.stats()),
+            ("checkout", state.checkouts.stats()),
         ] {
             set_counter(&s.lane_batches.with_label_values(&[lane]), stats.batches);
             set_counter(&s.lane_requests.with_label_values(&[lane]), stats.requests);

@@ -561,6 +561,149 @@ async fn named_seat_holds_one_at_a_time_never_double_assign_either() {
     assert_eq!(app.state.seat_holding.stats().requests, 0);
 }
 
+/// 40 seat holds and 20 general-admission holds of one event check out at once, one of them twice
+/// with two keys and one with a declined card: each paid hold becomes its own order with its own
+/// seats, a hold is never converted twice, and the books balance.
+async fn race_checkouts(path: BookingPath) -> TestApp {
+    let app = TestApp::spawn_with(Options {
+        booking_path: Some(path),
+        ..Options::default()
+    })
+    .await;
+    let (event_id, _) = seated_event(&app, "Checkout Rush", 10, 10).await;
+    let tiers = tiers(&app, event_id).await;
+    let seat_buyers = app.buyers(40).await;
+    let floor_buyers = app.buyers(20).await;
+    let mut holds = Vec::new();
+    for token in &seat_buyers {
+        let hold = app
+            .data_as(
+                token,
+                HOLD_BEST,
+                json!({ "input": { "eventId": event_id, "quantity": 2, "idempotencyKey": key() } }),
+            )
+            .await["holdBestAvailable"]
+            .clone();
+        holds.push((token.clone(), hold));
+    }
+    for token in &floor_buyers {
+        let hold = app
+            .data_as(
+                token,
+                HOLD_TICKETS,
+                json!({ "input": { "tierId": tiers.standing, "quantity": 3, "idempotencyKey": key() } }),
+            )
+            .await["holdTickets"]
+            .clone();
+        holds.push((token.clone(), hold));
+    }
+    let checkout = |token: &str, hold: &Value, card: &str| {
+        let input = json!({ "input": { "holdId": hold["id"], "paymentToken": card, "idempotencyKey": key() } });
+        let token = token.to_owned();
+        let app = &app;
+        async move { app.graphql_as(&token, CHECKOUT, input).await }
+    };
+    let (declined_token, declined_hold) = &holds[1];
+    let (twice_token, twice_hold) = &holds[0];
+    let (results, declined, again) = futures::join!(
+        futures::future::join_all(
+            holds
+                .iter()
+                .enumerate()
+                .filter(|(n, _)| *n != 1)
+                .map(|(_, (token, hold))| checkout(token, hold, "tok_visa"))
+        ),
+        checkout(declined_token, declined_hold, "tok_decline"),
+        checkout(twice_token, twice_hold, "tok_visa"),
+    );
+    assert_eq!(error_code(&declined), "PAYMENT_DECLINED");
+    let codes = count_codes(&[&results[..], std::slice::from_ref(&again)].concat());
+    assert_eq!(codes.get("OK"), Some(&59), "{codes:?}");
+    let first = &results[0];
+    let twice_codes = count_codes(&[first.clone(), again.clone()]);
+    assert_eq!(
+        twice_codes.get("OK"),
+        Some(&1),
+        "one hold, one order: {first} {again}"
+    );
+    let mut seen = HashSet::new();
+    let mut orders = HashSet::new();
+    let paid: Vec<(&(String, Value), &Value)> = holds
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| *n != 1)
+        .map(|(_, hold)| hold)
+        .zip(&results)
+        .collect();
+    for ((_, hold), body) in paid {
+        let order = &body["data"]["checkout"];
+        if body.get("errors").is_some() {
+            continue;
+        }
+        assert!(
+            orders.insert(order["id"].clone()),
+            "an order answered twice"
+        );
+        let tickets = order["tickets"].as_array().expect("tickets");
+        let label = |seat: &Value| {
+            (
+                seat["row"].as_str().unwrap_or_default().to_owned(),
+                seat["number"].as_i64().unwrap_or_default(),
+            )
+        };
+        let mut held: Vec<(String, i64)> = hold["seats"]
+            .as_array()
+            .map(|seats| seats.iter().map(label).collect())
+            .unwrap_or_default();
+        let mut ticketed: Vec<(String, i64)> = tickets
+            .iter()
+            .filter(|ticket| !ticket["seat"].is_null())
+            .map(|ticket| label(&ticket["seat"]))
+            .collect();
+        held.sort();
+        ticketed.sort();
+        assert_eq!(held, ticketed, "an order tickets exactly its hold's seats");
+        let expected = if hold["seats"].is_array() { 2 } else { 3 };
+        assert_eq!(tickets.len(), expected, "{order}");
+        for seat in ticketed {
+            assert!(seen.insert(seat), "a seat was ticketed twice");
+        }
+    }
+    let still_held = app
+        .data_as(declined_token, "query { myHolds { id status } }", json!({}))
+        .await;
+    assert_eq!(
+        still_held["myHolds"][0]["id"], declined_hold["id"],
+        "a declined card keeps the hold"
+    );
+    let sold = check_books(&app, event_id).await;
+    assert!(sold.contains(&(tiers.reserved, 78)), "{sold:?}");
+    assert!(sold.contains(&(tiers.standing, 60)), "{sold:?}");
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_checkouts_of_one_event_share_transactions_each_with_its_own_order() {
+    let app = race_checkouts(BookingPath::Coalesced).await;
+    let stats = app.state.checkouts.stats();
+    // 59 paid checkouts, and the second one of the hold paid twice if it was charged before the
+    // first converted it (otherwise its check before the payment refuses it).
+    assert!(
+        (59..=60).contains(&stats.requests),
+        "every paid checkout went through the lane: {stats:?}"
+    );
+    assert!(
+        stats.batches < stats.requests,
+        "concurrent checkouts share batches: {stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkouts_one_at_a_time_balance_the_books_too() {
+    let app = race_checkouts(BookingPath::Simple).await;
+    assert_eq!(app.state.checkouts.stats().requests, 0);
+}
+
 /// Free seats left in the event as (row, number), after a race.
 async fn free_seats(app: &TestApp, event_id: Uuid) -> Vec<(String, i64)> {
     let map = app
