@@ -34,6 +34,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::booking::coalesce::BookingPath;
+use crate::booking::idempotency;
 use crate::booking::lanes::answer_all;
 use crate::booking::service::{
     self, Conversion, HOLD_ALREADY_ORDERED, SEAT_ALREADY_TICKETED, paid_order, payment_row,
@@ -204,6 +205,7 @@ async fn convert_all(
     let mut sold = Vec::new();
     let mut from_waitlist = Vec::new();
     let mut taken: HashSet<Uuid> = HashSet::new();
+    let mut completed_keys = Vec::new();
     for conversion in conversions {
         // The first request for a hold converts it; a later one finds it converted, as it would
         // one at a time.
@@ -273,6 +275,9 @@ async fn convert_all(
             Some(conversion.payment_reference.clone()),
             PaymentStatus::Succeeded,
         ));
+        if let Some(key) = &conversion.key {
+            completed_keys.push((key, serde_json::json!(order.id)));
+        }
         converted.push(hold.id);
         orders.push(order.clone());
         outcomes.push(Ok(order));
@@ -298,6 +303,7 @@ async fn convert_all(
         .await?;
     service::mark_converted(&txn, &converted, now).await?;
     insert_all(&txn, payments).await?;
+    idempotency::complete_claimed(&txn, &completed_keys).await?;
     // Last: the sequence row stays locked until commit.
     changelog::record(&txn, event_id, &sold, now).await?;
     txn.commit().await?;

@@ -8,7 +8,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::auth::guards::RoleGuard;
-use crate::booking::idempotency::{self, IdempotencyKey};
+use crate::booking::idempotency::{self, ClaimedKey, IdempotencyKey};
 use crate::booking::seat_lane;
 use crate::booking::service::{self, Admission, BestAvailable, Buyer, Quantity};
 use crate::booking::sweeper::{publish_ended, publish_hold_update};
@@ -407,12 +407,19 @@ impl BookingMutation {
         let state = ctx.state().extend()?;
         let viewer = ctx.viewer().extend()?;
         let hold_id = parse_id(&input.hold_id, "holdId").extend()?;
-        let order_id = idempotent(
-            state,
+        let key = IdempotencyKey::parse(&input.idempotency_key).extend()?;
+        let request_hash = idempotency::request_hash("checkout", &input).extend()?;
+        let claimed = ClaimedKey {
+            user_id: viewer.user_id,
+            key: key.clone(),
+        };
+        // The key completes with the order, in the transaction that converts the hold.
+        let order_id = idempotency::once_completed_by_work(
+            &state.db,
             viewer.user_id,
-            &input.idempotency_key,
+            &key,
             "checkout",
-            &input,
+            request_hash,
             || async {
                 let convert = async |conversion| state.checkouts.convert(conversion).await;
                 Ok(service::checkout(
@@ -421,6 +428,7 @@ impl BookingMutation {
                     viewer.user_id,
                     hold_id,
                     &input.payment_token,
+                    Some(claimed),
                     convert,
                 )
                 .await?

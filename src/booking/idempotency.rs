@@ -83,11 +83,77 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = AppResult<T>>,
 {
+    once_inner(db, user_id, key, operation, request_hash, false, work).await
+}
+
+/// A claimed key, for work that completes it itself (see [`once_completed_by_work`]).
+#[derive(Debug, Clone)]
+pub struct ClaimedKey {
+    pub user_id: Uuid,
+    pub key: IdempotencyKey,
+}
+
+/// Like [`once`], but a successful `work` has completed the key itself, with [`complete_claimed`] in
+/// the transaction that made its outcome: the key commits with the outcome, and the request costs no
+/// commit of its own for it. A failed `work` gives the key back as with `once`.
+pub async fn once_completed_by_work<T, F, Fut>(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    key: &IdempotencyKey,
+    operation: &str,
+    request_hash: String,
+    work: F,
+) -> AppResult<T>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = AppResult<T>>,
+{
+    once_inner(db, user_id, key, operation, request_hash, true, work).await
+}
+
+/// Completes claimed keys with their responses, in the caller's transaction.
+pub(crate) async fn complete_claimed(
+    db: &impl ConnectionTrait,
+    completions: &[(&ClaimedKey, serde_json::Value)],
+) -> AppResult<()> {
+    for (claimed, response) in completions {
+        idempotency_key::Entity::update_many()
+            .col_expr(
+                idempotency_key::Column::Status,
+                Expr::value(IdempotencyStatus::Completed.as_str()),
+            )
+            .col_expr(
+                idempotency_key::Column::Response,
+                Expr::value(response.clone()),
+            )
+            .filter(idempotency_key::Column::UserId.eq(claimed.user_id))
+            .filter(idempotency_key::Column::Key.eq(claimed.key.0.as_str()))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn once_inner<T, F, Fut>(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    key: &IdempotencyKey,
+    operation: &str,
+    request_hash: String,
+    completed_by_work: bool,
+    work: F,
+) -> AppResult<T>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = AppResult<T>>,
+{
     let started = tokio::time::Instant::now();
     loop {
         let now = Utc::now();
         if claim(db, user_id, key, operation, &request_hash, now).await? {
-            return run_claimed(db, user_id, key, work).await;
+            return run_claimed(db, user_id, key, completed_by_work, work).await;
         }
         let Some(existing) = find(db, user_id, key).await? else {
             // The first request failed and gave the key back between our two statements: claim again.
@@ -211,6 +277,7 @@ async fn run_claimed<T, F, Fut>(
     db: &DatabaseConnection,
     user_id: Uuid,
     key: &IdempotencyKey,
+    completed_by_work: bool,
     work: F,
 ) -> AppResult<T>
 where
@@ -225,6 +292,7 @@ where
             .add(idempotency_key::Column::Key.eq(key.0.as_str()))
     };
     match &outcome {
+        Ok(_) if completed_by_work => {}
         Ok(value) => {
             let response = serde_json::to_value(value)
                 .map_err(|err| AppError::Internal(anyhow::anyhow!("storing a response: {err}")))?;

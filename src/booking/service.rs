@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::booking::best_available::{self, Candidate};
+use crate::booking::idempotency::{self, ClaimedKey};
 use crate::db::is_postgres;
 use crate::error::{AppError, AppResult, ConstraintRule};
 use crate::events::changelog;
@@ -886,6 +887,8 @@ pub struct Conversion {
     pub currency: String,
     pub payment_reference: String,
     pub provider: &'static str,
+    /// The checkout's idempotency key, completed with the order in the converting transaction.
+    pub key: Option<ClaimedKey>,
 }
 
 /// Turns a live hold into a paid order with one ticket per seat or unit.
@@ -900,6 +903,7 @@ pub async fn checkout(
     user_id: Uuid,
     hold_id: Uuid,
     payment_token: &str,
+    key: Option<ClaimedKey>,
     convert: impl AsyncFnOnce(Conversion) -> AppResult<order::Model>,
 ) -> AppResult<order::Model> {
     let hold = find_own_hold(db, user_id, hold_id).await?;
@@ -934,6 +938,7 @@ pub async fn checkout(
         currency,
         payment_reference: reference.clone(),
         provider: payments.name(),
+        key,
     };
     let hold_id = conversion.hold.id;
     match convert(conversion).await {
@@ -992,6 +997,7 @@ pub(crate) async fn convert_hold(
         currency,
         payment_reference,
         provider,
+        key,
     } = conversion;
     let total = *total;
     let now = Utc::now();
@@ -1091,6 +1097,9 @@ pub(crate) async fn convert_hold(
     )
     .insert(&txn)
     .await?;
+    if let Some(key) = key {
+        idempotency::complete_claimed(&txn, &[(key, serde_json::json!(order.id))]).await?;
+    }
     // Last: the event's sequence row stays locked until commit, and every seat change of the event
     // waits for it.
     changelog::record(&txn, locked.event_id, &sold, now).await?;
@@ -1179,7 +1188,7 @@ pub async fn book_tickets(
     let user_id = buyer.user_id;
     let hold = hold_tickets(db, policy, buyer, tier_id, quantity).await?;
     let convert = async |conversion| convert_hold(db, &conversion).await;
-    match checkout(db, payments, user_id, hold.id, payment_token, convert).await {
+    match checkout(db, payments, user_id, hold.id, payment_token, None, convert).await {
         Ok(order) => Ok(order),
         Err(err) => {
             let _ = crate::booking::sweeper::end_holds(

@@ -597,24 +597,26 @@ async fn race_checkouts(path: BookingPath) -> TestApp {
             .clone();
         holds.push((token.clone(), hold));
     }
-    let checkout = |token: &str, hold: &Value, card: &str| {
-        let input = json!({ "input": { "holdId": hold["id"], "paymentToken": card, "idempotencyKey": key() } });
+    let checkout = |token: &str, hold: &Value, card: &str, key: String| {
+        let input = json!({ "input": { "holdId": hold["id"], "paymentToken": card, "idempotencyKey": key } });
         let token = token.to_owned();
         let app = &app;
         async move { app.graphql_as(&token, CHECKOUT, input).await }
     };
     let (declined_token, declined_hold) = &holds[1];
     let (twice_token, twice_hold) = &holds[0];
+    let keys: Vec<String> = holds.iter().map(|_| key()).collect();
     let (results, declined, again) = futures::join!(
         futures::future::join_all(
             holds
                 .iter()
+                .zip(&keys)
                 .enumerate()
                 .filter(|(n, _)| *n != 1)
-                .map(|(_, (token, hold))| checkout(token, hold, "tok_visa"))
+                .map(|(_, ((token, hold), key))| checkout(token, hold, "tok_visa", key.clone()))
         ),
-        checkout(declined_token, declined_hold, "tok_decline"),
-        checkout(twice_token, twice_hold, "tok_visa"),
+        checkout(declined_token, declined_hold, "tok_decline", key()),
+        checkout(twice_token, twice_hold, "tok_visa", key()),
     );
     assert_eq!(error_code(&declined), "PAYMENT_DECLINED");
     let codes = count_codes(&[&results[..], std::slice::from_ref(&again)].concat());
@@ -676,6 +678,21 @@ async fn race_checkouts(path: BookingPath) -> TestApp {
         still_held["myHolds"][0]["id"], declined_hold["id"],
         "a declined card keeps the hold"
     );
+    // Each key completed with its order, in the transaction that made it: a retry gets that order.
+    let (token, hold) = &holds[2];
+    let retry = checkout(token, hold, "tok_visa", keys[2].clone()).await;
+    assert_eq!(
+        retry["data"]["checkout"]["id"], results[1]["data"]["checkout"]["id"],
+        "{retry}"
+    );
+    let in_flight = entity::prelude::IdempotencyKey::find()
+        .filter(
+            entity::idempotency_key::Column::Status.eq(entity::enums::IdempotencyStatus::InFlight),
+        )
+        .count(&app.state.db)
+        .await
+        .expect("keys");
+    assert_eq!(in_flight, 0, "no key is left in flight");
     let sold = check_books(&app, event_id).await;
     assert!(sold.contains(&(tiers.reserved, 78)), "{sold:?}");
     assert!(sold.contains(&(tiers.standing, 60)), "{sold:?}");
