@@ -22,8 +22,9 @@
 //! A request the batch cannot place (no fit in the window read, still contended after the rounds, or
 //! named seats an earlier request of the batch took or another transaction has locked) is retried on
 //! its own through the one-at-a-time path, which reads further or waits for the lock and names the
-//! unavailable seats; SOLD_OUT for best-available is answered only when the batch saw every free seat. The database stays the last guard: the seat status CHECK, the
-//! conditional update (`status = 'available'`), the tier CHECK and the one-active-hold index.
+//! unavailable seats; SOLD_OUT for best-available is answered only when the batch saw every free
+//! seat. The database stays the last guard: the seat status CHECK, the conditional update
+//! (`status = 'available'`), the tier CHECK and the one-active-hold index.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -289,8 +290,9 @@ async fn hold_all(
             Err(refusal) => outcomes[index] = Some(Err(refusal)),
         }
     }
-    let pending = refuse_unavailable_seats(db, event_id, requests, pending, &mut outcomes).await?;
+    // First, so a buyer's own hold that ran out does not make the seats it held look taken.
     expire_their_stale_holds(db, &inner.policy, &event, &pending, now).await?;
+    let pending = refuse_unavailable_seats(db, event_id, requests, pending, &mut outcomes).await?;
     if pending.is_empty() {
         return Ok(outcomes);
     }

@@ -721,6 +721,50 @@ async fn checkouts_one_at_a_time_balance_the_books_too() {
     assert_eq!(app.state.checkouts.stats().requests, 0);
 }
 
+/// A buyer whose hold ran out can hold the same seats again before the sweeper comes round: their
+/// own stale hold is expired first, on both paths.
+async fn rehold_own_expired_seats(path: BookingPath) {
+    let app = TestApp::spawn_with(Options {
+        booking_path: Some(path),
+        sweep_interval_ms: Some(3_600_000),
+        ..Options::default()
+    })
+    .await;
+    let (event_id, seat_ids) = seated_event(&app, "Second Try", 1, 4).await;
+    let token = app.buyers(1).await.remove(0);
+    let hold_two = || {
+        let input = json!({ "input": { "eventId": event_id, "seatIds": &seat_ids[..2], "idempotencyKey": key() } });
+        app.graphql_as(&token, HOLD_SEATS, input)
+    };
+    let first = hold_two().await;
+    assert!(first.get("errors").is_none(), "{first}");
+    let first_id: Uuid = first["data"]["holdSeats"]["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("hold id");
+    entity::hold::ActiveModel {
+        id: Set(first_id),
+        expires_at: Set(chrono::Utc::now() - chrono::Duration::seconds(1)),
+        ..Default::default()
+    }
+    .update(&app.state.db)
+    .await
+    .expect("hold ran out");
+    let again = hold_two().await;
+    assert!(again.get("errors").is_none(), "{path:?}: {again}");
+    assert_ne!(
+        again["data"]["holdSeats"]["id"],
+        first["data"]["holdSeats"]["id"]
+    );
+    check_books(&app, event_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_can_hold_their_own_expired_seats_again_before_the_sweep() {
+    rehold_own_expired_seats(BookingPath::Coalesced).await;
+    rehold_own_expired_seats(BookingPath::Simple).await;
+}
+
 /// Free seats left in the event as (row, number), after a race.
 async fn free_seats(app: &TestApp, event_id: Uuid) -> Vec<(String, i64)> {
     let map = app
