@@ -1,6 +1,6 @@
 //! Holds, checkout and direct booking. See the module docs for the invariants and the lock order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use entity::enums::{
@@ -13,10 +13,13 @@ use entity::{
     ticket_tier,
 };
 use rand::RngCore;
-use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
+use sea_orm::sea_query::{
+    Alias, Expr, ExprTrait, LockBehavior, LockType, Query, TableRef, ValueTuple,
+};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, FromQueryResult, IntoActiveModel, QueryFilter, QuerySelect, Set, TransactionTrait,
+    EntityTrait, FromQueryResult, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -991,120 +994,239 @@ pub(crate) async fn convert_hold(
     db: &DatabaseConnection,
     conversion: &Conversion,
 ) -> AppResult<order::Model> {
-    let Conversion {
-        hold,
-        total_cents: total,
-        currency,
-        payment_reference,
-        provider,
-        key,
-    } = conversion;
-    let total = *total;
+    convert_holds(db, std::slice::from_ref(conversion))
+        .await?
+        .pop()
+        .unwrap_or(Err(AppError::NotFound("hold")))
+}
+
+/// Converts the still-active holds among `conversions` (all of one event) in one transaction, the
+/// hold rows locked first, in id order; each request's order, or HOLD_EXPIRED (a hold no longer
+/// active, or converted by an earlier request of the same call).
+pub(crate) async fn convert_holds(
+    db: &DatabaseConnection,
+    conversions: &[Conversion],
+) -> AppResult<Vec<AppResult<order::Model>>> {
+    let Some(event_id) = conversions.first().map(|c| c.hold.event_id) else {
+        return Ok(Vec::new());
+    };
     let now = Utc::now();
     let txn = db.begin().await?;
-    let mut query = Hold::find_by_id(hold.id);
+    let mut hold_ids: Vec<Uuid> = conversions.iter().map(|c| c.hold.id).collect();
+    hold_ids.sort();
+    hold_ids.dedup();
+    let mut query = Hold::find()
+        .filter(crate::db::any_of(&txn, hold::Column::Id, &hold_ids))
+        .order_by_asc(hold::Column::Id);
     if is_postgres(&txn) {
         query = query.lock_exclusive();
     }
-    let locked = query.one(&txn).await?.ok_or(AppError::NotFound("hold"))?;
-    if locked.status != HoldStatus::Active {
-        return Err(AppError::HoldExpired);
-    }
-    let lines = hold_lines(&txn, &locked).await?;
-    let order = paid_order(&locked, total, currency, payment_reference, now)
-        .into_active_model()
-        .reset_all()
-        .insert(&txn)
-        .await
-        .map_err(|err| AppError::on_constraint(err, &[HOLD_ALREADY_ORDERED]))?;
-
-    let seats: Vec<event_seat::Model> = if locked.tier_id.is_none() {
-        EventSeat::find()
-            .filter(event_seat::Column::HoldId.eq(locked.id))
+    let locked: HashMap<Uuid, hold::Model> = query
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|hold| (hold.id, hold))
+        .collect();
+    let active: HashMap<Uuid, &hold::Model> = locked
+        .iter()
+        .filter(|(_, hold)| hold.status == HoldStatus::Active)
+        .map(|(id, hold)| (*id, hold))
+        .collect();
+    let seat_holds: Vec<Uuid> = active
+        .values()
+        .filter(|hold| hold.tier_id.is_none())
+        .map(|hold| hold.id)
+        .collect();
+    let mut seats_of: HashMap<Uuid, Vec<(Uuid, Uuid)>> = HashMap::new();
+    if !seat_holds.is_empty() {
+        for seat in EventSeat::find()
+            .filter(crate::db::any_of(
+                &txn,
+                event_seat::Column::HoldId,
+                &seat_holds,
+            ))
+            .order_by_asc(event_seat::Column::SeatId)
             .all(&txn)
             .await?
-    } else {
-        Vec::new()
-    };
-    let mut tickets = Vec::new();
-    for (tier, count) in &lines {
-        let line_id = Uuid::now_v7();
-        order_line::ActiveModel {
-            id: Set(line_id),
-            order_id: Set(order.id),
-            tier_id: Set(tier.id),
-            quantity: Set(*count),
-            unit_price_cents: Set(tier.price_cents),
+        {
+            if let Some(hold_id) = seat.hold_id {
+                seats_of
+                    .entry(hold_id)
+                    .or_default()
+                    .push((seat.seat_id, seat.tier_id));
+            }
         }
-        .insert(&txn)
-        .await?;
-        let seat_ids: Vec<Option<Uuid>> = if locked.tier_id.is_some() {
-            vec![None; *count as usize]
-        } else {
+    }
+    let tier_ids: Vec<Uuid> = active
+        .values()
+        .filter_map(|hold| hold.tier_id)
+        .chain(seats_of.values().flatten().map(|(_, tier)| *tier))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let tiers: HashMap<Uuid, ticket_tier::Model> = TicketTier::find()
+        .filter(crate::db::any_of(&txn, ticket_tier::Column::Id, &tier_ids))
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|tier| (tier.id, tier))
+        .collect();
+
+    let mut outcomes = Vec::with_capacity(conversions.len());
+    let mut converted = Vec::new();
+    let mut orders = Vec::new();
+    let mut lines = Vec::new();
+    let mut tickets = Vec::new();
+    let mut payments = Vec::new();
+    let mut sold_to: Vec<ValueTuple> = Vec::new();
+    let mut sold = Vec::new();
+    let mut from_waitlist = Vec::new();
+    let mut taken: HashSet<Uuid> = HashSet::new();
+    let mut completed_keys = Vec::new();
+    for conversion in conversions {
+        // The first request for a hold converts it; a later one finds it converted, as it would
+        // one at a time.
+        let Some(hold) = active
+            .get(&conversion.hold.id)
+            .copied()
+            .filter(|hold| taken.insert(hold.id))
+        else {
+            outcomes.push(Err(if locked.contains_key(&conversion.hold.id) {
+                AppError::HoldExpired
+            } else {
+                AppError::NotFound("hold")
+            }));
+            continue;
+        };
+        let seats = seats_of.get(&hold.id).map_or(&[][..], Vec::as_slice);
+        let mut per_tier: BTreeMap<Uuid, Vec<Option<Uuid>>> = BTreeMap::new();
+        match hold.tier_id {
+            Some(tier_id) => {
+                per_tier.insert(
+                    tier_id,
+                    vec![None; usize::try_from(hold.quantity).unwrap_or(0)],
+                );
+            }
+            None => {
+                for (seat_id, tier_id) in seats {
+                    per_tier.entry(*tier_id).or_default().push(Some(*seat_id));
+                }
+            }
+        }
+        let order = paid_order(
+            hold,
+            conversion.total_cents,
+            &conversion.currency,
+            &conversion.payment_reference,
+            now,
+        );
+        for (tier_id, seat_ids) in per_tier {
+            let tier = tiers.get(&tier_id).ok_or(AppError::NotFound("tier"))?;
+            let line_id = Uuid::now_v7();
+            lines.push(order_line::ActiveModel {
+                id: Set(line_id),
+                order_id: Set(order.id),
+                tier_id: Set(tier_id),
+                quantity: Set(seat_ids.len() as i32),
+                unit_price_cents: Set(tier.price_cents),
+            });
+            tickets.extend(
+                seat_ids
+                    .into_iter()
+                    .map(|seat_id| valid_ticket(&order, line_id, tier_id, seat_id, now)),
+            );
+        }
+        if !seats.is_empty() {
+            sold_to.push(ValueTuple::Two(hold.id.into(), order.id.into()));
+        }
+        sold.extend(
             seats
                 .iter()
-                .filter(|s| s.tier_id == tier.id)
-                .map(|s| Some(s.seat_id))
-                .collect()
-        };
-        tickets.extend(
-            seat_ids
-                .into_iter()
-                .map(|seat_id| valid_ticket(&order, line_id, tier.id, seat_id, now)),
+                .map(|(seat_id, tier_id)| (*seat_id, SeatStatus::Sold, *tier_id)),
         );
+        if hold.source == HoldSource::Waitlist {
+            from_waitlist.push(hold.id);
+        }
+        payments.push(payment_row(
+            Some(order.id),
+            hold.user_id,
+            PaymentKind::Charge,
+            conversion.total_cents,
+            &conversion.currency,
+            conversion.provider,
+            Some(conversion.payment_reference.clone()),
+            PaymentStatus::Succeeded,
+        ));
+        if let Some(key) = &conversion.key {
+            completed_keys.push((key, serde_json::json!(order.id)));
+        }
+        converted.push(hold.id);
+        orders.push(order.clone());
+        outcomes.push(Ok(order));
     }
+    if converted.is_empty() {
+        return Ok(outcomes);
+    }
+    let order_rows = orders
+        .into_iter()
+        .map(|order| order.into_active_model().reset_all())
+        .collect();
+    crate::db::insert_all(&txn, order_rows)
+        .await
+        .map_err(|err| AppError::on_constraint(err, &[HOLD_ALREADY_ORDERED]))?;
+    crate::db::insert_all(&txn, lines).await?;
     crate::db::insert_all(&txn, tickets)
         .await
         .map_err(|err| AppError::on_constraint(err, &[SEAT_ALREADY_TICKETED]))?;
-    if !seats.is_empty() {
-        EventSeat::update_many()
-            .col_expr(
-                event_seat::Column::Status,
-                Expr::value(SeatStatus::Sold.as_str()),
-            )
-            .col_expr(event_seat::Column::OrderId, Expr::value(order.id))
-            .col_expr(
-                event_seat::Column::HoldId,
-                Expr::value(Option::<Uuid>::None),
-            )
-            .col_expr(
-                event_seat::Column::Version,
-                Expr::col(event_seat::Column::Version).add(1),
-            )
-            .col_expr(event_seat::Column::UpdatedAt, Expr::value(now))
-            .filter(event_seat::Column::HoldId.eq(locked.id))
-            .exec(&txn)
-            .await?;
+    if !sold_to.is_empty() {
+        sell_seats(&txn, sold_to, sold.len() as u64, now).await?;
     }
-    let sold: Vec<(Uuid, SeatStatus, Uuid)> = seats
-        .iter()
-        .map(|seat| (seat.seat_id, SeatStatus::Sold, seat.tier_id))
-        .collect();
-    if locked.source == HoldSource::Waitlist {
-        crate::waitlist::service::close_offers(&txn, &[locked.id], HoldStatus::Converted, now)
-            .await?;
-    }
-    mark_converted(&txn, &[locked.id], now).await?;
-    payment_row(
-        Some(order.id),
-        locked.user_id,
-        PaymentKind::Charge,
-        total,
-        currency,
-        provider,
-        Some(payment_reference.to_owned()),
-        PaymentStatus::Succeeded,
-    )
-    .insert(&txn)
-    .await?;
-    if let Some(key) = key {
-        idempotency::complete_claimed(&txn, &[(key, serde_json::json!(order.id))]).await?;
-    }
-    // Last: the event's sequence row stays locked until commit, and every seat change of the event
-    // waits for it.
-    changelog::record(&txn, locked.event_id, &sold, now).await?;
+    crate::waitlist::service::close_offers(&txn, &from_waitlist, HoldStatus::Converted, now)
+        .await?;
+    mark_converted(&txn, &converted, now).await?;
+    crate::db::insert_all(&txn, payments).await?;
+    idempotency::complete_claimed(&txn, &completed_keys).await?;
+    // Last: the sequence row stays locked until commit.
+    changelog::record(&txn, event_id, &sold, now).await?;
     txn.commit().await?;
-    Ok(order)
+    Ok(outcomes)
+}
+
+/// Sells every seat of each `(hold, order)` pair to the order, in one statement; a count short of
+/// `expected` rolls the batch back.
+async fn sell_seats(
+    txn: &impl ConnectionTrait,
+    sold_to: Vec<ValueTuple>,
+    expected: u64,
+    now: chrono::DateTime<Utc>,
+) -> AppResult<()> {
+    let pairs = Alias::new("sold_to");
+    let update = Query::update()
+        .table(EventSeat)
+        .value(event_seat::Column::Status, SeatStatus::Sold.as_str())
+        .value(
+            event_seat::Column::OrderId,
+            Expr::col((pairs.clone(), Alias::new("column2"))),
+        )
+        .value(event_seat::Column::HoldId, Option::<Uuid>::None)
+        .value(
+            event_seat::Column::Version,
+            Expr::col((EventSeat, event_seat::Column::Version)).add(1),
+        )
+        .value(event_seat::Column::UpdatedAt, now)
+        .from(TableRef::ValuesList(sold_to, pairs.clone().into()))
+        .and_where(
+            Expr::col((EventSeat, event_seat::Column::HoldId))
+                .equals((pairs, Alias::new("column1"))),
+        )
+        .to_owned();
+    let updated = txn.execute(&update).await?.rows_affected();
+    if updated != expected {
+        return Err(AppError::Conflict(
+            "the seats changed while being sold; try again".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Marks locked, active holds converted, in the transaction that writes their orders.
