@@ -141,3 +141,36 @@ async fn an_empty_database_is_seeded_with_the_demo() {
         .expect("seed check");
     assert!(!seeded_again);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_responses_worth_compressing_are_gzipped() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::new();
+    let post = |query: &str| {
+        client
+            .post(app.url("/graphql"))
+            .header("accept-encoding", "gzip")
+            .json(&serde_json::json!({ "query": query }))
+            .send()
+    };
+
+    let small = post("{ __typename }").await.expect("request");
+    assert_eq!(small.status(), 200);
+    assert_eq!(small.headers().get("content-encoding"), None);
+    let body: serde_json::Value = small.json().await.expect("plain json");
+    assert_eq!(body["data"]["__typename"], "QueryRoot");
+
+    let large = post("{ __schema { types { name description fields { name description } } } }")
+        .await
+        .expect("request");
+    assert_eq!(large.status(), 200);
+    assert_eq!(
+        large
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.as_bytes()),
+        Some(&b"gzip"[..])
+    );
+    let bytes = large.bytes().await.expect("body");
+    assert_eq!(bytes[..2], [0x1f, 0x8b], "a gzip stream");
+}
