@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CPU time per booking of the server, PostgreSQL and ticket-war, in the middle of a storm:
 #
-#   bash scripts/cpu-per-booking.sh SERVICES_DIR SERVER_BINARY [MODE [CONCURRENCY]]
+#   bash scripts/cpu-per-booking.sh SERVICES_DIR SERVER_BINARY [MODE [CONCURRENCY [TICKET-WAR ARGS...]]]
 #
 # SERVICES_DIR is a `PG_DURABLE=1 bash scripts/services.sh start DIR` (its PostgreSQL must run as the
 # `postgres` user, as services.sh does as root). Each call drops the database's public schema, starts
@@ -9,12 +9,15 @@
 # 256 buyers, 40,000 tickets), and after the first 200 bookings reads each process's CPU ticks from
 # /proc over a WINDOW (default 4 s). Throughput figures move with whatever else the two cores do;
 # CPU per booking moves much less, so two builds alternated a few times compare well on it.
+# With `--hold-only` (seat modes), set COUNTED=holds: CPU per hold instead of per booking.
 # Knobs: TICKETS, DURATION (ticket-war's bound, s), WINDOW, BOOKING_PATH, HOOK_SQL (run after the
 # server migrated, before the storm: to try a schema change by hand), PORT.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 svc=$1 bin=$2 mode=${3:-ga} concurrency=${4:-256}
+shift $(($# < 4 ? $# : 4))
+counted=seatstorm_${COUNTED:-bookings}_total
 port=${PORT:-8095}
 # shellcheck disable=SC1091
 source "$svc/env"
@@ -23,20 +26,29 @@ report=$log.json
 server_pid="" storm_pid=""
 cleanup() {
     for pid in $storm_pid $server_pid; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+    [[ -s $report ]] || tail -20 -- "$log" >&2
     rm -f -- "$log" "$report"
 }
 trap cleanup EXIT
 
+if curl -s -o /dev/null "http://127.0.0.1:$port/health"; then
+    echo "something already answers on port $port: stop it or set PORT" >&2
+    exit 1
+fi
 psql "$DATABASE_URL" -q -c "SET client_min_messages = warning; DROP SCHEMA public CASCADE; CREATE SCHEMA public;"
 BOOKING_PATH=${BOOKING_PATH:-coalesced} JWT_SECRET=ticket-war-benchmark-secret-0123456789 \
     MUTATIONS_PER_MINUTE=100000000 BIND_ADDR=127.0.0.1:$port RUST_LOG=warn "$bin" >"$log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 150); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.2; done
+if ! kill -0 "$server_pid" 2>/dev/null || ! curl -sf "http://127.0.0.1:$port/ready" >/dev/null; then
+    echo "the server did not become ready on port $port" >&2
+    exit 1
+fi
 [[ -n ${HOOK_SQL:-} ]] && psql "$DATABASE_URL" -q -c "$HOOK_SQL"
 
 target/release/ticket-war --url "http://127.0.0.1:$port" --mode "$mode" --concurrency "$concurrency" \
     --tickets "${TICKETS:-40000}" --duration "${DURATION:-30}" --database-url "$DATABASE_URL" \
-    --json >"$report" 2>/dev/null &
+    --json "$@" >"$report" 2>/dev/null &
 storm_pid=$!
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -47,11 +59,12 @@ postgres_ticks() {
 }
 idle_ticks() { awk '/^cpu / {print $5}' /proc/stat; }
 bookings() {
-    curl -s "http://127.0.0.1:$port/metrics" | awk '/^seatstorm_bookings_total/ {sum += $2} END {print sum + 0}'
+    curl -s "http://127.0.0.1:$port/metrics" | awk -v counted="^$counted" '$0 ~ counted {sum += $2} END {print sum + 0}'
 }
 snapshot() { echo "$(ticks "$server_pid") $(postgres_ticks) $(ticks "$storm_pid") $(idle_ticks) $(bookings)"; }
 
-for _ in $(seq 1 1200); do (($(bookings) > 200)) && break; sleep 0.05; done
+# Setting up (buyers signing up, a large seat map) can take minutes; the window opens with the storm.
+until (($(bookings) > 200)) || ! kill -0 "$storm_pid" 2>/dev/null; do sleep 0.05; done
 before=$(snapshot)
 sleep "${WINDOW:-4}"
 after=$(snapshot)
