@@ -386,6 +386,10 @@ fn replace_database_name(url: &str, name: &str) -> String {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        // The owner removes the avatar directory it made; a sibling shares it.
+        if self.database.is_some() {
+            let _ = std::fs::remove_dir_all(&self.state.config.avatar_dir);
+        }
         match &self.database {
             None => {}
             Some(TestDatabase::Sqlite(path)) => {
