@@ -14,7 +14,7 @@ use entity::enums::IdempotencyStatus;
 use entity::idempotency_key;
 use sea_orm::sea_query::{CaseStatement, Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
     IntoActiveModel, QueryFilter,
 };
 use serde::Serialize;
@@ -112,26 +112,37 @@ where
     once_inner(db, user_id, key, operation, request_hash, true, work).await
 }
 
-/// Completes claimed keys with their responses, in the caller's transaction.
+/// Completes claimed keys with their responses in one statement, in the caller's transaction.
 pub(crate) async fn complete_claimed(
     db: &impl ConnectionTrait,
     completions: &[(&ClaimedKey, serde_json::Value)],
 ) -> AppResult<()> {
-    for (claimed, response) in completions {
-        idempotency_key::Entity::update_many()
-            .col_expr(
-                idempotency_key::Column::Status,
-                Expr::value(IdempotencyStatus::Completed.as_str()),
-            )
-            .col_expr(
-                idempotency_key::Column::Response,
-                Expr::value(response.clone()),
-            )
-            .filter(idempotency_key::Column::UserId.eq(claimed.user_id))
-            .filter(idempotency_key::Column::Key.eq(claimed.key.0.as_str()))
-            .exec(db)
-            .await?;
+    if completions.is_empty() {
+        return Ok(());
     }
+    let row_of = |claimed: &ClaimedKey| {
+        Condition::all()
+            .add(idempotency_key::Column::UserId.eq(claimed.user_id))
+            .add(idempotency_key::Column::Key.eq(claimed.key.0.as_str()))
+    };
+    let (response, rows) = completions.iter().fold(
+        (CaseStatement::new(), Condition::any()),
+        |(response, rows), (claimed, value)| {
+            (
+                response.case(row_of(claimed), Expr::value(value.clone())),
+                rows.add(row_of(claimed)),
+            )
+        },
+    );
+    idempotency_key::Entity::update_many()
+        .col_expr(
+            idempotency_key::Column::Status,
+            Expr::value(IdempotencyStatus::Completed.as_str()),
+        )
+        .col_expr(idempotency_key::Column::Response, response.into())
+        .filter(rows)
+        .exec(db)
+        .await?;
     Ok(())
 }
 
