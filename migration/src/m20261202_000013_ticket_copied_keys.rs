@@ -10,8 +10,9 @@ pub struct Migration;
 // and that line's order (event) already reference under foreign keys; deleting an order still removes
 // its tickets through `order_lines` (ON DELETE CASCADE twice). Checking the copies again cost three
 // index probes per ticket, two of them `FOR KEY SHARE` locks on the event and tier rows every booking
-// of an on-sale shares: dropping them took PostgreSQL's CPU per general-admission booking from ~250 to
-// ~210 µs (docs/profiling.md). The columns stay, indexed, for reads by event and by order.
+// of an on-sale shares: dropping them took PostgreSQL's CPU per general-admission booking from
+// 255-279 to 238-241 µs in alternated storms (docs/profiling.md). The columns stay, indexed, for
+// reads by event and by order.
 //
 // SQLite changes a constraint only by rebuilding the table; it serialises writers anyway, so the
 // embedded default keeps them.
