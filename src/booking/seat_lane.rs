@@ -19,6 +19,11 @@
 //! 4. one update marks every chosen seat held by its hold, one update per tier moves the counters,
 //!    one change-log entry records the seats.
 //!
+//! On PostgreSQL the commit is the batch's tail: the lane places the next batch meanwhile, which
+//! waits for it only at the tier counters and the change-log number. Should a commit fail, its
+//! requests run again one at a time, the kept seats are read afresh, and the batches placed behind
+//! it retry their SOLD_OUT answers (they counted its seats as gone).
+//!
 //! A request the batch cannot place (no fit in the window read, still contended after the rounds, or
 //! named seats an earlier request of the batch took or another transaction has locked) is retried on
 //! its own through the one-at-a-time path, which reads further or waits for the lock and names the
@@ -39,7 +44,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
     QueryFilter, QuerySelect, TransactionTrait, TryIntoModel,
 };
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use crate::booking::best_available::{self, Candidate};
@@ -53,6 +58,7 @@ use crate::booking::service::{
     self, BestAvailable, Buyer, CANDIDATE_WINDOW, HoldPolicy, ONE_ACTIVE_HOLD, adjust_tiers,
     candidate_seats, event_selling, lock_free_seats, new_hold, no_fit,
 };
+use crate::db::is_postgres;
 use crate::error::{AppError, AppResult};
 use crate::events::changelog;
 use crate::lanes::{CoalescingStats, Lanes, Tail};
@@ -123,8 +129,18 @@ struct Inner {
     bus: Bus,
     lanes: Arc<Lanes<Request>>,
     /// Per event, the free seats the last batch left over. A batch takes them out and puts them back
-    /// when it commits; the lane runs one batch per event at a time, so nothing waits on this lock.
-    kept: Mutex<HashMap<Uuid, KeptPools>>,
+    /// once placed; the lane places one batch per event at a time, so nothing waits on this lock.
+    kept: Mutex<Kept>,
+    /// Per event, how the last batch's commit went: the next batch waits for it before answering.
+    chain: Mutex<HashMap<Uuid, watch::Receiver<Option<bool>>>>,
+}
+
+#[derive(Default)]
+struct Kept {
+    pools: HashMap<Uuid, KeptPools>,
+    /// Counts the batches that rolled back at commit after their pools were kept; pools taken
+    /// before one of those are not put back.
+    distrusted: u64,
 }
 
 impl SeatHolding {
@@ -136,7 +152,8 @@ impl SeatHolding {
                 policy,
                 bus,
                 lanes: Lanes::new(),
-                kept: Mutex::new(HashMap::new()),
+                kept: Mutex::new(Kept::default()),
+                chain: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -252,13 +269,35 @@ impl SeatHolding {
     }
 }
 
-/// Places the batch; telling subscribers and answering the callers is left to the tail, so the lane
-/// can take the next batch meanwhile.
+/// Places the batch; committing it, telling subscribers and answering the callers is left to the
+/// tail. On PostgreSQL the lane chooses and locks the next batch's seats while this one commits: the
+/// next batch waits for this commit only at the tier counters and the change-log number, which this
+/// one keeps locked until then.
 async fn hold_batch(inner: Arc<Inner>, event_id: Uuid, batch: Vec<Request>) -> Option<Tail> {
     let (requests, replies): (Vec<_>, Vec<_>) =
         batch.into_iter().map(|r| (r.asked, r.reply)).unzip();
-    let outcomes = hold_all(&inner, event_id, &requests).await;
+    let (settled, earlier) = inner.join_chain(event_id);
+    let placed = match hold_all(&inner, event_id, &requests).await {
+        // One connection: the next batch could not start before this commit anyway.
+        Ok(batch) if !is_postgres(&inner.db) => Ok(batch.commit(&inner, event_id).await),
+        other => other,
+    };
     Some(Box::pin(async move {
+        let (outcomes, committed) = match placed {
+            Ok(batch) => {
+                let batch = batch.commit(&inner, event_id).await;
+                (Ok(batch.outcomes), !batch.rolled_back)
+            }
+            // Nothing of a batch that failed before its commit was kept for the next ones.
+            Err(err) => (Err(err), true),
+        };
+        let earlier_committed = earlier_batches_committed(earlier).await;
+        settled.send_replace(Some(committed && earlier_committed));
+        let outcomes = if earlier_committed {
+            outcomes
+        } else {
+            outcomes.map(retry_sold_out)
+        };
         // One message for the whole batch: subscribers read the seats' changes from the change log.
         let held_any = outcomes
             .as_ref()
@@ -270,11 +309,68 @@ async fn hold_batch(inner: Arc<Inner>, event_id: Uuid, batch: Vec<Request>) -> O
     }))
 }
 
-async fn hold_all(
-    inner: &Inner,
-    event_id: Uuid,
-    requests: &[Asked],
-) -> AppResult<Outcomes<Option<hold::Model>>> {
+/// Whether a batch's commit, and the commits of all the batches before it, went through (`None`
+/// until they are settled).
+type Settled = watch::Sender<Option<bool>>;
+
+/// Waits for the batch before to settle; `true` when it and all before it committed.
+async fn earlier_batches_committed(earlier: Option<watch::Receiver<Option<bool>>>) -> bool {
+    let Some(mut earlier) = earlier else {
+        return true;
+    };
+    // A batch whose tail never settled (its task was dropped) is taken as failed.
+    earlier
+        .wait_for(Option::is_some)
+        .await
+        .is_ok_and(|settled| *settled == Some(true))
+}
+
+/// The batch chose from pools that took for granted that an earlier batch's seats were held; that
+/// batch rolled back, so a SOLD_OUT may be wrong: those requests are tried again on their own.
+fn retry_sold_out(outcomes: Outcomes<Option<hold::Model>>) -> Outcomes<Option<hold::Model>> {
+    outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            Some(Err(AppError::SoldOut(_))) => Some(Ok(None)),
+            other => other,
+        })
+        .collect()
+}
+
+/// A batch placed in its transaction, not yet committed.
+struct Placed {
+    outcomes: Outcomes<Option<hold::Model>>,
+    /// `None` once committed, or when the batch wrote nothing.
+    txn: Option<DatabaseTransaction>,
+    rolled_back: bool,
+}
+
+impl Placed {
+    fn new(outcomes: Outcomes<Option<hold::Model>>, txn: Option<DatabaseTransaction>) -> Self {
+        Self {
+            outcomes,
+            txn,
+            rolled_back: false,
+        }
+    }
+
+    /// Commits the batch. Should the commit fail, nothing of it was written, and each request is run
+    /// again on its own (its key tells whether the commit went through after all).
+    async fn commit(mut self, inner: &Inner, event_id: Uuid) -> Self {
+        if let Some(txn) = self.txn.take()
+            && let Err(err) = txn.commit().await
+        {
+            tracing::warn!(%event_id, error = %err, "a seat batch failed to commit; its requests run on their own");
+            // The pools kept already count this batch's seats as held.
+            inner.distrust_pools(event_id);
+            self.outcomes = self.outcomes.iter().map(|_| Some(Ok(None))).collect();
+            self.rolled_back = true;
+        }
+        self
+    }
+}
+
+async fn hold_all(inner: &Inner, event_id: Uuid, requests: &[Asked]) -> AppResult<Placed> {
     let db = &inner.db;
     let now = Utc::now();
     let event = event_selling(db, event_id, now).await?;
@@ -294,7 +390,7 @@ async fn hold_all(
     expire_their_stale_holds(db, &inner.policy, &event, &pending, now).await?;
     let pending = refuse_unavailable_seats(db, event_id, requests, pending, &mut outcomes).await?;
     if pending.is_empty() {
-        return Ok(outcomes);
+        return Ok(Placed::new(outcomes, None));
     }
     // Read before any seat: every change numbered up to here is in the pools after this.
     let seen = changelog::current_seq(db, event_id).await?;
@@ -312,11 +408,10 @@ async fn hold_all(
         now,
     )
     .await?;
-    txn.commit().await?;
     if let Some(kept) = kept.after(batch) {
         inner.keep_pools(event_id, kept);
     }
-    Ok(outcomes)
+    Ok(Placed::new(outcomes, Some(txn)))
 }
 
 /// Answers the requests for named seats of which one is already sold or held (as committed: a
@@ -380,8 +475,11 @@ async fn refuse_unavailable_seats(
 /// answer SOLD_OUT. A batch that lost seats to someone outside it drops the pools: a seat locked by a
 /// transaction that then rolled back is free with no change logged.
 struct KeptPools {
-    /// Every change numbered up to this is reflected in `pools`.
+    /// Every change numbered up to this is reflected in `pools`. A batch still committing counts:
+    /// its seats are out of the pools and this is its number.
     seq: i64,
+    /// `Kept::distrusted` when these pools were taken.
+    trust: u64,
     /// When the oldest pool here was read.
     since: Instant,
     pools: HashMap<Filter, Pool>,
@@ -397,9 +495,10 @@ struct BatchSeats {
 }
 
 impl KeptPools {
-    fn empty(seq: i64) -> Self {
+    fn empty(seq: i64, trust: u64) -> Self {
         Self {
             seq,
+            trust,
             since: Instant::now(),
             pools: HashMap::new(),
         }
@@ -423,21 +522,24 @@ impl KeptPools {
 }
 
 impl Inner {
-    /// The pools kept for the event, brought up to change `seen`; empty if none can be trusted.
+    /// The pools kept for the event, brought up to change `seen` (the last committed); empty if none
+    /// can be trusted.
     async fn kept_pools(&self, event_id: Uuid, seen: i64) -> AppResult<KeptPools> {
-        let kept = self
-            .kept
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&event_id);
+        let (kept, trust) = {
+            let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+            (kept.pools.remove(&event_id), kept.distrusted)
+        };
+        // Ahead of `seen` by the number of the batch still committing, which the pools already
+        // reflect (were it to roll back, it would have removed them first).
         let Some(mut kept) = kept.filter(|kept| {
             !kept.pools.is_empty()
                 && kept.since.elapsed() < KEEP_POOLS_FOR
-                && (0..=MAX_CATCH_UP).contains(&(seen - kept.seq))
+                && seen - kept.seq <= MAX_CATCH_UP
         }) else {
-            return Ok(KeptPools::empty(seen));
+            return Ok(KeptPools::empty(seen, trust));
         };
-        if kept.seq == seen {
+        kept.trust = trust;
+        if kept.seq >= seen {
             return Ok(kept);
         }
         let changes = changelog::changes_between(&self.db, event_id, kept.seq, seen).await?;
@@ -445,7 +547,7 @@ impl Inner {
             .iter()
             .any(|change| change.status == SeatStatus::Available)
         {
-            return Ok(KeptPools::empty(seen));
+            return Ok(KeptPools::empty(seen, trust));
         }
         let taken: HashSet<Uuid> = changes.iter().map(|change| change.seat_id).collect();
         for pool in kept.pools.values_mut() {
@@ -455,11 +557,33 @@ impl Inner {
         Ok(kept)
     }
 
-    fn keep_pools(&self, event_id: Uuid, kept: KeptPools) {
-        let mut all = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+    fn keep_pools(&self, event_id: Uuid, pools: KeptPools) {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        if pools.trust != kept.distrusted {
+            return;
+        }
         // Events whose sale went quiet are forgotten here rather than by a timer.
-        all.retain(|_, kept| kept.since.elapsed() < KEEP_POOLS_FOR);
-        all.insert(event_id, kept);
+        kept.pools
+            .retain(|_, pools| pools.since.elapsed() < KEEP_POOLS_FOR);
+        kept.pools.insert(event_id, pools);
+    }
+
+    /// Forgets the event's pools, and any pools taken meanwhile: a batch counted in them rolled back.
+    fn distrust_pools(&self, event_id: Uuid) {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.distrusted += 1;
+        kept.pools.remove(&event_id);
+    }
+
+    /// Puts a new batch last in the event's chain of commits: what it reports once settled, and
+    /// what the batch before it will report.
+    fn join_chain(&self, event_id: Uuid) -> (Settled, Option<watch::Receiver<Option<bool>>>) {
+        let (settled, report) = watch::channel(None);
+        let mut chain = self.chain.lock().unwrap_or_else(PoisonError::into_inner);
+        let earlier = chain.insert(event_id, report);
+        // Settled ends are dropped here, so quiet events leave nothing behind.
+        chain.retain(|_, report| report.borrow().is_none() && report.has_changed().is_ok());
+        (settled, earlier)
     }
 }
 
@@ -866,7 +990,7 @@ mod tests {
     }
 
     fn kept(seq: i64) -> KeptPools {
-        let mut kept = KeptPools::empty(seq);
+        let mut kept = KeptPools::empty(seq, 0);
         let pool = Pool {
             seats: (1..=4).map(seat).collect(),
             complete: true,

@@ -1052,6 +1052,87 @@ async fn best_available_follows_seats_taken_and_freed_outside_its_lane() {
     check_books(&app, event.event_id).await;
 }
 
+/// On PostgreSQL a seat batch commits while the lane places the next one, which already counts the
+/// committing batch's seats as gone. A batch that fails at its commit must cost its buyers nothing
+/// but a retry, and must not leave the next batch answering SOLD_OUT for seats that came back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seat_batch_that_fails_at_commit_leaves_no_buyer_short() {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::spawn().await;
+    if !seatstorm::db::is_postgres(&app.state.db) {
+        // SQLite has no deferred triggers to fail a commit with, and commits in line anyway.
+        return;
+    }
+    let event = create_event_shaped(
+        &app,
+        "Doomed Batch",
+        5,
+        Shape {
+            rows: 10,
+            seats_per_row: 10,
+            ..Shape::default()
+        },
+    )
+    .await;
+    let hold_pair = |token: String| {
+        let app = &app;
+        let input = json!({ "input": { "eventId": event.event_id, "quantity": 2, "adjacent": false, "idempotencyKey": key() } });
+        async move {
+            // CONFLICT is "try again": the failed batch's buyers, retried one at a time, race the lane.
+            let mut answer = app.graphql_as(&token, HOLD_BEST, input.clone()).await;
+            for _ in 0..5 {
+                if answer.get("errors").is_none() || error_code(&answer) != "CONFLICT" {
+                    break;
+                }
+                answer = app.graphql_as(&token, HOLD_BEST, input.clone()).await;
+            }
+            answer
+        }
+    };
+    let early = futures::future::join_all(app.buyers(40).await.into_iter().map(hold_pair)).await;
+    assert_eq!(count_codes(&early).get("OK"), Some(&40), "{early:?}");
+
+    let doomed = app.buyers(1).await.remove(0);
+    let doomed_id = app.state.tokens.verify(&doomed).expect("token").sub;
+    // The doomed buyer's batch takes a while to fail at its commit, so the lane places the next
+    // batch meanwhile, counting the doomed seats as gone.
+    app.state
+        .db
+        .execute_unprepared(&format!(
+            "CREATE FUNCTION doom_hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               IF NEW.user_id = '{doomed_id}' THEN \
+                 PERFORM pg_sleep(0.3); RAISE EXCEPTION 'doomed at commit'; \
+               END IF; \
+               RETURN NEW; END $$; \
+             CREATE CONSTRAINT TRIGGER doom_hold AFTER INSERT ON holds \
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION doom_hold();"
+        ))
+        .await
+        .expect("trigger");
+    // 20 seats left: the next batch's ten pairs fit only once the doomed pair is back.
+    let behind = app.buyers(10).await;
+    let (first, second) = futures::join!(hold_pair(doomed), async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        futures::future::join_all(behind.into_iter().map(hold_pair)).await
+    });
+    // Its retry fails at commit too, unless the house filled up before it ran.
+    let doomed_answer = error_code(&first);
+    assert!(
+        ["INTERNAL_SERVER_ERROR", "SOLD_OUT"].contains(&doomed_answer.as_str()),
+        "{first:?}"
+    );
+    // A SOLD_OUT here would be for seats the failed batch never held.
+    assert_eq!(count_codes(&second).get("OK"), Some(&10), "{second:?}");
+    assert!(free_seats(&app, event.event_id).await.is_empty());
+    check_books(&app, event.event_id).await;
+    let doomed_holds = entity::prelude::Hold::find()
+        .filter(entity::hold::Column::UserId.eq(doomed_id))
+        .count(&app.state.db)
+        .await
+        .expect("holds");
+    assert_eq!(doomed_holds, 0);
+}
+
 /// A key PostgreSQL cannot store must be refused on its own, not fail the batch it would have joined.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_idempotency_key_is_refused_without_failing_anyone_else() {
