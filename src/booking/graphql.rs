@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::auth::guards::RoleGuard;
 use crate::booking::idempotency::{self, ClaimedKey, IdempotencyKey};
-use crate::booking::seat_lane;
+use crate::booking::seat_lane::{self, SeatsHeld};
 use crate::booking::service::{self, Admission, BestAvailable, Buyer, Quantity};
 use crate::booking::sweeper::{publish_ended, publish_hold_update};
 use crate::error::{AppError, AppResult};
@@ -53,6 +53,9 @@ pub struct Hold {
     pub uuid: Uuid,
     #[graphql(skip)]
     pub event_uuid: Uuid,
+    /// The seats, when whoever made the hold already knew them.
+    #[graphql(skip)]
+    pub known_seats: Option<Vec<SeatLabel>>,
 }
 
 impl From<hold::Model> for Hold {
@@ -66,6 +69,18 @@ impl From<hold::Model> for Hold {
             tier_id: model.tier_id.map(|id| ID(id.to_string())),
             uuid: model.id,
             event_uuid: model.event_id,
+            known_seats: None,
+        }
+    }
+}
+
+impl From<SeatsHeld> for Hold {
+    fn from(held: SeatsHeld) -> Self {
+        Self {
+            known_seats: held
+                .seats
+                .map(|seats| seats.into_iter().map(SeatLabel::from).collect()),
+            ..held.hold.into()
         }
     }
 }
@@ -78,6 +93,9 @@ impl Hold {
 
     /// The seats, for a reserved-seat hold (empty once the hold has ended).
     async fn seats(&self, ctx: &Context<'_>) -> Result<Vec<SeatLabel>> {
+        if let Some(seats) = &self.known_seats {
+            return Ok(seats.clone());
+        }
         let state = ctx.state().extend()?;
         Ok(service::hold_seat_labels(&state.db, self.uuid)
             .await
@@ -277,13 +295,13 @@ impl BookingMutation {
             .extend()?;
         let key = IdempotencyKey::parse(&input.idempotency_key).extend()?;
         let request_hash = idempotency::request_hash(seat_lane::HOLD_SEATS, &input).extend()?;
-        let hold = state
+        let held = state
             .seat_holding
             .hold_seats(shopper, event_id, &seats, key, request_hash)
             .await
             .extend()?;
-        publish_hold_update(state, &hold, OrderUpdateKind::HoldCreated).await;
-        Ok(hold.into())
+        publish_hold_update(state, &held.hold, OrderUpdateKind::HoldCreated).await;
+        Ok(held.into())
     }
 
     /// Holds the best free seats: frontmost first, side by side when `adjacent`, avoiding single
@@ -320,13 +338,13 @@ impl BookingMutation {
         let key = IdempotencyKey::parse(&input.idempotency_key).extend()?;
         let request_hash =
             idempotency::request_hash(seat_lane::HOLD_BEST_AVAILABLE, &input).extend()?;
-        let hold = state
+        let held = state
             .seat_holding
             .hold_best(shopper, request, key, request_hash)
             .await
             .extend()?;
-        publish_hold_update(state, &hold, OrderUpdateKind::HoldCreated).await;
-        Ok(hold.into())
+        publish_hold_update(state, &held.hold, OrderUpdateKind::HoldCreated).await;
+        Ok(held.into())
     }
 
     /// Holds general-admission tickets; SOLD_OUT when fewer are left.

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use entity::enums::SeatStatus;
 use entity::prelude::*;
-use entity::{event, event_seat, hold, idempotency_key};
+use entity::{event, event_seat, hold, idempotency_key, seat};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query, TableRef, ValueTuple};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
@@ -76,7 +76,14 @@ const MAX_CATCH_UP: i64 = 64;
 
 /// What a lane answers: the hold, a refusal, or `Ok(None)`: run this request on its own (its key was
 /// already taken, or the batch could not place it).
-type Answer = AppResult<Option<hold::Model>>;
+type Answer = AppResult<Option<SeatsHeld>>;
+
+/// A hold of seats, with the seats when the lane knows them (so the answer needs no query for them).
+pub struct SeatsHeld {
+    pub hold: hold::Model,
+    /// In the order chosen; `None` when not known.
+    pub seats: Option<Vec<seat::Model>>,
+}
 
 /// The seats a request asks for.
 #[derive(Debug, Clone)]
@@ -167,7 +174,7 @@ impl SeatHolding {
         wanted: BestAvailable,
         key: IdempotencyKey,
         request_hash: String,
-    ) -> AppResult<hold::Model> {
+    ) -> AppResult<SeatsHeld> {
         let event_id = wanted.event_id;
         self.hold(buyer, event_id, Wanted::Best(wanted), key, request_hash)
             .await
@@ -183,7 +190,7 @@ impl SeatHolding {
         seat_ids: &[Uuid],
         key: IdempotencyKey,
         request_hash: String,
-    ) -> AppResult<hold::Model> {
+    ) -> AppResult<SeatsHeld> {
         let seats = service::seat_selection(&self.inner.policy, seat_ids)?;
         self.hold(buyer, event_id, Wanted::Seats(seats), key, request_hash)
             .await
@@ -196,7 +203,7 @@ impl SeatHolding {
         wanted: Wanted,
         key: IdempotencyKey,
         request_hash: String,
-    ) -> AppResult<hold::Model> {
+    ) -> AppResult<SeatsHeld> {
         let inner = &self.inner;
         let one_at_a_time = |buyer: Buyer, key: IdempotencyKey, request_hash: String| {
             let wanted = wanted.clone();
@@ -231,7 +238,7 @@ impl SeatHolding {
                 .await?;
                 let hold = service::find_own_hold(&inner.db, user_id, hold_id).await?;
                 inventory_changed(&inner.bus, hold.event_id).await;
-                Ok(hold)
+                Ok(SeatsHeld { hold, seats: None })
             }
         };
         if inner.path == BookingPath::Simple {
@@ -286,7 +293,8 @@ async fn hold_batch(inner: Arc<Inner>, event_id: Uuid, batch: Vec<Request>) -> O
         let (outcomes, committed) = match placed {
             Ok(batch) => {
                 let batch = batch.commit(&inner, event_id).await;
-                (Ok(batch.outcomes), !batch.rolled_back)
+                let committed = !batch.rolled_back;
+                (Ok(batch.with_seats(&inner.db).await), committed)
             }
             // Nothing of a batch that failed before its commit was kept for the next ones.
             Err(err) => (Err(err), true),
@@ -327,7 +335,7 @@ async fn earlier_batches_committed(earlier: Option<watch::Receiver<Option<bool>>
 
 /// The batch chose from pools that took for granted that an earlier batch's seats were held; that
 /// batch rolled back, so a SOLD_OUT may be wrong: those requests are tried again on their own.
-fn retry_sold_out(outcomes: Outcomes<Option<hold::Model>>) -> Outcomes<Option<hold::Model>> {
+fn retry_sold_out(outcomes: Outcomes<Option<SeatsHeld>>) -> Outcomes<Option<SeatsHeld>> {
     outcomes
         .into_iter()
         .map(|outcome| match outcome {
@@ -340,6 +348,8 @@ fn retry_sold_out(outcomes: Outcomes<Option<hold::Model>>) -> Outcomes<Option<ho
 /// A batch placed in its transaction, not yet committed.
 struct Placed {
     outcomes: Outcomes<Option<hold::Model>>,
+    /// The seats of each hold placed, in the order chosen.
+    seats: HashMap<Uuid, Vec<Uuid>>,
     /// `None` once committed, or when the batch wrote nothing.
     txn: Option<DatabaseTransaction>,
     rolled_back: bool,
@@ -349,9 +359,51 @@ impl Placed {
     fn new(outcomes: Outcomes<Option<hold::Model>>, txn: Option<DatabaseTransaction>) -> Self {
         Self {
             outcomes,
+            seats: HashMap::new(),
             txn,
             rolled_back: false,
         }
+    }
+
+    /// The outcomes as answered, each hold with its seats: one query for the whole batch. Without
+    /// them (the query failed) each answer reads its own.
+    async fn with_seats(self, db: &DatabaseConnection) -> Outcomes<Option<SeatsHeld>> {
+        let Self {
+            outcomes, seats, ..
+        } = self;
+        let wanted: Vec<Uuid> = seats.values().flatten().copied().collect();
+        let labels: Option<HashMap<Uuid, seat::Model>> = if wanted.is_empty() {
+            None
+        } else {
+            Seat::find()
+                .filter(crate::db::any_of(db, seat::Column::Id, &wanted))
+                .all(db)
+                .await
+                .inspect_err(|err| tracing::warn!(error = %err, "seat labels of a batch"))
+                .ok()
+                .map(|seats| seats.into_iter().map(|seat| (seat.id, seat)).collect())
+        };
+        let seats_of = |hold: &hold::Model| -> Option<Vec<seat::Model>> {
+            let labels = labels.as_ref()?;
+            seats
+                .get(&hold.id)?
+                .iter()
+                .map(|id| labels.get(id).cloned())
+                .collect()
+        };
+        outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.map(|answer| {
+                    answer.map(|held| {
+                        held.map(|hold| SeatsHeld {
+                            seats: seats_of(&hold),
+                            hold,
+                        })
+                    })
+                })
+            })
+            .collect()
     }
 
     /// Commits the batch. Should the commit fail, nothing of it was written, and each request is run
@@ -397,6 +449,7 @@ async fn hold_all(inner: &Inner, event_id: Uuid, requests: &[Asked]) -> AppResul
     let mut kept = inner.kept_pools(event_id, seen).await?;
     read_missing_pools(db, requests, &pending, &mut kept.pools).await?;
     let txn = db.begin().await?;
+    let mut held_seats = HashMap::new();
     let batch = place(
         &txn,
         inner,
@@ -405,13 +458,17 @@ async fn hold_all(inner: &Inner, event_id: Uuid, requests: &[Asked]) -> AppResul
         pending,
         &mut kept.pools,
         &mut outcomes,
+        &mut held_seats,
         now,
     )
     .await?;
     if let Some(kept) = kept.after(batch) {
         inner.keep_pools(event_id, kept);
     }
-    Ok(Placed::new(outcomes, Some(txn)))
+    Ok(Placed {
+        seats: held_seats,
+        ..Placed::new(outcomes, Some(txn))
+    })
 }
 
 /// Answers the requests for named seats of which one is already sold or held (as committed: a
@@ -670,6 +727,7 @@ async fn place(
     pending: Vec<Pending>,
     pools: &mut HashMap<Filter, Pool>,
     outcomes: &mut Outcomes<Option<hold::Model>>,
+    held_seats: &mut HashMap<Uuid, Vec<Uuid>>,
     now: DateTime<Utc>,
 ) -> AppResult<BatchSeats> {
     let holds: Vec<hold::Model> = pending
@@ -781,6 +839,7 @@ async fn place(
     adjust_tiers(txn, &per_tier, -1, now).await?;
     batch.seq = Some(changelog::record(txn, event.id, &changed, now).await?);
     for placing in placed {
+        held_seats.insert(placing.hold.id, placing.seats);
         outcomes[placing.request.index] = Some(Ok(Some(placing.hold)));
     }
     Ok(batch)
