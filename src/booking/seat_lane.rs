@@ -41,8 +41,8 @@ use entity::prelude::*;
 use entity::{event, event_seat, hold, idempotency_key, seat};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query, TableRef, ValueTuple};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, QuerySelect, TransactionTrait, TryIntoModel,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, QuerySelect, Statement, TransactionTrait, TryIntoModel,
 };
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
@@ -290,17 +290,22 @@ async fn hold_batch(inner: Arc<Inner>, event_id: Uuid, batch: Vec<Request>) -> O
         other => other,
     };
     Some(Box::pin(async move {
-        let (outcomes, committed) = match placed {
+        let (placed, committed) = match placed {
             Ok(batch) => {
                 let batch = batch.commit(&inner, event_id).await;
                 let committed = !batch.rolled_back;
-                (Ok(batch.with_seats(&inner.db).await), committed)
+                (Ok(batch), committed)
             }
             // Nothing of a batch that failed before its commit was kept for the next ones.
             Err(err) => (Err(err), true),
         };
         let earlier_committed = earlier_batches_committed(earlier).await;
+        // Settled before the seats' labels are read: the next batch's answers need not wait for them.
         settled.send_replace(Some(committed && earlier_committed));
+        let outcomes = match placed {
+            Ok(batch) => Ok(batch.with_seats(&inner.db).await),
+            Err(err) => Err(err),
+        };
         let outcomes = if earlier_committed {
             outcomes
         } else {
@@ -416,6 +421,7 @@ impl Placed {
             // The pools kept already count this batch's seats as held.
             inner.distrust_pools(event_id);
             self.outcomes = self.outcomes.iter().map(|_| Some(Ok(None))).collect();
+            self.seats.clear();
             self.rolled_back = true;
         }
         self
@@ -638,7 +644,10 @@ impl Inner {
         let (settled, report) = watch::channel(None);
         let mut chain = self.chain.lock().unwrap_or_else(PoisonError::into_inner);
         let earlier = chain.insert(event_id, report);
-        // Settled ends are dropped here, so quiet events leave nothing behind.
+        // Settled ends are dropped here, so quiet events leave nothing behind. A batch that finds no
+        // batch before it takes the earlier ones as committed; that holds even when the last of them
+        // failed, because a failed batch distrusts the kept pools before it settles, so this batch
+        // reads its seats afresh.
         chain.retain(|_, report| report.borrow().is_none() && report.has_changed().is_ok());
         (settled, earlier)
     }
@@ -987,40 +996,64 @@ async fn mark_held(
     placed: &[Placing],
     now: DateTime<Utc>,
 ) -> AppResult<()> {
-    let pairs: Vec<ValueTuple> = placed
+    let (seats, holds): (Vec<Uuid>, Vec<Uuid>) = placed
         .iter()
-        .flat_map(|placing| {
-            placing
-                .seats
-                .iter()
-                .map(|seat| ValueTuple::Two((*seat).into(), placing.hold.id.into()))
-        })
-        .collect();
-    let expected = pairs.len() as u64;
-    let chosen = Alias::new("chosen");
-    let update = Query::update()
-        .table(EventSeat)
-        .value(event_seat::Column::Status, SeatStatus::Held.as_str())
-        .value(
-            event_seat::Column::HoldId,
-            Expr::col((chosen.clone(), Alias::new("column2"))),
+        .flat_map(|placing| placing.seats.iter().map(|seat| (*seat, placing.hold.id)))
+        .unzip();
+    let expected = seats.len() as u64;
+    let update = if is_postgres(txn) {
+        // Two arrays: the same text whatever the batch's size, so prepared once per connection. The
+        // `ANY` repeats the join so the planner fetches the chosen seats by primary key rather than
+        // hashing every free seat of the event (450 seats of 16,000 free: 18 → 6 ms).
+        Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE event_seats SET status = $1, hold_id = chosen.hold_id, \
+             version = event_seats.version + 1, updated_at = $2 \
+             FROM unnest($3::uuid[], $4::uuid[]) AS chosen (seat_id, hold_id) \
+             WHERE event_seats.event_id = $5 AND event_seats.seat_id = chosen.seat_id \
+             AND event_seats.seat_id = ANY($3::uuid[]) AND event_seats.status = $6",
+            [
+                SeatStatus::Held.as_str().into(),
+                now.into(),
+                seats.into(),
+                holds.into(),
+                event_id.into(),
+                SeatStatus::Available.as_str().into(),
+            ],
         )
-        .value(
-            event_seat::Column::Version,
-            Expr::col((EventSeat, event_seat::Column::Version)).add(1),
-        )
-        .value(event_seat::Column::UpdatedAt, now)
-        .from(TableRef::ValuesList(pairs, chosen.clone().into()))
-        .and_where(Expr::col((EventSeat, event_seat::Column::EventId)).eq(event_id))
-        .and_where(
-            Expr::col((EventSeat, event_seat::Column::SeatId))
-                .equals((chosen, Alias::new("column1"))),
-        )
-        .and_where(
-            Expr::col((EventSeat, event_seat::Column::Status)).eq(SeatStatus::Available.as_str()),
-        )
-        .to_owned();
-    let updated = txn.execute(&update).await?.rows_affected();
+    } else {
+        let pairs: Vec<ValueTuple> = seats
+            .into_iter()
+            .zip(holds)
+            .map(|(seat, hold)| ValueTuple::Two(seat.into(), hold.into()))
+            .collect();
+        let chosen = Alias::new("chosen");
+        let update = Query::update()
+            .table(EventSeat)
+            .value(event_seat::Column::Status, SeatStatus::Held.as_str())
+            .value(
+                event_seat::Column::HoldId,
+                Expr::col((chosen.clone(), Alias::new("column2"))),
+            )
+            .value(
+                event_seat::Column::Version,
+                Expr::col((EventSeat, event_seat::Column::Version)).add(1),
+            )
+            .value(event_seat::Column::UpdatedAt, now)
+            .from(TableRef::ValuesList(pairs, chosen.clone().into()))
+            .and_where(Expr::col((EventSeat, event_seat::Column::EventId)).eq(event_id))
+            .and_where(
+                Expr::col((EventSeat, event_seat::Column::SeatId))
+                    .equals((chosen, Alias::new("column1"))),
+            )
+            .and_where(
+                Expr::col((EventSeat, event_seat::Column::Status))
+                    .eq(SeatStatus::Available.as_str()),
+            )
+            .to_owned();
+        DbBackend::Sqlite.build(&update)
+    };
+    let updated = txn.execute_raw(update).await?.rows_affected();
     if updated != expected {
         return Err(AppError::Conflict(
             "the seats changed while being held; try again".into(),
