@@ -16,8 +16,9 @@ use seatstorm::app::App;
 use seatstorm::auth::tokens::TokenKeys;
 use seatstorm::booking::best_available::{Candidate, choose, choose_first, seat_order};
 use seatstorm::config::{Config, Secret};
+use seatstorm::gql::Loaders;
 use seatstorm::persisted::PersistedQueries;
-use seatstorm::schema::{AppSchema, build_schema, request_loaders};
+use seatstorm::schema::{AppSchema, build_schema};
 use seatstorm::state::AppState;
 use uuid::Uuid;
 
@@ -183,7 +184,7 @@ impl SeatMapFixture {
     fn execute(&self, query: String) -> Response {
         let response = self.runtime.block_on(
             self.schema
-                .execute(request_loaders(Request::new(query), &self.db)),
+                .execute(Request::new(query).data(Loaders::new(self.db.clone()))),
         );
         assert!(response.errors.is_empty(), "{:?}", response.errors);
         response

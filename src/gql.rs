@@ -1,9 +1,14 @@
 //! GraphQL plumbing shared by every domain: context access, ID parsing, cursors, page sizes.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, ID};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use crate::auth::Viewer;
@@ -14,10 +19,52 @@ use crate::state::AppState;
 #[derive(Debug, Clone)]
 pub struct ClientAddress(pub String);
 
+/// The DataLoaders of one HTTP request or one WebSocket connection, each made when a field first
+/// asks for it: most requests (a booking mutation) use none, and making all of them up front was a
+/// few allocations per request for nothing. They batch the loads of resolvers that run together and
+/// cache no rows, so a connection's loaders never answer with a row older than the load.
+pub struct Loaders {
+    db: DatabaseConnection,
+    made: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl Loaders {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self {
+            db,
+            made: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The loader of type `T`, made with `make` (its tuple constructor) the first time.
+    pub fn get<T: Send + Sync + 'static>(
+        &self,
+        make: fn(DatabaseConnection) -> T,
+    ) -> Arc<DataLoader<T>> {
+        let mut made = self
+            .made
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let loader = made
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(DataLoader::new(make(self.db.clone()), tokio::spawn)))
+            .clone();
+        drop(made);
+        // Keyed by `T`'s own TypeId, so the entry always holds a `DataLoader<T>`.
+        loader
+            .downcast::<DataLoader<T>>()
+            .unwrap_or_else(|_| Arc::new(DataLoader::new(make(self.db.clone()), tokio::spawn)))
+    }
+}
+
 /// Typed access to what the server put into the GraphQL context.
 pub trait ContextExt {
     fn state(&self) -> AppResult<&AppState>;
-    fn loader<T: Send + Sync + 'static>(&self) -> AppResult<&DataLoader<T>>;
+    /// This request's (or connection's) loader of type `T`: `ctx.loader(VenueByIdLoader)`.
+    fn loader<T: Send + Sync + 'static>(
+        &self,
+        make: fn(DatabaseConnection) -> T,
+    ) -> AppResult<Arc<DataLoader<T>>>;
     /// The signed-in caller; UNAUTHENTICATED when there is none.
     fn viewer(&self) -> AppResult<&Viewer>;
     /// The caller if signed in.
@@ -40,13 +87,14 @@ impl ContextExt for Context<'_> {
         })
     }
 
-    fn loader<T: Send + Sync + 'static>(&self) -> AppResult<&DataLoader<T>> {
-        self.data::<DataLoader<T>>().map_err(|_| {
-            AppError::Internal(anyhow::anyhow!(
-                "DataLoader<{}> missing from the request data",
-                std::any::type_name::<T>()
-            ))
-        })
+    fn loader<T: Send + Sync + 'static>(
+        &self,
+        make: fn(DatabaseConnection) -> T,
+    ) -> AppResult<Arc<DataLoader<T>>> {
+        let loaders = self.data::<Loaders>().map_err(|_| {
+            AppError::Internal(anyhow::anyhow!("Loaders missing from the GraphQL context"))
+        })?;
+        Ok(loaders.get(make))
     }
 }
 

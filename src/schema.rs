@@ -3,20 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{MergedObject, MergedSubscription, Schema, SchemaBuilder, Subscription};
 use chrono::{DateTime, Utc};
 use futures::Stream;
-use sea_orm::DatabaseConnection;
 
 use crate::auth::graphql::{AuthMutation, AuthQuery};
 use crate::auth::throttle::Throttles;
 use crate::booking::graphql::{BookingMutation, BookingQuery};
 use crate::config::Limits;
 use crate::events::graphql::EventQuery;
-use crate::events::loaders::{
-    EventByIdLoader, SectionAvailabilityByEventLoader, TiersByEventLoader,
-};
 use crate::events::mutations::EventMutation;
 use crate::events::subscriptions::EventSubscription;
 use crate::guardrails::Guardrails;
@@ -25,14 +20,12 @@ use crate::notifications::graphql::{
     NotificationMutation, NotificationQuery, NotificationSubscription,
 };
 use crate::orders::graphql::{OrderMutation, OrderQuery};
-use crate::orders::loaders::{LinesByOrderLoader, TicketsByOrderLoader};
 use crate::orders::subscriptions::OrderSubscription;
 use crate::persisted::PersistedQueries;
 use crate::queue::graphql::{QueueMutation, QueueQuery, QueueSubscription};
 use crate::state::AppState;
 use crate::tickets::graphql::{TicketMutation, TicketQuery, TicketSubscription};
 use crate::venues::graphql::{VenueMutation, VenueQuery};
-use crate::venues::loaders::{SeatByIdLoader, SectionsByVenueLoader, VenueByIdLoader};
 use crate::waitlist::graphql::{WaitlistMutation, WaitlistQuery, WaitlistSubscription};
 
 #[derive(MergedObject, Default)]
@@ -147,35 +140,4 @@ pub fn sdl() -> String {
     )
     .finish()
     .sdl()
-}
-
-/// Per-request DataLoaders: created for each request so no cached row outlives it or crosses users.
-pub fn request_loaders(
-    request: async_graphql::Request,
-    db: &DatabaseConnection,
-) -> async_graphql::Request {
-    request
-        .data(DataLoader::new(VenueByIdLoader(db.clone()), tokio::spawn))
-        .data(DataLoader::new(
-            SectionsByVenueLoader(db.clone()),
-            tokio::spawn,
-        ))
-        .data(DataLoader::new(
-            TiersByEventLoader(db.clone()),
-            tokio::spawn,
-        ))
-        .data(DataLoader::new(
-            SectionAvailabilityByEventLoader(db.clone()),
-            tokio::spawn,
-        ))
-        .data(DataLoader::new(EventByIdLoader(db.clone()), tokio::spawn))
-        .data(DataLoader::new(SeatByIdLoader(db.clone()), tokio::spawn))
-        .data(DataLoader::new(
-            TicketsByOrderLoader(db.clone()),
-            tokio::spawn,
-        ))
-        .data(DataLoader::new(
-            LinesByOrderLoader(db.clone()),
-            tokio::spawn,
-        ))
 }

@@ -2,6 +2,7 @@
 //! graphql-ws), both authenticated with the same access token.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
 use async_graphql::{ErrorExtensions, Pos};
@@ -16,16 +17,17 @@ use crate::auth::Viewer;
 use crate::auth::tokens::TokenKeys;
 use crate::config::Config;
 use crate::error::AppError;
-use crate::gql::ClientAddress;
-use crate::schema::request_loaders;
+use crate::gql::{ClientAddress, Loaders};
 
 pub(crate) async fn graphql(
-    State(state): State<HttpState>,
+    State(state): State<Arc<HttpState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     request: GraphQLRequest,
 ) -> GraphQLResponse {
-    let mut request = request_loaders(request.into_inner(), &state.app.db);
+    let mut request = request
+        .into_inner()
+        .data(Loaders::new(state.app.db.clone()));
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -84,7 +86,7 @@ const WS_READ_BUFFER: usize = 1024;
 
 /// `GET /graphql` is GraphiQL for a browser and the subscription endpoint for a WebSocket upgrade.
 pub(crate) async fn graphiql_or_websocket(
-    State(state): State<HttpState>,
+    State(state): State<Arc<HttpState>>,
     request: Request,
 ) -> Response {
     let (mut parts, _body) = request.into_parts();

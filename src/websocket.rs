@@ -28,6 +28,7 @@ use crate::auth::Viewer;
 use crate::auth::tokens::TokenKeys;
 use crate::error::AppError;
 use crate::events::direct_seat_map::DirectSeatMap;
+use crate::gql::Loaders;
 use crate::persisted::PersistedQueries;
 use crate::schema::AppSchema;
 use crate::state::AppState;
@@ -266,6 +267,7 @@ pub async fn serve(
 
     let tokens = state.tokens.clone();
     let registry = state.ws_connections.clone();
+    let db = state.db.clone();
     let incoming = {
         let session = Arc::clone(&session);
         let out = out.clone();
@@ -335,6 +337,7 @@ pub async fn serve(
         .on_connection_init(move |payload| async move {
             init_session.initialized.store(true, Ordering::Relaxed);
             let mut data = Data::default();
+            data.insert(Loaders::new(db));
             match authenticate_payload(&tokens, &payload) {
                 Ok(Some(viewer)) => {
                     let Some(slot) =

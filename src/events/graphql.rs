@@ -115,7 +115,7 @@ impl From<event::Model> for Event {
 #[ComplexObject]
 impl Event {
     async fn venue(&self, ctx: &Context<'_>) -> Result<Venue> {
-        ctx.loader::<VenueByIdLoader>()
+        ctx.loader(VenueByIdLoader)
             .extend()?
             .load_one(self.venue_id)
             .await
@@ -162,7 +162,7 @@ impl Event {
     /// Seat counts by status for each reserved section the event sells.
     async fn section_availability(&self, ctx: &Context<'_>) -> Result<Vec<SectionAvailability>> {
         let rows = ctx
-            .loader::<SectionAvailabilityByEventLoader>()
+            .loader(SectionAvailabilityByEventLoader)
             .extend()?
             .load_one(self.uuid)
             .await
@@ -175,7 +175,7 @@ impl Event {
 impl Event {
     async fn tier_models(&self, ctx: &Context<'_>) -> Result<Vec<ticket_tier::Model>> {
         Ok(ctx
-            .loader::<TiersByEventLoader>()
+            .loader(TiersByEventLoader)
             .extend()?
             .load_one(self.uuid)
             .await
@@ -378,7 +378,7 @@ impl From<MapSeat> for SeatMapSeat {
 
 /// Loads an event through the per-request loader, for fields that point at one.
 pub async fn load_event(ctx: &Context<'_>, id: Uuid) -> Result<Event> {
-    ctx.loader::<EventByIdLoader>()
+    ctx.loader(EventByIdLoader)
         .extend()?
         .load_one(id)
         .await

@@ -86,7 +86,7 @@ impl Order {
 
     async fn lines(&self, ctx: &Context<'_>) -> Result<Vec<OrderLine>> {
         Ok(ctx
-            .loader::<LinesByOrderLoader>()
+            .loader(LinesByOrderLoader)
             .extend()?
             .load_one(self.uuid)
             .await
@@ -100,7 +100,7 @@ impl Order {
     /// One ticket per seat or general-admission unit, cancelled ones included.
     async fn tickets(&self, ctx: &Context<'_>) -> Result<Vec<Ticket>> {
         Ok(ctx
-            .loader::<TicketsByOrderLoader>()
+            .loader(TicketsByOrderLoader)
             .extend()?
             .load_one(self.uuid)
             .await
@@ -220,7 +220,7 @@ impl Ticket {
             return Ok(None);
         };
         Ok(ctx
-            .loader::<SeatByIdLoader>()
+            .loader(SeatByIdLoader)
             .extend()?
             .load_one(seat_id)
             .await

@@ -47,7 +47,7 @@ impl Venue {
     /// Sections in drawing order.
     async fn sections(&self, ctx: &Context<'_>) -> Result<Vec<Section>> {
         let sections = ctx
-            .loader::<SectionsByVenueLoader>()
+            .loader(SectionsByVenueLoader)
             .extend()?
             .load_one(self.uuid)
             .await

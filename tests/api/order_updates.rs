@@ -239,3 +239,61 @@ async fn concurrent_sweepers_warn_each_hold_once() {
         assert_eq!(inbox["myNotifications"]["unreadCount"], 1);
     }
 }
+
+/// A pushed update resolves nested fields as a query would: the hold's event and venue, the order's
+/// lines and tickets all go through the loaders the connection carries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_updates_resolve_nested_fields() {
+    let app = TestApp::spawn().await;
+    let event = create_small_event(&app, "Nested Updates", 5).await;
+    let tier = tiers(&app, event.event_id).await.standing;
+    let me = app.buyers(1).await.remove(0);
+    let mut socket = connect(
+        &app,
+        "graphql-transport-ws",
+        json!({ "Authorization": format!("Bearer {me}") }),
+    )
+    .await;
+    subscribe(
+        &mut socket,
+        "1",
+        "subscription { orderUpdated { kind \
+         hold { totalCents seats { id } event { title venue { name sections { name } } } } \
+         order { lines { quantity } tickets { seat { row } } event { title } } } }",
+        json!({}),
+    )
+    .await;
+
+    let hold_id = hold_tickets(&app, &me, tier).await;
+    let message = next_for(&mut socket, "1").await;
+    let created = update(&message);
+    assert_eq!(created["kind"], "HOLD_CREATED", "{message}");
+    assert_eq!(created["hold"]["event"]["title"], "Nested Updates");
+    assert!(
+        created["hold"]["totalCents"]
+            .as_i64()
+            .is_some_and(|cents| cents > 0)
+    );
+    assert!(
+        created["hold"]["event"]["venue"]["sections"]
+            .as_array()
+            .is_some_and(|sections| !sections.is_empty()),
+        "{message}"
+    );
+
+    app.data_as(
+        &me,
+        CHECKOUT,
+        json!({ "input": { "holdId": hold_id, "paymentToken": "tok_visa", "idempotencyKey": Uuid::new_v4().to_string() } }),
+    )
+    .await;
+    let message = next_for(&mut socket, "1").await;
+    let confirmed = update(&message);
+    assert_eq!(confirmed["kind"], "ORDER_CONFIRMED", "{message}");
+    assert_eq!(confirmed["order"]["lines"][0]["quantity"], 2, "{message}");
+    assert_eq!(
+        confirmed["order"]["tickets"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(confirmed["order"]["event"]["title"], "Nested Updates");
+}
