@@ -3,17 +3,19 @@ use async_graphql::{
     SimpleObject,
 };
 use chrono::{DateTime, Utc};
-use entity::hold;
+use entity::{hold, seat};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::auth::guards::RoleGuard;
 use crate::booking::idempotency::{self, ClaimedKey, IdempotencyKey};
+use crate::booking::loaders::SeatsByHoldLoader;
 use crate::booking::seat_lane::{self, SeatsHeld};
 use crate::booking::service::{self, Admission, BestAvailable, Buyer, Quantity};
 use crate::booking::sweeper::{publish_ended, publish_hold_update};
 use crate::error::{AppError, AppResult};
 use crate::events::graphql::{Event, load_event};
+use crate::events::loaders::TiersByEventLoader;
 use crate::gql::{ContextExt, parse_id};
 use crate::live::{LiveMessage, OrderUpdateKind};
 use crate::orders::graphql::{Order, SeatLabel};
@@ -53,6 +55,8 @@ pub struct Hold {
     pub uuid: Uuid,
     #[graphql(skip)]
     pub event_uuid: Uuid,
+    #[graphql(skip)]
+    pub tier_uuid: Option<Uuid>,
     /// The seats, when whoever made the hold already knew them.
     #[graphql(skip)]
     pub known_seats: Option<Vec<SeatLabel>>,
@@ -69,6 +73,7 @@ impl From<hold::Model> for Hold {
             tier_id: model.tier_id.map(|id| ID(id.to_string())),
             uuid: model.id,
             event_uuid: model.event_id,
+            tier_uuid: model.tier_id,
             known_seats: None,
         }
     }
@@ -96,10 +101,9 @@ impl Hold {
         if let Some(seats) = &self.known_seats {
             return Ok(seats.clone());
         }
-        let state = ctx.state().extend()?;
-        Ok(service::hold_seat_labels(&state.db, self.uuid)
-            .await
-            .extend()?
+        Ok(self
+            .seats_with_tiers(ctx)
+            .await?
             .into_iter()
             .map(|(seat, _)| SeatLabel::from(seat))
             .collect())
@@ -107,11 +111,34 @@ impl Hold {
 
     /// What checking out costs, in cents.
     async fn total_cents(&self, ctx: &Context<'_>) -> Result<i64> {
-        let state = ctx.state().extend()?;
-        let hold = service::find_own_hold(&state.db, ctx.viewer().extend()?.user_id, self.uuid)
+        let seat_tiers = if self.tier_uuid.is_some() {
+            Vec::new()
+        } else {
+            self.seats_with_tiers(ctx).await?
+        };
+        let tiers = ctx
+            .loader(TiersByEventLoader)
+            .extend()?
+            .load_one(self.event_uuid)
             .await
-            .extend()?;
-        Ok(service::hold_total(&state.db, &hold).await.extend()?.0)
+            .map_err(|err| err.extend())?
+            .unwrap_or_default();
+        let seat_tiers = seat_tiers.into_iter().map(|(_, tier)| tier);
+        let (total, _) =
+            service::price_hold(self.tier_uuid, self.quantity, seat_tiers, &tiers).extend()?;
+        Ok(total)
+    }
+}
+
+impl Hold {
+    async fn seats_with_tiers(&self, ctx: &Context<'_>) -> Result<Vec<(seat::Model, Uuid)>> {
+        Ok(ctx
+            .loader(SeatsByHoldLoader)
+            .extend()?
+            .load_one(self.uuid)
+            .await
+            .map_err(|err| err.extend())?
+            .unwrap_or_default())
     }
 }
 

@@ -21,6 +21,7 @@ pub mod coalesce;
 pub mod graphql;
 pub mod idempotency;
 pub mod lanes;
+pub mod loaders;
 pub mod seat_lane;
 pub mod service;
 pub mod sweeper;

@@ -41,8 +41,8 @@ use entity::prelude::*;
 use entity::{event, event_seat, hold, idempotency_key, seat};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query, TableRef, ValueTuple};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, QuerySelect, Statement, TransactionTrait, TryIntoModel,
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
+    QuerySelect, Statement, TransactionTrait, TryIntoModel,
 };
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
@@ -1053,13 +1053,7 @@ async fn mark_held(
             .to_owned();
         DbBackend::Sqlite.build(&update)
     };
-    let updated = txn.execute_raw(update).await?.rows_affected();
-    if updated != expected {
-        return Err(AppError::Conflict(
-            "the seats changed while being held; try again".into(),
-        ));
-    }
-    Ok(())
+    service::update_seats_exactly(txn, update, expected, "held").await
 }
 
 async fn inventory_changed(bus: &Bus, event_id: Uuid) {

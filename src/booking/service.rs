@@ -18,8 +18,8 @@ use sea_orm::sea_query::{
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, FromQueryResult, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
+    DbBackend, EntityTrait, FromQueryResult, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+    Set, Statement, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -829,56 +829,57 @@ pub async fn release_hold(
     find_own_hold(db, user_id, hold_id).await
 }
 
-/// What a hold costs, line by line: (tier, quantity, unit price), in tier order.
-async fn hold_lines(
-    db: &impl ConnectionTrait,
-    hold: &hold::Model,
-) -> AppResult<Vec<(ticket_tier::Model, i32)>> {
-    let mut counts: BTreeMap<Uuid, i32> = BTreeMap::new();
-    match hold.tier_id {
+/// What a hold costs, in its currency: its tier's price times its quantity for a GA hold, the sum of
+/// its seats' tier prices for a reserved one. `ga_tier` is a GA hold's tier, `seat_tiers` the tiers
+/// of a reserved hold's seats, `tiers` its event's tiers.
+pub fn price_hold(
+    ga_tier: Option<Uuid>,
+    quantity: i32,
+    seat_tiers: impl IntoIterator<Item = Uuid>,
+    tiers: &[ticket_tier::Model],
+) -> AppResult<(i64, String)> {
+    let mut counts: BTreeMap<Uuid, i64> = BTreeMap::new();
+    match ga_tier {
         Some(tier_id) => {
-            counts.insert(tier_id, hold.quantity);
+            counts.insert(tier_id, i64::from(quantity));
         }
         None => {
-            for seat in EventSeat::find()
-                .filter(event_seat::Column::HoldId.eq(hold.id))
-                .all(db)
-                .await?
-            {
-                *counts.entry(seat.tier_id).or_default() += 1;
+            for tier_id in seat_tiers {
+                *counts.entry(tier_id).or_default() += 1;
             }
         }
     }
-    let tiers: HashMap<Uuid, ticket_tier::Model> = TicketTier::find()
-        .filter(ticket_tier::Column::Id.is_in(counts.keys().copied()))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|t| (t.id, t))
-        .collect();
-    counts
-        .into_iter()
-        .map(|(tier_id, count)| {
-            tiers
-                .get(&tier_id)
-                .cloned()
-                .map(|tier| (tier, count))
-                .ok_or(AppError::NotFound("tier"))
-        })
-        .collect()
+    let mut total = 0;
+    let mut currency = None;
+    for (tier_id, count) in counts {
+        let tier = tiers
+            .iter()
+            .find(|tier| tier.id == tier_id)
+            .ok_or(AppError::NotFound("tier"))?;
+        total += tier.price_cents * count;
+        currency.get_or_insert_with(|| tier.currency.clone());
+    }
+    Ok((total, currency.unwrap_or_else(|| "USD".to_owned())))
 }
 
-/// The amount a hold costs, in its currency.
+/// What a hold costs, read from the database (see [`price_hold`]).
 pub async fn hold_total(db: &impl ConnectionTrait, hold: &hold::Model) -> AppResult<(i64, String)> {
-    let lines = hold_lines(db, hold).await?;
-    let total = lines
-        .iter()
-        .map(|(tier, n)| tier.price_cents * i64::from(*n))
-        .sum();
-    let currency = lines
-        .first()
-        .map_or_else(|| "USD".to_owned(), |(tier, _)| tier.currency.clone());
-    Ok((total, currency))
+    let seat_tiers = if hold.tier_id.is_some() {
+        Vec::new()
+    } else {
+        EventSeat::find()
+            .filter(event_seat::Column::HoldId.eq(hold.id))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|seat| seat.tier_id)
+            .collect()
+    };
+    let tiers = TicketTier::find()
+        .filter(ticket_tier::Column::EventId.eq(hold.event_id))
+        .all(db)
+        .await?;
+    price_hold(hold.tier_id, hold.quantity, seat_tiers, &tiers)
 }
 
 /// A paid hold, to be turned into an order.
@@ -1078,7 +1079,7 @@ pub(crate) async fn convert_holds(
     let mut lines = Vec::new();
     let mut tickets = Vec::new();
     let mut payments = Vec::new();
-    let mut sold_to: Vec<ValueTuple> = Vec::new();
+    let mut sold_to = Vec::new();
     let mut sold = Vec::new();
     let mut from_waitlist = Vec::new();
     let mut taken: HashSet<Uuid> = HashSet::new();
@@ -1137,7 +1138,7 @@ pub(crate) async fn convert_holds(
             );
         }
         if !seats.is_empty() {
-            sold_to.push(ValueTuple::Two(hold.id.into(), order.id.into()));
+            sold_to.push((hold.id, order.id));
         }
         sold.extend(
             seats
@@ -1196,35 +1197,71 @@ pub(crate) async fn convert_holds(
 /// `expected` rolls the batch back.
 async fn sell_seats(
     txn: &impl ConnectionTrait,
-    sold_to: Vec<ValueTuple>,
+    sold_to: Vec<(Uuid, Uuid)>,
     expected: u64,
     now: chrono::DateTime<Utc>,
 ) -> AppResult<()> {
-    let pairs = Alias::new("sold_to");
-    let update = Query::update()
-        .table(EventSeat)
-        .value(event_seat::Column::Status, SeatStatus::Sold.as_str())
-        .value(
-            event_seat::Column::OrderId,
-            Expr::col((pairs.clone(), Alias::new("column2"))),
+    let (holds, orders): (Vec<Uuid>, Vec<Uuid>) = sold_to.into_iter().unzip();
+    let update = if is_postgres(txn) {
+        // Two arrays keep the text the same whatever the batch's size (one prepared statement per
+        // connection); the `ANY` lets the planner find the holds' seats through their index.
+        Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE event_seats SET status = $1, order_id = sold.order_id, hold_id = NULL, \
+             version = event_seats.version + 1, updated_at = $2 \
+             FROM unnest($3::uuid[], $4::uuid[]) AS sold (hold_id, order_id) \
+             WHERE event_seats.hold_id = sold.hold_id AND event_seats.hold_id = ANY($3::uuid[])",
+            [
+                SeatStatus::Sold.as_str().into(),
+                now.into(),
+                holds.into(),
+                orders.into(),
+            ],
         )
-        .value(event_seat::Column::HoldId, Option::<Uuid>::None)
-        .value(
-            event_seat::Column::Version,
-            Expr::col((EventSeat, event_seat::Column::Version)).add(1),
-        )
-        .value(event_seat::Column::UpdatedAt, now)
-        .from(TableRef::ValuesList(sold_to, pairs.clone().into()))
-        .and_where(
-            Expr::col((EventSeat, event_seat::Column::HoldId))
-                .equals((pairs, Alias::new("column1"))),
-        )
-        .to_owned();
-    let updated = txn.execute(&update).await?.rows_affected();
+    } else {
+        let pairs: Vec<ValueTuple> = holds
+            .into_iter()
+            .zip(orders)
+            .map(|(hold, order)| ValueTuple::Two(hold.into(), order.into()))
+            .collect();
+        let sold = Alias::new("sold");
+        let update = Query::update()
+            .table(EventSeat)
+            .value(event_seat::Column::Status, SeatStatus::Sold.as_str())
+            .value(
+                event_seat::Column::OrderId,
+                Expr::col((sold.clone(), Alias::new("column2"))),
+            )
+            .value(event_seat::Column::HoldId, Option::<Uuid>::None)
+            .value(
+                event_seat::Column::Version,
+                Expr::col((EventSeat, event_seat::Column::Version)).add(1),
+            )
+            .value(event_seat::Column::UpdatedAt, now)
+            .from(TableRef::ValuesList(pairs, sold.clone().into()))
+            .and_where(
+                Expr::col((EventSeat, event_seat::Column::HoldId))
+                    .equals((sold, Alias::new("column1"))),
+            )
+            .to_owned();
+        DbBackend::Sqlite.build(&update)
+    };
+    update_seats_exactly(txn, update, expected, "sold").await
+}
+
+/// Runs a batch's seat update, which must touch exactly `expected` seats: any other count means a
+/// seat changed under the batch, and the batch rolls back as CONFLICT.
+pub(crate) async fn update_seats_exactly(
+    txn: &impl ConnectionTrait,
+    update: Statement,
+    expected: u64,
+    doing: &str,
+) -> AppResult<()> {
+    let updated = txn.execute_raw(update).await?.rows_affected();
     if updated != expected {
-        return Err(AppError::Conflict(
-            "the seats changed while being sold; try again".into(),
-        ));
+        return Err(AppError::Conflict(format!(
+            "the seats changed while being {doing}; try again"
+        )));
     }
     Ok(())
 }
@@ -1337,25 +1374,36 @@ pub async fn active_holds(db: &impl ConnectionTrait, user_id: Uuid) -> AppResult
         .await?)
 }
 
-/// The seats of a hold, with their labels.
-pub async fn hold_seat_labels(
+/// The seats of each of `hold_ids` with their tiers, in row and seat order.
+pub async fn seats_of_holds(
     db: &impl ConnectionTrait,
-    hold_id: Uuid,
-) -> AppResult<Vec<(seat::Model, Uuid)>> {
-    let rows = EventSeat::find()
-        .filter(event_seat::Column::HoldId.eq(hold_id))
+    hold_ids: &[Uuid],
+) -> AppResult<HashMap<Uuid, Vec<(seat::Model, Uuid)>>> {
+    let held = EventSeat::find()
+        .filter(crate::db::any_of(db, event_seat::Column::HoldId, hold_ids))
         .all(db)
         .await?;
-    let tiers: HashMap<Uuid, Uuid> = rows.iter().map(|r| (r.seat_id, r.tier_id)).collect();
-    let seats = Seat::find()
-        .filter(seat::Column::Id.is_in(rows.iter().map(|r| r.seat_id)))
+    let seat_ids: Vec<Uuid> = held.iter().map(|row| row.seat_id).collect();
+    let mut labels: HashMap<Uuid, seat::Model> = Seat::find()
+        .filter(crate::db::any_of(db, seat::Column::Id, &seat_ids))
         .all(db)
-        .await?;
-    Ok(seats
+        .await?
         .into_iter()
-        .map(|s| {
-            let tier = tiers.get(&s.id).copied().unwrap_or_default();
-            (s, tier)
-        })
-        .collect())
+        .map(|seat| (seat.id, seat))
+        .collect();
+    let mut by_hold: HashMap<Uuid, Vec<(seat::Model, Uuid)>> = HashMap::new();
+    for row in held {
+        if let (Some(hold_id), Some(seat)) = (row.hold_id, labels.remove(&row.seat_id)) {
+            by_hold
+                .entry(hold_id)
+                .or_default()
+                .push((seat, row.tier_id));
+        }
+    }
+    for seats in by_hold.values_mut() {
+        seats.sort_by(|(a, _), (b, _)| {
+            (a.section_id, a.row_index, a.number).cmp(&(b.section_id, b.row_index, b.number))
+        });
+    }
+    Ok(by_hold)
 }

@@ -1613,3 +1613,91 @@ async fn the_per_person_cap_follows_cancelled_reduced_and_restored_tickets() {
         "the restored two count again"
     );
 }
+
+/// `myHolds` with each hold's seats, price and event: the statements issued do not grow with the
+/// number of holds, and every hold shows its own seats in seat order and its own total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn my_holds_load_seats_and_totals_in_a_bounded_number_of_statements() {
+    // The sweeper shares the statement counter: its first pass is an hour away.
+    let app = TestApp::spawn_with(Options {
+        sweep_interval_ms: Some(3_600_000),
+        ..Options::default()
+    })
+    .await;
+    let buyer = app.buyers(1).await.remove(0);
+    let mut held = Vec::new();
+    for n in 0..6 {
+        let (event_id, seat_ids) = seated_event(&app, &format!("Held {n}"), 2, 5).await;
+        // Named out of order: the answer lists them in seat order.
+        let named = vec![seat_ids[3].clone(), seat_ids[1].clone()];
+        let hold = app
+            .data_as(
+                &buyer,
+                HOLD_SEATS,
+                json!({ "input": { "eventId": event_id, "seatIds": named, "idempotencyKey": key() } }),
+            )
+            .await;
+        held.push((
+            hold["holdSeats"]["id"].clone(),
+            vec![seat_ids[1].clone(), seat_ids[3].clone()],
+        ));
+    }
+    let query = "{ myHolds { id totalCents seats { id number } event { title } } }";
+    let count = |holds: usize| {
+        let app = &app;
+        let buyer = &buyer;
+        let held = &held;
+        async move {
+            let before = app.statements();
+            let data = app.data_as(buyer, query, json!({})).await;
+            let after = app.statements();
+            let listed = data["myHolds"].as_array().expect("holds");
+            assert!(listed.len() >= holds);
+            for (hold_id, seats) in held {
+                let hold = listed
+                    .iter()
+                    .find(|hold| hold["id"] == *hold_id)
+                    .expect("every hold listed");
+                let shown: Vec<&str> = hold["seats"]
+                    .as_array()
+                    .expect("seats")
+                    .iter()
+                    .filter_map(|seat| seat["id"].as_str())
+                    .collect();
+                assert_eq!(shown, *seats, "the hold's own seats, in seat order");
+                assert!(hold["totalCents"].as_i64().is_some_and(|cents| cents > 0));
+            }
+            after - before
+        }
+    };
+    let few = {
+        // The same buyer with one hold: a second buyer holding in the first event.
+        let other = app.buyers(1).await.remove(0);
+        let (event_id, seat_ids) = seated_event(&app, "Held alone", 2, 5).await;
+        app.data_as(
+            &other,
+            HOLD_SEATS,
+            json!({ "input": { "eventId": event_id, "seatIds": [seat_ids[0]], "idempotencyKey": key() } }),
+        )
+        .await;
+        let mut fewest = u64::MAX;
+        for _ in 0..3 {
+            let before = app.statements();
+            let data = app.data_as(&other, query, json!({})).await;
+            fewest = fewest.min(app.statements() - before);
+            assert_eq!(data["myHolds"].as_array().map(Vec::len), Some(1));
+        }
+        fewest
+    };
+    let mut many = u64::MAX;
+    for _ in 0..3 {
+        many = many.min(count(held.len()).await);
+    }
+    // The holds, then one batch each of seats (two statements), tiers and events; a loader may split
+    // over two batches when resolution straddles its delay. An N+1 would cost four per hold.
+    let bound = 1 + 2 * 4;
+    assert!(
+        few <= bound && many <= bound,
+        "statements must not grow with the holds: {few} for one hold, {many} for six"
+    );
+}
