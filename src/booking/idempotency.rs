@@ -14,14 +14,15 @@ use entity::enums::IdempotencyStatus;
 use entity::idempotency_key;
 use sea_orm::sea_query::{CaseStatement, Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    IntoActiveModel, QueryFilter,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
+    EntityTrait, IntoActiveModel, QueryFilter, Statement,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::db::is_postgres;
 use crate::error::{AppError, AppResult};
 
 /// How long a key is remembered.
@@ -118,6 +119,30 @@ pub(crate) async fn complete_claimed(
     completions: &[(&ClaimedKey, serde_json::Value)],
 ) -> AppResult<()> {
     if completions.is_empty() {
+        return Ok(());
+    }
+    if is_postgres(db) {
+        let mut users = Vec::with_capacity(completions.len());
+        let mut keys = Vec::with_capacity(completions.len());
+        let mut responses = Vec::with_capacity(completions.len());
+        for (claimed, response) in completions {
+            users.push(claimed.user_id);
+            keys.push(claimed.key.0.clone());
+            responses.push(response.to_string());
+        }
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE idempotency_keys SET status = $1, response = done.response::jsonb \
+             FROM unnest($2::uuid[], $3::text[], $4::text[]) AS done (user_id, key, response) \
+             WHERE idempotency_keys.user_id = done.user_id AND idempotency_keys.key = done.key",
+            [
+                IdempotencyStatus::Completed.as_str().into(),
+                users.into(),
+                keys.into(),
+                responses.into(),
+            ],
+        ))
+        .await?;
         return Ok(());
     }
     let row_of = |claimed: &ClaimedKey| {
@@ -329,6 +354,10 @@ where
 
 /// Completes claimed keys (by row id) with their responses in one statement, for a batch whose
 /// requests committed together.
+///
+/// On PostgreSQL (as in [`complete_claimed`]) the pairs go as arrays, so the statement's text is the
+/// same for every batch: written as a `CASE` with a branch per key it was a new statement for each
+/// batch size (176 texts in one storm), parsed, planned and prepared anew every time.
 pub(crate) async fn complete_all(
     db: &impl ConnectionTrait,
     responses: Vec<(Uuid, serde_json::Value)>,
@@ -337,6 +366,25 @@ pub(crate) async fn complete_all(
         return Ok(());
     }
     let ids: Vec<Uuid> = responses.iter().map(|(id, _)| *id).collect();
+    if is_postgres(db) {
+        let texts: Vec<String> = responses
+            .iter()
+            .map(|(_, response)| response.to_string())
+            .collect();
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE idempotency_keys SET status = $1, response = done.response::jsonb \
+             FROM unnest($2::uuid[], $3::text[]) AS done (id, response) \
+             WHERE idempotency_keys.id = done.id AND idempotency_keys.id = ANY($2::uuid[])",
+            [
+                IdempotencyStatus::Completed.as_str().into(),
+                ids.into(),
+                texts.into(),
+            ],
+        ))
+        .await?;
+        return Ok(());
+    }
     let response = responses
         .into_iter()
         .fold(CaseStatement::new(), |case, (id, response)| {
@@ -348,7 +396,7 @@ pub(crate) async fn complete_all(
             Expr::value(IdempotencyStatus::Completed.as_str()),
         )
         .col_expr(idempotency_key::Column::Response, response.into())
-        .filter(crate::db::any_of(db, idempotency_key::Column::Id, &ids))
+        .filter(idempotency_key::Column::Id.is_in(ids))
         .exec(db)
         .await?;
     Ok(())
