@@ -20,6 +20,7 @@ mod m20261122_000010_waitlist_offer_index;
 mod m20261201_000011_orders_refund_due_index;
 mod m20261201_000012_buyer_ticket_counts;
 mod m20261202_000013_ticket_copied_keys;
+mod m20261203_000014_idempotency_keys_room_to_complete;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000011_orders_refund_due_index::Migration),
             Box::new(m20261201_000012_buyer_ticket_counts::Migration),
             Box::new(m20261202_000013_ticket_copied_keys::Migration),
+            Box::new(m20261203_000014_idempotency_keys_room_to_complete::Migration),
         ]
     }
 }
