@@ -58,10 +58,14 @@ postgres_ticks() {
     echo "$sum"
 }
 idle_ticks() { awk '/^cpu / {print $5}' /proc/stat; }
+# Time the hypervisor gave these cores to someone else: when it is not ~0, the storm ran short of CPU.
+steal_ticks() { awk '/^cpu / {print $9}' /proc/stat; }
 bookings() {
     curl -s "http://127.0.0.1:$port/metrics" | awk -v counted="^$counted" '$0 ~ counted {sum += $2} END {print sum + 0}'
 }
-snapshot() { echo "$(ticks "$server_pid") $(postgres_ticks) $(ticks "$storm_pid") $(idle_ticks) $(bookings)"; }
+snapshot() {
+    echo "$(ticks "$server_pid") $(postgres_ticks) $(ticks "$storm_pid") $(idle_ticks) $(steal_ticks) $(bookings)"
+}
 
 # Setting up (buyers signing up, a large seat map) can take minutes; the window opens with the storm.
 until (($(bookings) > 200)) || ! kill -0 "$storm_pid" 2>/dev/null; do sleep 0.05; done
@@ -74,14 +78,15 @@ storm_pid=""
 python3 - "$report" "$(getconf CLK_TCK)" $before $after <<'PY'
 import json, sys
 report, hz = sys.argv[1], int(sys.argv[2])
-before, after = list(map(int, sys.argv[3:8])), list(map(int, sys.argv[8:13]))
-server, postgres, tool, idle, booked = (b - a for a, b in zip(before, after))
+before, after = list(map(int, sys.argv[3:9])), list(map(int, sys.argv[9:15]))
+server, postgres, tool, idle, steal, booked = (b - a for a, b in zip(before, after))
 per_booking = lambda ticks: round(1e6 * ticks / hz / booked) if booked else None
 d = json.load(open(report))
 print(json.dumps({
     "confirmed_per_s": d["confirmed_per_s"], "p99_ms": d["latency"]["p99_ms"],
     "violations": len(d["audit"]["violations"]), "bookings_in_window": booked,
     "cpu_us_per_booking": {"server": per_booking(server), "postgres": per_booking(postgres),
-                           "ticket_war": per_booking(tool), "idle": per_booking(idle)},
+                           "ticket_war": per_booking(tool), "idle": per_booking(idle),
+                           "steal": per_booking(steal)},
 }))
 PY
