@@ -1,4 +1,4 @@
-//! GraphQL plumbing shared by every domain: context access, ID parsing, cursors, page sizes.
+//! GraphQL plumbing shared by every domain: context access, DataLoaders, IDs, cursors, page sizes.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;

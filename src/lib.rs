@@ -18,7 +18,7 @@ pub mod demo_page;
 pub mod error;
 /// Events, ticket tiers, seat inventory and the seat map.
 pub mod events;
-/// Shared GraphQL plumbing: context access, IDs, cursors.
+/// Shared GraphQL plumbing: context access, per-request DataLoaders, IDs, cursors.
 pub mod gql;
 /// Request-wide guardrails: error codes before execution, mutation rate limit.
 pub mod guardrails;
