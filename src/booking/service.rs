@@ -1407,3 +1407,48 @@ pub async fn seats_of_holds(
     }
     Ok(by_hold)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tier(price_cents: i64, currency: &str) -> ticket_tier::Model {
+        ticket_tier::Model {
+            id: Uuid::new_v4(),
+            event_id: Uuid::nil(),
+            name: "tier".into(),
+            kind: TierKind::Reserved,
+            price_cents,
+            currency: currency.into(),
+            capacity: 10,
+            available: 10,
+            sort_order: 0,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_ga_hold_costs_its_tier_price_times_its_quantity() {
+        let (cheap, dear) = (tier(2_500, "EUR"), tier(9_000, "EUR"));
+        let tiers = [cheap.clone(), dear];
+        let priced = price_hold(Some(cheap.id), 3, [], &tiers).expect("priced");
+        assert_eq!(priced, (7_500, "EUR".to_owned()));
+    }
+
+    #[test]
+    fn a_seat_hold_costs_the_sum_of_its_seats_tiers() {
+        let (cheap, dear) = (tier(2_500, "EUR"), tier(9_000, "EUR"));
+        let tiers = [cheap.clone(), dear.clone()];
+        let priced = price_hold(None, 3, [cheap.id, dear.id, dear.id], &tiers).expect("priced");
+        assert_eq!(priced.0, 20_500);
+        assert_eq!(price_hold(None, 0, [], &tiers).expect("empty").0, 0);
+    }
+
+    #[test]
+    fn a_seat_of_an_unknown_tier_is_not_priced() {
+        let tiers = [tier(2_500, "EUR")];
+        let missing = price_hold(None, 1, [Uuid::new_v4()], &tiers);
+        assert!(matches!(missing, Err(AppError::NotFound("tier"))));
+    }
+}
