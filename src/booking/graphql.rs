@@ -101,6 +101,9 @@ impl Hold {
         if let Some(seats) = &self.known_seats {
             return Ok(seats.clone());
         }
+        if self.tier_uuid.is_some() {
+            return Ok(Vec::new());
+        }
         Ok(self
             .seats_with_tiers(ctx)
             .await?
