@@ -3,7 +3,7 @@ use async_graphql::{
     SimpleObject,
 };
 use chrono::{DateTime, Utc};
-use entity::{hold, seat};
+use entity::{hold, order, seat};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -265,12 +265,22 @@ async fn hold_result(state: &AppState, user_id: Uuid, hold_id: Uuid) -> AppResul
 }
 
 /// Loads the order a payment made and publishes it.
-async fn order_result(state: &AppState, user_id: Uuid, order_id: Uuid) -> AppResult<Order> {
-    let order = entity::prelude::Order::find_by_id(order_id)
-        .one(&state.db)
-        .await?
-        .filter(|order| order.user_id == user_id)
-        .ok_or(AppError::NotFound("order"))?;
+/// The order a checkout answers with: the one this request just made, or, for a retry answered from
+/// its idempotency key, the one the first request made (read back, and only if it is the caller's).
+async fn order_result(
+    state: &AppState,
+    user_id: Uuid,
+    order_id: Uuid,
+    made_here: Option<order::Model>,
+) -> AppResult<Order> {
+    let order = match made_here.filter(|order| order.id == order_id) {
+        Some(order) => order,
+        None => entity::prelude::Order::find_by_id(order_id)
+            .one(&state.db)
+            .await?
+            .filter(|order| order.user_id == user_id)
+            .ok_or(AppError::NotFound("order"))?,
+    };
     state
         .bus
         .publish(LiveMessage::InventoryChanged {
@@ -462,6 +472,7 @@ impl BookingMutation {
             key: key.clone(),
         };
         // The key completes with the order, in the transaction that converts the hold.
+        let mut made_here = None;
         let order_id = idempotency::once_completed_by_work(
             &state.db,
             viewer.user_id,
@@ -470,7 +481,7 @@ impl BookingMutation {
             request_hash,
             || async {
                 let convert = async |conversion| state.checkouts.convert(conversion).await;
-                Ok(service::checkout(
+                let order = service::checkout(
                     &state.db,
                     state.payments.as_ref(),
                     viewer.user_id,
@@ -479,8 +490,10 @@ impl BookingMutation {
                     Some(claimed),
                     convert,
                 )
-                .await?
-                .id)
+                .await?;
+                let order_id = order.id;
+                made_here = Some(order);
+                Ok(order_id)
             },
         )
         .await;
@@ -489,7 +502,7 @@ impl BookingMutation {
         {
             publish_hold_update(state, &hold, OrderUpdateKind::PaymentDeclined).await;
         }
-        order_result(state, viewer.user_id, order_id.extend()?)
+        order_result(state, viewer.user_id, order_id.extend()?, made_here)
             .await
             .extend()
     }
