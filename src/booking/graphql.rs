@@ -14,8 +14,7 @@ use crate::booking::seat_lane::{self, SeatsHeld};
 use crate::booking::service::{self, Admission, BestAvailable, Buyer, Quantity};
 use crate::booking::sweeper::{publish_ended, publish_hold_update};
 use crate::error::{AppError, AppResult};
-use crate::events::graphql::{Event, load_event};
-use crate::events::loaders::TiersByEventLoader;
+use crate::events::graphql::{Event, load_event, load_tiers};
 use crate::gql::{ContextExt, parse_id};
 use crate::live::{LiveMessage, OrderUpdateKind};
 use crate::orders::graphql::{Order, SeatLabel};
@@ -119,13 +118,7 @@ impl Hold {
         } else {
             self.seats_with_tiers(ctx).await?
         };
-        let tiers = ctx
-            .loader(TiersByEventLoader)
-            .extend()?
-            .load_one(self.event_uuid)
-            .await
-            .map_err(|err| err.extend())?
-            .unwrap_or_default();
+        let tiers = load_tiers(ctx, self.event_uuid).await?;
         let seat_tiers = seat_tiers.into_iter().map(|(_, tier)| tier);
         let (total, _) =
             service::price_hold(self.tier_uuid, self.quantity, seat_tiers, &tiers).extend()?;

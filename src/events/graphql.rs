@@ -174,14 +174,19 @@ impl Event {
 
 impl Event {
     async fn tier_models(&self, ctx: &Context<'_>) -> Result<Vec<ticket_tier::Model>> {
-        Ok(ctx
-            .loader(TiersByEventLoader)
-            .extend()?
-            .load_one(self.uuid)
-            .await
-            .map_err(|err| err.extend())?
-            .unwrap_or_default())
+        load_tiers(ctx, self.uuid).await
     }
+}
+
+/// Loads an event's tiers through the per-request loader, for fields that price or count by tier.
+pub async fn load_tiers(ctx: &Context<'_>, event_id: Uuid) -> Result<Vec<ticket_tier::Model>> {
+    Ok(ctx
+        .loader(TiersByEventLoader)
+        .extend()?
+        .load_one(event_id)
+        .await
+        .map_err(|err| err.extend())?
+        .unwrap_or_default())
 }
 
 /// A price level of an event and its stock.
