@@ -84,6 +84,18 @@ pub fn any_of(
     }
 }
 
+/// `column = 'value'` with the value in the statement's text rather than a parameter. A partial index
+/// (`WHERE status = 'available'`) serves only a statement that names its value, and PostgreSQL runs
+/// a prepared statement on a generic plan after a few executions, which cannot see what a parameter
+/// holds: it would scan the table instead. For the program's own constants (statuses), never input.
+pub fn equals_constant(
+    column: impl sea_orm::sea_query::IntoColumnRef,
+    value: &'static str,
+) -> sea_orm::sea_query::SimpleExpr {
+    use sea_orm::sea_query::{Expr, ExprTrait};
+    Expr::col(column).eq(Expr::Constant(value.into()))
+}
+
 /// Inserts `rows` (active models that all set the same columns) in one statement and returns nothing;
 /// see [`insert_new`] for the statement and why.
 pub async fn insert_all<A>(db: &impl sea_orm::ConnectionTrait, rows: Vec<A>) -> Result<(), DbErr>
@@ -294,6 +306,23 @@ mod tests {
             panic!("no text parameter: {statement:?}")
         };
         serde_json::from_str(text).expect("valid JSON")
+    }
+
+    #[test]
+    fn a_constant_is_written_into_the_statement_not_bound() {
+        use sea_orm::{EntityTrait, QueryFilter, QueryTrait};
+        let statement = entity::prelude::EventSeat::find()
+            .filter(equals_constant(
+                entity::event_seat::Column::Status,
+                SeatStatus::Available.as_str(),
+            ))
+            .build(DbBackend::Postgres);
+        assert!(
+            statement.sql.ends_with(r#"WHERE "status" = 'available'"#),
+            "{}",
+            statement.sql
+        );
+        assert!(statement.values.is_none_or(|values| values.0.is_empty()));
     }
 
     #[test]

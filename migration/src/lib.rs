@@ -21,6 +21,7 @@ mod m20261201_000011_orders_refund_due_index;
 mod m20261201_000012_buyer_ticket_counts;
 mod m20261202_000013_ticket_copied_keys;
 mod m20261203_000014_idempotency_keys_room_to_complete;
+mod m20261203_000015_partial_indexes_for_hot_rows;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000012_buyer_ticket_counts::Migration),
             Box::new(m20261202_000013_ticket_copied_keys::Migration),
             Box::new(m20261203_000014_idempotency_keys_room_to_complete::Migration),
+            Box::new(m20261203_000015_partial_indexes_for_hot_rows::Migration),
         ]
     }
 }

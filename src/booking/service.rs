@@ -711,9 +711,10 @@ pub(crate) async fn candidate_seats(
                 .equals((EventSeat, event_seat::Column::SectionId)),
         )
         .and_where(Expr::col((EventSeat, event_seat::Column::EventId)).eq(request.event_id))
-        .and_where(
-            Expr::col((EventSeat, event_seat::Column::Status)).eq(SeatStatus::Available.as_str()),
-        )
+        .and_where(crate::db::equals_constant(
+            (EventSeat, event_seat::Column::Status),
+            SeatStatus::Available.as_str(),
+        ))
         .order_by((Section, section::Column::SortOrder), sea_orm::Order::Asc)
         .order_by((Seat, seat::Column::RowIndex), sea_orm::Order::Asc)
         .order_by((Seat, seat::Column::Number), sea_orm::Order::Asc)

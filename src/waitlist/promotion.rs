@@ -396,7 +396,10 @@ async fn promote_event(
     let postgres = is_postgres(&txn);
     let mut seats = EventSeat::find()
         .filter(event_seat::Column::EventId.eq(event_id))
-        .filter(event_seat::Column::Status.eq(SeatStatus::Available))
+        .filter(crate::db::equals_constant(
+            event_seat::Column::Status,
+            SeatStatus::Available.as_str(),
+        ))
         .filter(
             Condition::any()
                 .add(event_seat::Column::TierId.is_in(tiers.iter().copied()))

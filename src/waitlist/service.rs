@@ -132,7 +132,10 @@ async fn free_stock(
     }
     let mut free = EventSeat::find()
         .filter(event_seat::Column::EventId.eq(tier.event_id))
-        .filter(event_seat::Column::Status.eq(SeatStatus::Available));
+        .filter(crate::db::equals_constant(
+            event_seat::Column::Status,
+            SeatStatus::Available.as_str(),
+        ));
     free = match section_id {
         Some(section_id) => free.filter(event_seat::Column::SectionId.eq(section_id)),
         None => free.filter(event_seat::Column::TierId.eq(tier.id)),

@@ -162,7 +162,8 @@ async fn database_books(url: &str, event_id: &str) -> anyhow::Result<Vec<String>
             "SELECT t.name, t.capacity, t.available,
                 (SELECT COUNT(*) FROM tickets k WHERE k.tier_id = t.id AND k.status = 'valid') AS sold,
                 (SELECT COALESCE(SUM(h.quantity), 0) FROM holds h WHERE h.tier_id = t.id AND h.status = 'active')
-                  + (SELECT COUNT(*) FROM event_seats s WHERE s.tier_id = t.id AND s.status = 'held') AS held
+                  + (SELECT COUNT(*) FROM event_seats s
+                     WHERE s.event_id = t.event_id AND s.tier_id = t.id AND s.status = 'held') AS held
              FROM ticket_tiers t WHERE t.event_id = {param}{cast}"
         )))
         .await?;
