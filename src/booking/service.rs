@@ -14,7 +14,7 @@ use entity::{
 };
 use rand::RngCore;
 use sea_orm::sea_query::{
-    Alias, Expr, ExprTrait, LockBehavior, LockType, Query, TableRef, ValueTuple,
+    Alias, Expr, ExprTrait, LockBehavior, LockType, Query, SimpleExpr, TableRef, ValueTuple,
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
@@ -250,7 +250,7 @@ pub(crate) async fn expire_stale_holds(
         .column(hold::Column::Id)
         .filter(hold::Column::EventId.eq(event_id))
         .filter(crate::db::any_of(db, hold::Column::UserId, users))
-        .filter(hold::Column::Status.eq(HoldStatus::Active))
+        .filter(hold_is_active())
         .filter(hold::Column::ExpiresAt.lte(now))
         .into_tuple()
         .all(db)
@@ -653,6 +653,20 @@ pub(crate) fn no_fit(quantity: usize, adjacent: bool) -> AppError {
     })
 }
 
+/// `holds.status = 'active'`, written so that the partial indexes on active holds serve it in any
+/// plan (see [`crate::db::equals_constant`]).
+pub(crate) fn hold_is_active() -> SimpleExpr {
+    crate::db::equals_constant((Hold, hold::Column::Status), HoldStatus::Active.as_str())
+}
+
+/// `event_seats.status = 'available'`, likewise for the partial index on free seats.
+pub(crate) fn seat_is_free() -> SimpleExpr {
+    crate::db::equals_constant(
+        (EventSeat, event_seat::Column::Status),
+        SeatStatus::Available.as_str(),
+    )
+}
+
 /// Locks those of `seat_ids` that are free and not locked by anyone else (PostgreSQL), in seat order.
 /// Returns (seat, tier) for each seat locked.
 pub(crate) async fn lock_free_seats(
@@ -711,10 +725,7 @@ pub(crate) async fn candidate_seats(
                 .equals((EventSeat, event_seat::Column::SectionId)),
         )
         .and_where(Expr::col((EventSeat, event_seat::Column::EventId)).eq(request.event_id))
-        .and_where(crate::db::equals_constant(
-            (EventSeat, event_seat::Column::Status),
-            SeatStatus::Available.as_str(),
-        ))
+        .and_where(seat_is_free())
         .order_by((Section, section::Column::SortOrder), sea_orm::Order::Asc)
         .order_by((Seat, seat::Column::RowIndex), sea_orm::Order::Asc)
         .order_by((Seat, seat::Column::Number), sea_orm::Order::Asc)
@@ -1369,7 +1380,7 @@ pub async fn active_holds(db: &impl ConnectionTrait, user_id: Uuid) -> AppResult
     use sea_orm::QueryOrder;
     Ok(Hold::find()
         .filter(hold::Column::UserId.eq(user_id))
-        .filter(hold::Column::Status.eq(HoldStatus::Active))
+        .filter(hold_is_active())
         .order_by_desc(hold::Column::CreatedAt)
         .all(db)
         .await?)

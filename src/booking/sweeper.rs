@@ -17,8 +17,8 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::booking::service::{adjust_tiers, free_seats};
-use crate::db::{equals_constant, is_postgres};
+use crate::booking::service::{adjust_tiers, free_seats, hold_is_active};
+use crate::db::is_postgres;
 use crate::error::AppResult;
 use crate::events::changelog;
 use crate::live::{LiveMessage, OrderUpdateKind};
@@ -63,10 +63,7 @@ pub async fn expire_due(
 ) -> AppResult<(Vec<hold::Model>, bool)> {
     let txn = db.begin().await?;
     let mut query = Hold::find()
-        .filter(equals_constant(
-            hold::Column::Status,
-            HoldStatus::Active.as_str(),
-        ))
+        .filter(hold_is_active())
         .filter(hold::Column::ExpiresAt.lte(now))
         .order_by_asc(hold::Column::ExpiresAt)
         .limit(BATCH);
@@ -169,10 +166,7 @@ pub async fn warn_expiring(
     // this one and then no longer matches `expiry_warned_at IS NULL`.
     let warned = Hold::update_many()
         .col_expr(hold::Column::ExpiryWarnedAt, Expr::value(now))
-        .filter(equals_constant(
-            hold::Column::Status,
-            HoldStatus::Active.as_str(),
-        ))
+        .filter(hold_is_active())
         .filter(hold::Column::ExpiryWarnedAt.is_null())
         .filter(hold::Column::ExpiresAt.gt(now))
         .filter(hold::Column::ExpiresAt.lte(now + warn_before))

@@ -552,7 +552,7 @@ pub async fn cancel_event(
         )
         .col_expr(hold::Column::UpdatedAt, Expr::value(now))
         .filter(hold::Column::EventId.eq(event.id))
-        .filter(hold::Column::Status.eq(HoldStatus::Active))
+        .filter(crate::booking::service::hold_is_active())
         .exec_with_returning(&txn)
         .await?;
     let cancelled_orders = Order::find()

@@ -435,7 +435,10 @@ pub async fn refund_closed_cancellations(
     now: DateTime<Utc>,
 ) -> AppResult<()> {
     let due = Order::find()
-        .filter(order::Column::Status.eq(OrderStatus::Cancelled))
+        .filter(crate::db::equals_constant(
+            order::Column::Status,
+            OrderStatus::Cancelled.as_str(),
+        ))
         .filter(order::Column::CancelledAt.lte(now - Duration::minutes(UNDO_WINDOW_MINUTES)))
         .filter(Expr::col(order::Column::RefundedCents).lt(Expr::col(order::Column::TotalCents)))
         .limit(100)

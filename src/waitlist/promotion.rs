@@ -172,7 +172,7 @@ async fn promote(
     // One live hold per buyer per event: someone shopping right now is passed over this time.
     let busy: HashSet<Uuid> = Hold::find()
         .filter(hold::Column::EventId.eq(event_id))
-        .filter(hold::Column::Status.eq(HoldStatus::Active))
+        .filter(crate::booking::service::hold_is_active())
         .filter(hold::Column::UserId.is_in(entries.iter().map(|e| e.user_id)))
         .all(txn)
         .await?
@@ -396,10 +396,7 @@ async fn promote_event(
     let postgres = is_postgres(&txn);
     let mut seats = EventSeat::find()
         .filter(event_seat::Column::EventId.eq(event_id))
-        .filter(crate::db::equals_constant(
-            event_seat::Column::Status,
-            SeatStatus::Available.as_str(),
-        ))
+        .filter(crate::booking::service::seat_is_free())
         .filter(
             Condition::any()
                 .add(event_seat::Column::TierId.is_in(tiers.iter().copied()))

@@ -1,9 +1,7 @@
 //! Joining, leaving and listing waitlists, and the entry bookkeeping the booking paths call.
 
 use chrono::{DateTime, Duration, Utc};
-use entity::enums::{
-    EventStatus, HoldStatus, OrderStatus, SeatStatus, TicketStatus, TierKind, WaitlistStatus,
-};
+use entity::enums::{EventStatus, HoldStatus, OrderStatus, TicketStatus, TierKind, WaitlistStatus};
 use entity::prelude::*;
 use entity::{event, event_seat, event_section, order, ticket, ticket_tier, waitlist_entry};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
@@ -132,10 +130,7 @@ async fn free_stock(
     }
     let mut free = EventSeat::find()
         .filter(event_seat::Column::EventId.eq(tier.event_id))
-        .filter(crate::db::equals_constant(
-            event_seat::Column::Status,
-            SeatStatus::Available.as_str(),
-        ));
+        .filter(crate::booking::service::seat_is_free());
     free = match section_id {
         Some(section_id) => free.filter(event_seat::Column::SectionId.eq(section_id)),
         None => free.filter(event_seat::Column::TierId.eq(tier.id)),
