@@ -13,7 +13,8 @@ pub struct Migration;
 // just those rows serve the same reads, and a row version enters only the ones it qualifies for: a held
 // seat goes into the primary key and the hold index, a sold one into the primary key and the order
 // index. Counts per status (seat maps, availability) read an event's rows through the primary key.
-// Hold then sale of 100,000 seats in batches of 350: 10.5 → 7.1 s of update time (BENCHMARKS.md).
+// Hold then sale of 100,000 seats in batches of 350, ten alternated passes: median update time 6.9 →
+// 5.3 s, WAL ~35 % less (scripts/event-seat-updates.sh, BENCHMARKS.md).
 //
 // `holds` likewise: every read of the sweep index asks for active holds by expiry, and every booking
 // turns its hold from active to converted, which wrote a new (status, expiry) entry no read wants.
