@@ -4,8 +4,8 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use async_graphql::dataloader::DataLoader;
-use async_graphql::{Context, ID};
+use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::{Context, ErrorExtensions, ID};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sea_orm::DatabaseConnection;
@@ -60,11 +60,6 @@ impl Loaders {
 /// Typed access to what the server put into the GraphQL context.
 pub trait ContextExt {
     fn state(&self) -> AppResult<&AppState>;
-    /// This request's (or connection's) loader of type `T`: `ctx.loader(VenueByIdLoader)`.
-    fn loader<T: Send + Sync + 'static>(
-        &self,
-        make: fn(DatabaseConnection) -> T,
-    ) -> AppResult<Arc<DataLoader<T>>>;
     /// The signed-in caller; UNAUTHENTICATED when there is none.
     fn viewer(&self) -> AppResult<&Viewer>;
     /// The caller if signed in.
@@ -86,16 +81,27 @@ impl ContextExt for Context<'_> {
             AppError::Internal(anyhow::anyhow!("AppState missing from the GraphQL context"))
         })
     }
+}
 
-    fn loader<T: Send + Sync + 'static>(
-        &self,
-        make: fn(DatabaseConnection) -> T,
-    ) -> AppResult<Arc<DataLoader<T>>> {
-        let loaders = self.data::<Loaders>().map_err(|_| {
-            AppError::Internal(anyhow::anyhow!("Loaders missing from the GraphQL context"))
-        })?;
-        Ok(loaders.get(make))
-    }
+/// Loads `key` through this request's (or connection's) loader of type `T`, made on first use:
+/// `load_one(ctx, VenueByIdLoader, venue_id).await?`. A failed load keeps its `extensions.code`.
+pub async fn load_one<T, K>(
+    ctx: &Context<'_>,
+    make: fn(DatabaseConnection) -> T,
+    key: K,
+) -> async_graphql::Result<Option<T::Value>>
+where
+    T: Loader<K, Error = Arc<AppError>>,
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+{
+    let loaders = ctx.data::<Loaders>().map_err(|_| {
+        AppError::Internal(anyhow::anyhow!("Loaders missing from the GraphQL context")).extend()
+    })?;
+    loaders
+        .get(make)
+        .load_one(key)
+        .await
+        .map_err(|err| err.extend())
 }
 
 /// Parses a GraphQL `ID` argument; `what` names it in the error.

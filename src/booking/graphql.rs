@@ -15,7 +15,7 @@ use crate::booking::service::{self, Admission, BestAvailable, Buyer, Quantity};
 use crate::booking::sweeper::{publish_ended, publish_hold_update};
 use crate::error::{AppError, AppResult};
 use crate::events::graphql::{Event, load_event, load_tiers};
-use crate::gql::{ContextExt, parse_id};
+use crate::gql::{ContextExt, load_one, parse_id};
 use crate::live::{LiveMessage, OrderUpdateKind};
 use crate::orders::graphql::{Order, SeatLabel};
 use crate::orders::subscriptions::publish_order_update;
@@ -128,12 +128,8 @@ impl Hold {
 
 impl Hold {
     async fn seats_with_tiers(&self, ctx: &Context<'_>) -> Result<Vec<(seat::Model, Uuid)>> {
-        Ok(ctx
-            .loader(SeatsByHoldLoader)
-            .extend()?
-            .load_one(self.uuid)
-            .await
-            .map_err(|err| err.extend())?
+        Ok(load_one(ctx, SeatsByHoldLoader, self.uuid)
+            .await?
             .unwrap_or_default())
     }
 }

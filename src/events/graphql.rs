@@ -13,7 +13,7 @@ use crate::events::loaders::{
 };
 use crate::events::seat_map::{self, MapSeat, MapSection};
 use crate::events::service::{self, EventFilter};
-use crate::gql::{ContextExt, Cursor, page_size, parse_id};
+use crate::gql::{ContextExt, Cursor, load_one, page_size, parse_id};
 use crate::venues::graphql::{Section, Venue};
 use crate::venues::loaders::VenueByIdLoader;
 
@@ -115,11 +115,8 @@ impl From<event::Model> for Event {
 #[ComplexObject]
 impl Event {
     async fn venue(&self, ctx: &Context<'_>) -> Result<Venue> {
-        ctx.loader(VenueByIdLoader)
-            .extend()?
-            .load_one(self.venue_id)
-            .await
-            .map_err(|err| err.extend())?
+        load_one(ctx, VenueByIdLoader, self.venue_id)
+            .await?
             .map(Venue::from)
             .ok_or_else(|| crate::error::AppError::NotFound("venue").extend())
     }
@@ -161,12 +158,8 @@ impl Event {
 
     /// Seat counts by status for each reserved section the event sells.
     async fn section_availability(&self, ctx: &Context<'_>) -> Result<Vec<SectionAvailability>> {
-        let rows = ctx
-            .loader(SectionAvailabilityByEventLoader)
-            .extend()?
-            .load_one(self.uuid)
-            .await
-            .map_err(|err| err.extend())?
+        let rows = load_one(ctx, SectionAvailabilityByEventLoader, self.uuid)
+            .await?
             .unwrap_or_default();
         Ok(section_availability_of(&rows))
     }
@@ -180,12 +173,8 @@ impl Event {
 
 /// Loads an event's tiers through the per-request loader, for fields that price or count by tier.
 pub async fn load_tiers(ctx: &Context<'_>, event_id: Uuid) -> Result<Vec<ticket_tier::Model>> {
-    Ok(ctx
-        .loader(TiersByEventLoader)
-        .extend()?
-        .load_one(event_id)
-        .await
-        .map_err(|err| err.extend())?
+    Ok(load_one(ctx, TiersByEventLoader, event_id)
+        .await?
         .unwrap_or_default())
 }
 
@@ -383,11 +372,8 @@ impl From<MapSeat> for SeatMapSeat {
 
 /// Loads an event through the per-request loader, for fields that point at one.
 pub async fn load_event(ctx: &Context<'_>, id: Uuid) -> Result<Event> {
-    ctx.loader(EventByIdLoader)
-        .extend()?
-        .load_one(id)
-        .await
-        .map_err(|err| err.extend())?
+    load_one(ctx, EventByIdLoader, id)
+        .await?
         .map(Event::from)
         .ok_or_else(|| crate::error::AppError::NotFound("event").extend())
 }

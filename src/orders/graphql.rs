@@ -1,14 +1,12 @@
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::{
-    ComplexObject, Context, Enum, ErrorExtensions, ID, Object, Result, ResultExt, SimpleObject,
-};
+use async_graphql::{ComplexObject, Context, Enum, ID, Object, Result, ResultExt, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::{order, order_line, ticket};
 use uuid::Uuid;
 
 use crate::auth::guards::RoleGuard;
 use crate::events::graphql::{Event, load_event};
-use crate::gql::{ContextExt, Cursor, page_size, parse_id};
+use crate::gql::{ContextExt, Cursor, load_one, page_size, parse_id};
 use crate::live::{LiveMessage, OrderUpdateKind};
 use crate::orders::loaders::{LinesByOrderLoader, TicketsByOrderLoader};
 use crate::orders::service::{self, OrderFilter, UNDO_WINDOW_MINUTES};
@@ -85,12 +83,8 @@ impl Order {
     }
 
     async fn lines(&self, ctx: &Context<'_>) -> Result<Vec<OrderLine>> {
-        Ok(ctx
-            .loader(LinesByOrderLoader)
-            .extend()?
-            .load_one(self.uuid)
-            .await
-            .map_err(|err| err.extend())?
+        Ok(load_one(ctx, LinesByOrderLoader, self.uuid)
+            .await?
             .unwrap_or_default()
             .into_iter()
             .map(OrderLine::from)
@@ -99,12 +93,8 @@ impl Order {
 
     /// One ticket per seat or general-admission unit, cancelled ones included.
     async fn tickets(&self, ctx: &Context<'_>) -> Result<Vec<Ticket>> {
-        Ok(ctx
-            .loader(TicketsByOrderLoader)
-            .extend()?
-            .load_one(self.uuid)
-            .await
-            .map_err(|err| err.extend())?
+        Ok(load_one(ctx, TicketsByOrderLoader, self.uuid)
+            .await?
             .unwrap_or_default()
             .into_iter()
             .map(Ticket::from)
@@ -219,12 +209,8 @@ impl Ticket {
         let Some(seat_id) = self.seat_uuid else {
             return Ok(None);
         };
-        Ok(ctx
-            .loader(SeatByIdLoader)
-            .extend()?
-            .load_one(seat_id)
-            .await
-            .map_err(|err| err.extend())?
+        Ok(load_one(ctx, SeatByIdLoader, seat_id)
+            .await?
             .map(SeatLabel::from))
     }
 }

@@ -1,13 +1,12 @@
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{
-    ComplexObject, Context, Enum, ErrorExtensions, ID, InputObject, Object, Result, ResultExt,
-    SimpleObject,
+    ComplexObject, Context, Enum, ID, InputObject, Object, Result, ResultExt, SimpleObject,
 };
 use entity::{section, venue};
 
 use crate::auth::guards::RoleGuard;
 use crate::error::{AppError, AppResult};
-use crate::gql::{ContextExt, Cursor, page_size, parse_id};
+use crate::gql::{ContextExt, Cursor, load_one, page_size, parse_id};
 use crate::venues::layout::{GridLayout, MAX_ROWS, MAX_SEATS_PER_ROW, SeatSpec};
 use crate::venues::loaders::SectionsByVenueLoader;
 use crate::venues::service;
@@ -46,12 +45,8 @@ impl From<venue::Model> for Venue {
 impl Venue {
     /// Sections in drawing order.
     async fn sections(&self, ctx: &Context<'_>) -> Result<Vec<Section>> {
-        let sections = ctx
-            .loader(SectionsByVenueLoader)
-            .extend()?
-            .load_one(self.uuid)
-            .await
-            .map_err(|err| err.extend())?
+        let sections = load_one(ctx, SectionsByVenueLoader, self.uuid)
+            .await?
             .unwrap_or_default();
         Ok(sections.into_iter().map(Section::from).collect())
     }
