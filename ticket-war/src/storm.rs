@@ -39,8 +39,9 @@ pub struct Shared {
     pub stop: AtomicBool,
     pub attempts: AtomicU64,
     pub tickets: AtomicU64,
-    /// When each seat's hold was answered: a watcher's delivery latency starts there.
-    pub seat_answered: Mutex<HashMap<String, Instant>>,
+    /// When the answers that changed each seat reached its buyer: a watcher's delivery latency
+    /// starts at the answer whose change it receives.
+    pub seat_answered: Mutex<HashMap<String, SeatAnswers>>,
     /// Seats the server gave to a second hold while the first still had them.
     pub seats_held_twice: AtomicU64,
     latency: Mutex<Histogram<u64>>,
@@ -60,6 +61,17 @@ impl Shared {
         })
     }
 
+    /// When the answer that gave a seat its new `status` (a letter of the compact formats) reached
+    /// the buyer, if it has.
+    pub fn answered(&self, seat: &str, status: char) -> Option<Instant> {
+        let answers = *lock(&self.seat_answered).get(seat)?;
+        match status {
+            'H' => Some(answers.held),
+            'S' => answers.sold,
+            _ => None,
+        }
+    }
+
     /// When the last ticket was confirmed.
     pub fn last_confirmed_at(&self) -> Option<Instant> {
         lock(&self.tally).last_confirmed_at
@@ -77,6 +89,13 @@ pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// When a seat's hold and its checkout were answered.
+#[derive(Clone, Copy)]
+pub struct SeatAnswers {
+    pub held: Instant,
+    pub sold: Option<Instant>,
 }
 
 /// What the storm did.
@@ -333,7 +352,11 @@ async fn hold_and_pay(
         for seat in &seats {
             // Nothing in a storm releases a seat (holds outlive it), so a seat answered twice was
             // held twice.
-            if answered.insert(seat.clone(), now).is_some() {
+            let answers = SeatAnswers {
+                held: now,
+                sold: None,
+            };
+            if answered.insert(seat.clone(), answers).is_some() {
                 shared.seats_held_twice.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -352,13 +375,23 @@ async fn hold_and_pay(
         )
         .await;
     match paid {
-        Answer::Data(data) => Ok((
-            data["checkout"]["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            seats.len() as u64,
-        )),
+        Answer::Data(data) => {
+            let now = Instant::now();
+            let mut answered = lock(&shared.seat_answered);
+            for seat in &seats {
+                if let Some(answers) = answered.get_mut(seat) {
+                    answers.sold = Some(now);
+                }
+            }
+            drop(answered);
+            Ok((
+                data["checkout"]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                seats.len() as u64,
+            ))
+        }
         Answer::Refused { code, .. } => Err(format!("CHECKOUT_{code}")),
     }
 }

@@ -35,8 +35,9 @@ pub struct WatchReport {
     /// The refusals by the `extensions.code` of their first error (`NO_CODE` when it had none,
     /// `COMPLETED` when the server ended the subscription without an error), so a report says why.
     pub refused_codes: BTreeMap<String, u64>,
-    /// From a seat's hold being answered (seat modes) or the last ticket being confirmed (ga mode)
-    /// to a subscriber receiving the change, in microseconds.
+    /// From the answer that changed a seat reaching its buyer (the hold for HELD, the checkout for
+    /// SOLD; seat modes) or the last ticket being confirmed (ga mode) to a subscriber receiving the
+    /// change, in microseconds.
     pub delivery: Histogram<u64>,
     /// Subscribers that never saw the final state.
     pub behind: u64,
@@ -304,21 +305,27 @@ async fn follow(
                     resyncs.fetch_add(1, Ordering::Relaxed);
                 }
                 let update = &data["seatMapChanged"];
-                let changed: Vec<&str> = match update["statusChanges"].as_str() {
-                    Some(changes) => changed_positions(changes)
-                        .filter_map(|at| seats.get(at).map(String::as_str))
+                let changed: Vec<(&str, char)> = match update["statusChanges"].as_str() {
+                    Some(changes) => status_changes(changes)
+                        .filter_map(|(at, status)| Some((seats.get(at)?.as_str(), status)))
                         .collect(),
                     None => update["seats"]
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .filter_map(|seat| seat["seatId"].as_str())
+                        .filter_map(|seat| {
+                            let status = seat["status"].as_str()?.chars().next()?;
+                            Some((seat["seatId"].as_str()?, status))
+                        })
                         .collect(),
                 };
-                let answered = lock(&shared.seat_answered);
-                for seat in changed {
-                    if let Some(at) = answered.get(seat) {
-                        record(delivery, received.saturating_duration_since(*at));
+                for (seat, status) in changed {
+                    // A change that arrives before its buyer's answer was delivered no later than
+                    // the answer: it counts as immediate, not as missing.
+                    if let Some(at) = shared.answered(seat, status) {
+                        record(delivery, received.saturating_duration_since(at));
+                    } else if status == 'S' {
+                        record(delivery, Duration::ZERO);
                     }
                 }
             }
@@ -327,12 +334,15 @@ async fn follow(
     Ok(false)
 }
 
-/// The seat positions of a compact delta (`statusChanges`: a position, then a status letter, per
-/// seat).
-fn changed_positions(changes: &str) -> impl Iterator<Item = usize> + '_ {
+/// The seat positions and new status letters of a compact delta (`statusChanges`: a position, then
+/// a status letter, per seat).
+fn status_changes(changes: &str) -> impl Iterator<Item = (usize, char)> + '_ {
     changes
-        .split(|c: char| c.is_ascii_alphabetic())
-        .filter_map(|position| position.parse().ok())
+        .split_inclusive(|c: char| c.is_ascii_alphabetic())
+        .filter_map(|change| {
+            let status = change.chars().last()?;
+            Some((change[..change.len() - 1].parse().ok()?, status))
+        })
 }
 
 /// The code a refusal carried: graphql-transport-ws sends an `error` message with a list of errors
@@ -365,15 +375,15 @@ fn record(histogram: &std::sync::Mutex<Histogram<u64>>, latency: Duration) {
 mod tests {
     use serde_json::json;
 
-    use super::{changed_positions, refusal_code};
+    use super::{refusal_code, status_changes};
 
     #[test]
-    fn a_compact_delta_names_seats_by_position() {
+    fn a_compact_delta_names_seats_by_position_and_status() {
         assert_eq!(
-            changed_positions("0H17S204A").collect::<Vec<_>>(),
-            [0, 17, 204]
+            status_changes("0H17S204A").collect::<Vec<_>>(),
+            [(0, 'H'), (17, 'S'), (204, 'A')]
         );
-        assert_eq!(changed_positions("").count(), 0);
+        assert_eq!(status_changes("").count(), 0);
     }
 
     #[test]
