@@ -42,6 +42,13 @@ pub fn json(args: &Args, storm: &StormReport, watch: Option<&WatchReport>, audit
         "sell_out_s": storm.sell_out.map(|d| (d.as_secs_f64() * 1000.0).round() / 1000.0),
         "outcomes": storm.codes,
         "latency": percentiles(&storm.latency),
+        "timeline": storm.timeline.iter().enumerate().map(|(second, latency)| json!({
+            "second": second,
+            "attempts": latency.len(),
+            "p50_ms": millis(latency.value_at_quantile(0.50)),
+            "p99_ms": millis(latency.value_at_quantile(0.99)),
+            "max_ms": millis(latency.max()),
+        })).collect::<Vec<_>>(),
         "subscribers": watch.map(|w| json!({
             "connected": w.connected,
             "connect_s": (w.connect_time.as_secs_f64() * 1000.0).round() / 1000.0,
@@ -141,6 +148,16 @@ pub fn table(report: &Value) -> String {
         );
     };
     latency(&mut out, "latency", &["latency"]);
+    for second in report["timeline"].as_array().into_iter().flatten() {
+        line(
+            &mut out,
+            &format!("  started in second {}", second["second"]),
+            format!(
+                "{} attempts  p50 {} ms  p99 {} ms  max {} ms",
+                second["attempts"], second["p50_ms"], second["p99_ms"], second["max_ms"]
+            ),
+        );
+    }
     if !report["subscribers"].is_null() {
         line(
             &mut out,

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -41,10 +41,14 @@ pub struct Shared {
     pub tickets: AtomicU64,
     /// When the answers that changed each seat reached its buyer: a watcher's delivery latency
     /// starts at the answer whose change it receives.
-    pub seat_answered: Mutex<HashMap<String, SeatAnswers>>,
+    seat_answered: Mutex<HashMap<String, SeatAnswers>>,
     /// Seats the server gave to a second hold while the first still had them.
     pub seats_held_twice: AtomicU64,
     latency: Mutex<Histogram<u64>>,
+    /// Latency by the second of the storm its attempt started in: the opening rush, the steady
+    /// state and the sell-out, which one histogram for the whole storm mixes.
+    timeline: Mutex<Vec<Histogram<u64>>>,
+    opened: OnceLock<Instant>,
     tally: Mutex<Tally>,
 }
 
@@ -57,8 +61,38 @@ impl Shared {
             seat_answered: Mutex::new(HashMap::new()),
             seats_held_twice: AtomicU64::new(0),
             latency: Mutex::new(new_histogram()),
+            timeline: Mutex::new(Vec::new()),
+            opened: OnceLock::new(),
             tally: Mutex::new(Tally::default()),
         })
+    }
+
+    /// Notes that a hold of these seats was just answered.
+    pub fn seats_held(&self, seats: &[String]) {
+        let now = Instant::now();
+        let mut answered = lock(&self.seat_answered);
+        for seat in seats {
+            let answers = SeatAnswers {
+                held: now,
+                sold: None,
+            };
+            // Nothing in a storm releases a seat (holds outlive it), so a seat answered twice was
+            // held twice.
+            if answered.insert(seat.clone(), answers).is_some() {
+                self.seats_held_twice.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Notes that the checkout of these (held) seats was just answered.
+    pub fn seats_sold(&self, seats: &[String]) {
+        let now = Instant::now();
+        let mut answered = lock(&self.seat_answered);
+        for seat in seats {
+            if let Some(answers) = answered.get_mut(seat) {
+                answers.sold = Some(now);
+            }
+        }
     }
 
     /// When the answer that gave a seat its new `status` (a letter of the compact formats) reached
@@ -85,6 +119,13 @@ pub fn new_histogram() -> Histogram<u64> {
     })
 }
 
+/// Two significant digits: a storm keeps one of these per second.
+fn second_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 2).unwrap_or_else(|_| {
+        Histogram::new(2).unwrap_or_else(|_| unreachable!("2 significant digits is valid"))
+    })
+}
+
 pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -93,9 +134,9 @@ pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// When a seat's hold and its checkout were answered.
 #[derive(Clone, Copy)]
-pub struct SeatAnswers {
-    pub held: Instant,
-    pub sold: Option<Instant>,
+struct SeatAnswers {
+    held: Instant,
+    sold: Option<Instant>,
 }
 
 /// What the storm did.
@@ -106,6 +147,8 @@ pub struct StormReport {
     pub confirmed: Vec<Confirmed>,
     pub tickets: u64,
     pub latency: Histogram<u64>,
+    /// Latency by the second of the storm each attempt started in.
+    pub timeline: Vec<Histogram<u64>>,
     /// From the start to the last confirmed ticket, when the storm sold out.
     pub sell_out: Option<Duration>,
 }
@@ -137,7 +180,7 @@ pub async fn run(
     buyers: &[String],
     shared: &Arc<Shared>,
 ) -> StormReport {
-    let started = Instant::now();
+    let started = *shared.opened.get_or_init(Instant::now);
     let deadline = started + Duration::from_secs(args.duration);
     let pool = Arc::new(BuyerPool {
         free: Mutex::new((0..buyers.len()).rev().collect()),
@@ -203,6 +246,7 @@ pub async fn run(
         tickets: tally.confirmed.iter().map(|c| c.tickets).sum(),
         confirmed: tally.confirmed,
         latency: lock(&shared.latency).clone(),
+        timeline: std::mem::take(&mut *lock(&shared.timeline)),
         sell_out,
     }
 }
@@ -241,8 +285,20 @@ async fn attempt(
             hold_and_pay(api, args, field, token, shared).await
         }
     };
-    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    let _ = lock(&shared.latency).record(micros.max(1));
+    let micros = u64::try_from(started.elapsed().as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let _ = lock(&shared.latency).record(micros);
+    let second = shared.opened.get().map_or(0, |opened| {
+        started.saturating_duration_since(*opened).as_secs() as usize
+    });
+    {
+        let mut timeline = lock(&shared.timeline);
+        if timeline.len() <= second {
+            timeline.resize_with(second + 1, second_histogram);
+        }
+        let _ = timeline[second].record(micros);
+    }
     let mut tally = lock(&shared.tally);
     let confirmed = outcome.is_ok();
     match outcome {
@@ -346,21 +402,7 @@ async fn hold_and_pay(
         .flatten()
         .filter_map(|s| s["id"].as_str().map(str::to_owned))
         .collect();
-    {
-        let now = Instant::now();
-        let mut answered = lock(&shared.seat_answered);
-        for seat in &seats {
-            // Nothing in a storm releases a seat (holds outlive it), so a seat answered twice was
-            // held twice.
-            let answers = SeatAnswers {
-                held: now,
-                sold: None,
-            };
-            if answered.insert(seat.clone(), answers).is_some() {
-                shared.seats_held_twice.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
+    shared.seats_held(&seats);
     if args.hold_only {
         return Ok((
             hold["id"].as_str().unwrap_or_default().to_owned(),
@@ -376,14 +418,7 @@ async fn hold_and_pay(
         .await;
     match paid {
         Answer::Data(data) => {
-            let now = Instant::now();
-            let mut answered = lock(&shared.seat_answered);
-            for seat in &seats {
-                if let Some(answers) = answered.get_mut(seat) {
-                    answers.sold = Some(now);
-                }
-            }
-            drop(answered);
+            shared.seats_sold(&seats);
             Ok((
                 data["checkout"]["id"]
                     .as_str()
@@ -393,5 +428,34 @@ async fn hold_and_pay(
             ))
         }
         Answer::Refused { code, .. } => Err(format!("CHECKOUT_{code}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seat_change_is_timed_from_the_answer_that_made_it() {
+        let shared = Shared::new();
+        let seats = ["s1".to_owned()];
+        shared.seats_held(&seats);
+        let held = shared.answered("s1", 'H').expect("the hold was answered");
+        assert_eq!(shared.answered("s1", 'S'), None, "not checked out yet");
+        std::thread::sleep(Duration::from_millis(2));
+        shared.seats_sold(&seats);
+        let sold = shared
+            .answered("s1", 'S')
+            .expect("the checkout was answered");
+        assert!(
+            sold > held,
+            "a SOLD change counts from the checkout, not the hold"
+        );
+        assert_eq!(shared.answered("s1", 'H'), Some(held));
+        assert_eq!(shared.answered("s1", 'A'), None);
+        assert_eq!(shared.answered("s2", 'H'), None);
+        assert_eq!(shared.seats_held_twice.load(Ordering::Relaxed), 0);
+        shared.seats_held(&seats);
+        assert_eq!(shared.seats_held_twice.load(Ordering::Relaxed), 1);
     }
 }
