@@ -340,8 +340,11 @@ fn status_changes(changes: &str) -> impl Iterator<Item = (usize, char)> + '_ {
     changes
         .split_inclusive(|c: char| c.is_ascii_alphabetic())
         .filter_map(|change| {
-            let status = change.chars().last()?;
-            Some((change[..change.len() - 1].parse().ok()?, status))
+            let (at, status) = change.char_indices().last()?;
+            if !status.is_ascii_alphabetic() {
+                return None;
+            }
+            Some((change[..at].parse().ok()?, status))
         })
 }
 
@@ -384,6 +387,9 @@ mod tests {
             [(0, 'H'), (17, 'S'), (204, 'A')]
         );
         assert_eq!(status_changes("").count(), 0);
+        // Nothing the server might send makes the reader panic: a stray character or a position
+        // without its letter is skipped.
+        assert_eq!(status_changes("7Hé5S12").collect::<Vec<_>>(), [(7, 'H')]);
     }
 
     #[test]
