@@ -95,15 +95,22 @@ impl Shared {
         }
     }
 
-    /// When the answer that gave a seat its new `status` (a letter of the compact formats) reached
-    /// the buyer, if it has.
-    pub fn answered(&self, seat: &str, status: char) -> Option<Instant> {
-        let answers = *lock(&self.seat_answered).get(seat)?;
-        match status {
-            'H' => Some(answers.held),
-            'S' => answers.sold,
-            _ => None,
-        }
+    /// For each (seat, new status letter) of one message, when the answer that gave the seat that
+    /// status reached its buyer, if it has. One lock per message: every subscriber's reader calls
+    /// this for every message it gets.
+    pub fn answered(&self, changes: &[(&str, char)]) -> Vec<Option<Instant>> {
+        let answered = lock(&self.seat_answered);
+        changes
+            .iter()
+            .map(|(seat, status)| {
+                let answers = answered.get(*seat)?;
+                match status {
+                    'H' => Some(answers.held),
+                    'S' => answers.sold,
+                    _ => None,
+                }
+            })
+            .collect()
     }
 
     /// When the last ticket was confirmed.
@@ -440,20 +447,22 @@ mod tests {
         let shared = Shared::new();
         let seats = ["s1".to_owned()];
         shared.seats_held(&seats);
-        let held = shared.answered("s1", 'H').expect("the hold was answered");
-        assert_eq!(shared.answered("s1", 'S'), None, "not checked out yet");
+        let [held, sold] = shared.answered(&[("s1", 'H'), ("s1", 'S')])[..] else {
+            panic!("one answer per change");
+        };
+        let held = held.expect("the hold was answered");
+        assert_eq!(sold, None, "not checked out yet");
         std::thread::sleep(Duration::from_millis(2));
         shared.seats_sold(&seats);
-        let sold = shared
-            .answered("s1", 'S')
-            .expect("the checkout was answered");
+        let sold = shared.answered(&[("s1", 'S')])[0].expect("the checkout was answered");
         assert!(
             sold > held,
             "a SOLD change counts from the checkout, not the hold"
         );
-        assert_eq!(shared.answered("s1", 'H'), Some(held));
-        assert_eq!(shared.answered("s1", 'A'), None);
-        assert_eq!(shared.answered("s2", 'H'), None);
+        assert_eq!(
+            shared.answered(&[("s1", 'H'), ("s1", 'A'), ("s2", 'H')]),
+            [Some(held), None, None]
+        );
         assert_eq!(shared.seats_held_twice.load(Ordering::Relaxed), 0);
         shared.seats_held(&seats);
         assert_eq!(shared.seats_held_twice.load(Ordering::Relaxed), 1);

@@ -319,12 +319,13 @@ async fn follow(
                         })
                         .collect(),
                 };
-                for (seat, status) in changed {
+                let answered = shared.answered(&changed);
+                for ((_, status), at) in changed.iter().zip(answered) {
                     // A change that arrives before its buyer's answer was delivered no later than
                     // the answer: it counts as immediate, not as missing.
-                    if let Some(at) = shared.answered(seat, status) {
+                    if let Some(at) = at {
                         record(delivery, received.saturating_duration_since(at));
-                    } else if status == 'S' {
+                    } else if *status == 'S' {
                         record(delivery, Duration::ZERO);
                     }
                 }
