@@ -279,20 +279,23 @@ fn write_json(out: &mut Vec<u8>, value: sea_orm::Value) -> Result<(), DbErr> {
 mod tests {
     use chrono::{TimeZone, Utc};
     use entity::enums::SeatStatus;
-    use entity::seat_change;
+    use entity::event_seat;
     use sea_orm::Set;
     use uuid::Uuid;
 
     use super::*;
 
-    fn change(seq: i64) -> seat_change::ActiveModel {
-        seat_change::ActiveModel {
+    fn change(version: i64) -> event_seat::ActiveModel {
+        event_seat::ActiveModel {
             event_id: Set(Uuid::from_u128(1)),
-            seq: Set(seq),
             seat_id: Set(Uuid::from_u128(2)),
-            status: Set(SeatStatus::Held),
+            section_id: Set(Uuid::from_u128(4)),
             tier_id: Set(Uuid::from_u128(3)),
-            changed_at: Set(Utc.with_ymd_and_hms(2026, 12, 2, 1, 2, 3).unwrap()),
+            status: Set(SeatStatus::Held),
+            hold_id: Set(Some(Uuid::from_u128(5))),
+            order_id: Set(None),
+            version: Set(version),
+            updated_at: Set(Utc.with_ymd_and_hms(2026, 12, 2, 1, 2, 3).unwrap()),
         }
     }
 
@@ -332,19 +335,22 @@ mod tests {
         assert_eq!(one.sql, many.sql);
         assert_eq!(
             one.sql,
-            "INSERT INTO \"seat_changes\" (\"event_id\", \"seq\", \"seat_id\", \"status\", \"tier_id\", \"changed_at\") \
-             SELECT \"event_id\", \"seq\", \"seat_id\", \"status\", \"tier_id\", \"changed_at\" \
-             FROM jsonb_populate_recordset(NULL::\"seat_changes\", $1::jsonb)"
+            "INSERT INTO \"event_seats\" (\"event_id\", \"seat_id\", \"section_id\", \"tier_id\", \"status\", \"hold_id\", \"order_id\", \"version\", \"updated_at\") \
+             SELECT \"event_id\", \"seat_id\", \"section_id\", \"tier_id\", \"status\", \"hold_id\", \"order_id\", \"version\", \"updated_at\" \
+             FROM jsonb_populate_recordset(NULL::\"event_seats\", $1::jsonb)"
         );
         assert_eq!(
             rows_of(&one),
             serde_json::json!([{
                 "event_id": Uuid::from_u128(1).to_string(),
-                "seq": 1,
                 "seat_id": Uuid::from_u128(2).to_string(),
-                "status": SeatStatus::Held.as_str(),
+                "section_id": Uuid::from_u128(4).to_string(),
                 "tier_id": Uuid::from_u128(3).to_string(),
-                "changed_at": "2026-12-02T01:02:03.000000Z",
+                "status": SeatStatus::Held.as_str(),
+                "hold_id": Uuid::from_u128(5).to_string(),
+                "order_id": null,
+                "version": 1,
+                "updated_at": "2026-12-02T01:02:03.000000Z",
             }])
         );
         assert_eq!(rows_of(&many).as_array().map(Vec::len), Some(50));

@@ -22,6 +22,7 @@ mod m20261201_000012_buyer_ticket_counts;
 mod m20261202_000013_ticket_copied_keys;
 mod m20261203_000014_idempotency_keys_room_to_complete;
 mod m20261203_000015_partial_indexes_for_hot_rows;
+mod m20261203_000016_seat_changes_per_batch;
 
 pub struct Migrator;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000013_ticket_copied_keys::Migration),
             Box::new(m20261203_000014_idempotency_keys_room_to_complete::Migration),
             Box::new(m20261203_000015_partial_indexes_for_hot_rows::Migration),
+            Box::new(m20261203_000016_seat_changes_per_batch::Migration),
         ]
     }
 }

@@ -431,6 +431,7 @@ impl Placed {
 async fn hold_all(inner: &Inner, event_id: Uuid, requests: &[Asked]) -> AppResult<Placed> {
     let db = &inner.db;
     let now = Utc::now();
+    let mut steps = Steps::start();
     let event = event_selling(db, event_id, now).await?;
     let mut outcomes: Outcomes<Option<hold::Model>> = (0..requests.len()).map(|_| None).collect();
     let mut pending = Vec::new();
@@ -453,7 +454,9 @@ async fn hold_all(inner: &Inner, event_id: Uuid, requests: &[Asked]) -> AppResul
     // Read before any seat: every change numbered up to here is in the pools after this.
     let seen = changelog::current_seq(db, event_id).await?;
     let mut kept = inner.kept_pools(event_id, seen).await?;
+    steps.lap("prepare");
     read_missing_pools(db, requests, &pending, &mut kept.pools).await?;
+    steps.lap("free_seat_read");
     let txn = db.begin().await?;
     let mut held_seats = HashMap::new();
     let batch = place(
@@ -466,8 +469,10 @@ async fn hold_all(inner: &Inner, event_id: Uuid, requests: &[Asked]) -> AppResul
         &mut outcomes,
         &mut held_seats,
         now,
+        &mut steps,
     )
     .await?;
+    steps.log(event_id, requests.len(), held_seats.len());
     if let Some(kept) = kept.after(batch) {
         inner.keep_pools(event_id, kept);
     }
@@ -606,13 +611,15 @@ impl Inner {
             return Ok(kept);
         }
         let changes = changelog::changes_between(&self.db, event_id, kept.seq, seen).await?;
-        if changes
-            .iter()
-            .any(|change| change.status == SeatStatus::Available)
+        if !changes.complete
+            || changes
+                .seats
+                .iter()
+                .any(|change| change.status == SeatStatus::Available)
         {
             return Ok(KeptPools::empty(seen, trust));
         }
-        let taken: HashSet<Uuid> = changes.iter().map(|change| change.seat_id).collect();
+        let taken: HashSet<Uuid> = changes.seats.iter().map(|change| change.seat_id).collect();
         for pool in kept.pools.values_mut() {
             pool.seats.retain(|seat| !taken.contains(&seat.seat_id));
         }
@@ -738,6 +745,7 @@ async fn place(
     outcomes: &mut Outcomes<Option<hold::Model>>,
     held_seats: &mut HashMap<Uuid, Vec<Uuid>>,
     now: DateTime<Utc>,
+    steps: &mut Steps,
 ) -> AppResult<BatchSeats> {
     let holds: Vec<hold::Model> = pending
         .iter()
@@ -774,6 +782,7 @@ async fn place(
         })
         .collect();
     let claimed = insert_skipping_conflicts::<idempotency_key::Entity, _>(txn, &keys).await?;
+    steps.lap("keys");
     let mut fresh = Vec::new();
     for ((request, hold), key) in pending.into_iter().zip(holds).zip(keys) {
         if claimed.contains(&key.id) {
@@ -786,6 +795,7 @@ async fn place(
     // The owning rows first, the lock order everywhere; a buyer already holding seats of the event
     // conflicts on the one-active-hold index and DO NOTHING skips just that row.
     let inserted = insert_skipping_conflicts::<hold::Entity, _>(txn, &fresh_holds).await?;
+    steps.lap("holds");
     let mut placing = Vec::new();
     let mut unused_keys = Vec::new();
     for (request, hold, key) in fresh {
@@ -803,6 +813,7 @@ async fn place(
     }
     // Counted after the holds are in, as `service::check_user_cap` explains.
     let (placing, over_cap) = within_user_caps(txn, event, placing, outcomes).await?;
+    steps.lap("caps");
     let mut dropped_holds: Vec<Uuid> = over_cap.iter().map(|placing| placing.hold.id).collect();
     unused_keys.extend(over_cap.iter().map(|placing| placing.key.id));
 
@@ -812,6 +823,7 @@ async fn place(
         unplaced,
         lost_any,
     } = choose_and_lock(txn, event.id, requests, placing, pools).await?;
+    steps.lap("choose_and_lock");
     for (placing, refusal) in unplaced {
         outcomes[placing.request.index] = Some(refusal);
         dropped_holds.push(placing.hold.id);
@@ -824,6 +836,7 @@ async fn place(
             .await?;
     }
     forget_keys(txn, &unused_keys).await?;
+    steps.lap("drop_unplaced");
     let mut batch = BatchSeats {
         seq: None,
         held: placed
@@ -836,6 +849,7 @@ async fn place(
         return Ok(batch);
     }
     mark_held(txn, event.id, &placed, now).await?;
+    steps.lap("mark_held");
     let mut per_tier: BTreeMap<Uuid, i32> = BTreeMap::new();
     let mut changed = Vec::new();
     for placing in &placed {
@@ -846,12 +860,59 @@ async fn place(
         }
     }
     adjust_tiers(txn, &per_tier, -1, now).await?;
+    steps.lap("tier_counters");
     batch.seq = Some(changelog::record(txn, event.id, &changed, now).await?);
+    steps.lap("change_log");
     for placing in placed {
         held_seats.insert(placing.hold.id, placing.seats);
         outcomes[placing.request.index] = Some(Ok(Some(placing.hold)));
     }
     Ok(batch)
+}
+
+/// Where a batch's placing spends its time, logged at debug level (`RUST_LOG=seatstorm::booking=debug`):
+/// the lane places one batch per event at a time, so these steps are what bounds an event's holds per
+/// second.
+struct Steps {
+    started: Instant,
+    last: Instant,
+    laps: Vec<(&'static str, Duration)>,
+}
+
+impl Steps {
+    fn start() -> Self {
+        let now = Instant::now();
+        Self {
+            started: now,
+            last: now,
+            laps: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, step: &'static str) {
+        let now = Instant::now();
+        self.laps.push((step, now - self.last));
+        self.last = now;
+    }
+
+    fn log(&self, event_id: Uuid, requests: usize, holds: usize) {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        let laps: Vec<String> = self
+            .laps
+            .iter()
+            .map(|(step, took)| format!("{step}={:.2}", took.as_secs_f64() * 1e3))
+            .collect();
+        tracing::debug!(
+            %event_id,
+            requests,
+            holds,
+            total_ms = self.started.elapsed().as_secs_f64() * 1e3,
+            steps_ms = %laps.join(" "),
+            "seat batch placed"
+        );
+    }
 }
 
 struct Choice {

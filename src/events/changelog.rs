@@ -11,8 +11,7 @@ use entity::prelude::*;
 use entity::{event_sequence, seat_change};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, Set,
 };
 use uuid::Uuid;
 
@@ -65,7 +64,8 @@ pub async fn start(db: &impl ConnectionTrait, event_id: Uuid) -> AppResult<()> {
 }
 
 /// Logs a change of `event_id`'s inventory in the caller's transaction; `seats` are (seat, new status,
-/// tier). General-admission changes log no seats but still take a number, so subscribers hear of them.
+/// tier). General-admission changes log no seats but still take a number (and an entry), so
+/// subscribers hear of them and readers can tell them from pruned ones.
 pub async fn record(
     db: &impl ConnectionTrait,
     event_id: Uuid,
@@ -86,18 +86,14 @@ pub async fn record(
         .await?
         .ok_or(AppError::NotFound("event sequence"))?
         .seq;
-    let rows: Vec<seat_change::ActiveModel> = seats
-        .iter()
-        .map(|(seat_id, status, tier_id)| seat_change::ActiveModel {
-            event_id: Set(event_id),
-            seq: Set(seq),
-            seat_id: Set(*seat_id),
-            status: Set(*status),
-            tier_id: Set(*tier_id),
-            changed_at: Set(now),
-        })
-        .collect();
-    crate::db::insert_all(db, rows).await?;
+    SeatChange::insert(seat_change::ActiveModel {
+        event_id: Set(event_id),
+        seq: Set(seq),
+        seats: Set(pack(seats)),
+        changed_at: Set(now),
+    })
+    .exec_without_returning(db)
+    .await?;
     Ok(seq)
 }
 
@@ -109,46 +105,77 @@ pub async fn current_seq(db: &impl ConnectionTrait, event_id: Uuid) -> AppResult
         .map_or(0, |row| row.seq))
 }
 
-/// Changes after `since` up to and including `until`, in sequence order.
+/// What the log still holds of a range of changes.
+#[derive(Debug)]
+pub struct Logged {
+    /// The seats changed, in sequence order (within a change, in the order it logged them).
+    pub seats: Vec<SeatState>,
+    /// Every change of the range is here: none was pruned (or made before the log kept an entry for
+    /// each change). Only then do `seats` say everything that happened.
+    pub complete: bool,
+}
+
+/// Changes after `since` up to and including `until`.
 pub async fn changes_between(
     db: &impl ConnectionTrait,
     event_id: Uuid,
     since: i64,
     until: i64,
-) -> AppResult<Vec<SeatState>> {
-    Ok(SeatChange::find()
+) -> AppResult<Logged> {
+    let changes = SeatChange::find()
         .filter(seat_change::Column::EventId.eq(event_id))
         .filter(seat_change::Column::Seq.gt(since))
         .filter(seat_change::Column::Seq.lte(until))
         .order_by_asc(seat_change::Column::Seq)
-        .order_by_asc(seat_change::Column::SeatId)
         .all(db)
-        .await?
-        .into_iter()
-        .map(|row| SeatState {
-            seq: row.seq,
-            seat_id: row.seat_id,
-            status: row.status,
-            tier_id: row.tier_id,
-        })
-        .collect())
+        .await?;
+    let complete = i64::try_from(changes.len()).is_ok_and(|logged| logged == until - since);
+    let mut seats = Vec::new();
+    for change in changes {
+        unpack(&change.seats, change.seq, &mut seats)?;
+    }
+    Ok(Logged { seats, complete })
 }
 
-/// The oldest sequence number still in the log for the event (older ones were pruned); 0 if none.
-pub async fn oldest_seq(db: &impl ConnectionTrait, event_id: Uuid) -> AppResult<Option<i64>> {
-    Ok(SeatChange::find()
-        .select_only()
-        .column_as(seat_change::Column::Seq.min(), "seq")
-        .filter(seat_change::Column::EventId.eq(event_id))
-        .into_model::<OptionalSeq>()
-        .one(db)
-        .await?
-        .and_then(|row| row.seq))
+/// Bytes per seat in a packed change: the seat's id, its status, its tier's id.
+const PACKED_SEAT: usize = 16 + 1 + 16;
+
+fn pack(seats: &[(Uuid, SeatStatus, Uuid)]) -> Vec<u8> {
+    let mut packed = Vec::with_capacity(seats.len() * PACKED_SEAT);
+    for (seat, status, tier) in seats {
+        packed.extend_from_slice(seat.as_bytes());
+        packed.push(match status {
+            SeatStatus::Available => b'a',
+            SeatStatus::Held => b'h',
+            SeatStatus::Sold => b's',
+        });
+        packed.extend_from_slice(tier.as_bytes());
+    }
+    packed
 }
 
-#[derive(FromQueryResult)]
-struct OptionalSeq {
-    seq: Option<i64>,
+fn unpack(packed: &[u8], seq: i64, into: &mut Vec<SeatState>) -> AppResult<()> {
+    let corrupt = || AppError::Internal(anyhow::anyhow!("change {seq} of the seat log is corrupt"));
+    if packed.len() % PACKED_SEAT != 0 {
+        return Err(corrupt());
+    }
+    for seat in packed.chunks_exact(PACKED_SEAT) {
+        let (seat_id, rest) = seat.split_at(16);
+        let (status, tier_id) = rest.split_at(1);
+        let status = match status[0] {
+            b'a' => SeatStatus::Available,
+            b'h' => SeatStatus::Held,
+            b's' => SeatStatus::Sold,
+            _ => return Err(corrupt()),
+        };
+        into.push(SeatState {
+            seq,
+            seat_id: Uuid::from_slice(seat_id).map_err(|_| corrupt())?,
+            status,
+            tier_id: Uuid::from_slice(tier_id).map_err(|_| corrupt())?,
+        });
+    }
+    Ok(())
 }
 
 /// Forgets log entries older than `before`; clients resuming from before that get a fresh snapshot.
@@ -171,6 +198,41 @@ mod tests {
             status,
             tier_id: Uuid::nil(),
         }
+    }
+
+    #[test]
+    fn a_packed_change_unpacks_to_its_seats_in_order() {
+        let seats = [
+            (Uuid::from_u128(9), SeatStatus::Held, Uuid::from_u128(1)),
+            (Uuid::from_u128(3), SeatStatus::Sold, Uuid::from_u128(2)),
+            (
+                Uuid::from_u128(5),
+                SeatStatus::Available,
+                Uuid::from_u128(1),
+            ),
+        ];
+        let mut unpacked = Vec::new();
+        unpack(&pack(&seats), 7, &mut unpacked).expect("unpacks");
+        let expected: Vec<SeatState> = seats
+            .iter()
+            .map(|(seat_id, status, tier_id)| SeatState {
+                seq: 7,
+                seat_id: *seat_id,
+                status: *status,
+                tier_id: *tier_id,
+            })
+            .collect();
+        assert_eq!(unpacked, expected);
+        unpack(&pack(&[]), 8, &mut unpacked).expect("a seatless change");
+        assert_eq!(unpacked.len(), 3);
+    }
+
+    #[test]
+    fn a_damaged_change_is_an_error_not_a_wrong_seat() {
+        let mut packed = pack(&[(Uuid::from_u128(1), SeatStatus::Held, Uuid::nil())]);
+        assert!(unpack(&packed[..packed.len() - 1], 1, &mut Vec::new()).is_err());
+        packed[16] = b'x';
+        assert!(unpack(&packed, 1, &mut Vec::new()).is_err());
     }
 
     #[test]

@@ -340,7 +340,11 @@ async fn next_batch(
     if availability.seq <= last {
         return Ok(None);
     }
-    let seats = changelog::changes_between(db, event_id, last, availability.seq).await?;
+    // A live feed follows every change as it is made; one pruned from under it has nothing left to
+    // tell, so it goes on with what the log holds, as its snapshot readers would.
+    let seats = changelog::changes_between(db, event_id, last, availability.seq)
+        .await?
+        .seats;
     Ok(Some(LoggedChanges {
         from_seq: last,
         to_seq: availability.seq,

@@ -206,10 +206,10 @@ async fn first_update(
         }
         let current = changelog::current_seq(db, event_id).await?;
         if (0..=current).contains(&since) {
-            let oldest = changelog::oldest_seq(db, event_id).await?;
-            if oldest.is_none_or(|oldest| oldest <= since + 1) {
-                let seats = changelog::changes_between(db, event_id, since, current).await?;
-                let seats = changelog::latest_per_seat(seats);
+            let logged = changelog::changes_between(db, event_id, since, current).await?;
+            // Some of what the client missed was pruned: only a snapshot brings it up to date.
+            if logged.complete {
+                let seats = changelog::latest_per_seat(logged.seats);
                 return Ok(delta(event_id, feed, since, current, seats.into()));
             }
         }
@@ -300,7 +300,7 @@ pub async fn seat_map_updates(
                 // is filled from the log rather than skipped.
                 let missing =
                     Box::pin(changelog::changes_between(&db, event_id, sent, batch.from_seq));
-                let Ok(mut seats) = missing.await else {
+                let Ok(changelog::Logged { mut seats, .. }) = missing.await else {
                     break;
                 };
                 // The feed sends its batches in order, each starting where the last ended.

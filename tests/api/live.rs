@@ -71,6 +71,21 @@ pub mod seat_map {
     const HOLD_SEATS: &str =
         "mutation($input: HoldSeatsInput!) { holdSeats(input: $input) { id } }";
 
+    /// A new `seatMapChanged` subscriber of the event (resuming after `since`, if given) with its
+    /// first message.
+    async fn first_seat_map(app: &TestApp, event_id: Uuid, since: Option<i64>) -> (Socket, Value) {
+        let mut socket = connect(app, "graphql-transport-ws", json!({})).await;
+        subscribe(
+            &mut socket,
+            "graphql-transport-ws",
+            SEAT_MAP_CHANGED,
+            json!({ "id": event_id, "since": since }),
+        )
+        .await;
+        let first = next_data(&mut socket).await["seatMapChanged"].clone();
+        (socket, first)
+    }
+
     /// Starts a subscription on a socket that completed `connection_init`.
     async fn subscribe(socket: &mut Socket, protocol: &str, query: &str, variables: Value) {
         let kind = if protocol == "graphql-ws" {
@@ -274,33 +289,51 @@ pub mod seat_map {
         let app = TestApp::spawn().await;
         let event = create_event_shaped(&app, "Resume", 5, Shape::default()).await;
         let seats = seat_ids(&app, event.event_id).await;
-        let mut socket = connect(&app, "graphql-transport-ws", json!({})).await;
-        subscribe(
-            &mut socket,
-            "graphql-transport-ws",
-            SEAT_MAP_CHANGED,
-            json!({ "id": event.event_id }),
-        )
-        .await;
-        let seq = next_data(&mut socket).await["seatMapChanged"]["seq"]
-            .as_i64()
-            .expect("seq");
-        drop(socket);
-
-        let buyers = app.buyers(3).await;
-        for (n, token) in buyers.iter().enumerate() {
-            hold(&app, token, event.event_id, &seats[n..n + 1]).await;
-        }
-        let mut socket = connect(&app, "graphql-transport-ws", json!({})).await;
-        subscribe(
-            &mut socket,
-            "graphql-transport-ws",
-            SEAT_MAP_CHANGED,
-            json!({ "id": event.event_id, "since": seq }),
-        )
-        .await;
-        let resumed = next_data(&mut socket).await["seatMapChanged"].clone();
+        let seq = missed_holds(&app, event.event_id, &seats[..3]).await;
+        let (_socket, resumed) = first_seat_map(&app, event.event_id, Some(seq)).await;
         assert_resumed(&resumed, seq, &seats[..3]);
+    }
+
+    /// Reads the seat map's number, leaves, then holds each of `seats` for a buyer of its own (a
+    /// change each); returns the number the client left at.
+    async fn missed_holds(app: &TestApp, event_id: Uuid, seats: &[String]) -> i64 {
+        let (socket, first) = first_seat_map(app, event_id, None).await;
+        drop(socket);
+        let buyers = app.buyers(seats.len()).await;
+        for (seat, token) in seats.iter().zip(&buyers) {
+            hold(app, token, event_id, std::slice::from_ref(seat)).await;
+        }
+        first["seq"].as_i64().expect("seq")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_resuming_past_a_pruned_change_gets_a_snapshot_not_a_partial_delta() {
+        use entity::prelude::SeatChange;
+        use entity::seat_change;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+        let app = TestApp::spawn().await;
+        let event = create_event_shaped(&app, "Pruned", 5, Shape::default()).await;
+        let seats = seat_ids(&app, event.event_id).await;
+        let seq = missed_holds(&app, event.event_id, &seats[..2]).await;
+        // The first change the client missed is gone from the log, as the sweeper's pruning does.
+        let pruned = SeatChange::delete_many()
+            .filter(seat_change::Column::EventId.eq(event.event_id))
+            .filter(seat_change::Column::Seq.eq(seq + 1))
+            .exec(&app.state.db)
+            .await
+            .expect("prune one change");
+        assert_eq!(pruned.rows_affected, 1);
+        let (_socket, resumed) = first_seat_map(&app, event.event_id, Some(seq)).await;
+        assert_eq!(resumed["kind"], "SNAPSHOT", "{resumed}");
+        let held: Vec<&str> = resumed["seats"]
+            .as_array()
+            .expect("seats")
+            .iter()
+            .filter(|seat| seat["status"] == "HELD")
+            .filter_map(|seat| seat["seatId"].as_str())
+            .collect();
+        assert_eq!(held.len(), 2, "both holds, the pruned one too: {resumed}");
     }
 
     /// A resume's first message: a DELTA from `since` with exactly the `missed` seats, one number each.
