@@ -340,8 +340,9 @@ async fn next_batch(
     if availability.seq <= last {
         return Ok(None);
     }
-    // A live feed follows every change as it is made; one pruned from under it has nothing left to
-    // tell, so it goes on with what the log holds, as its snapshot readers would.
+    // Not checked for completeness: a feed reads every change within a second (`SAFETY_POLL`), and
+    // pruning takes only changes hours old, so nothing it has yet to read is pruned unless it stalled
+    // for hours; then it goes on from what the log holds.
     let seats = changelog::changes_between(db, event_id, last, availability.seq)
         .await?
         .seats;
