@@ -197,17 +197,8 @@ pub mod seat_map {
         let b = a.spawn_sibling().await;
         let event = create_event_shaped(&a, "Two Instances", 5, Shape::default()).await;
         let seats = seat_ids(&a, event.event_id).await;
-        let mut socket = connect(&b, "graphql-transport-ws", json!({})).await;
-        subscribe(
-            &mut socket,
-            "graphql-transport-ws",
-            SEAT_MAP_CHANGED,
-            json!({ "id": event.event_id }),
-        )
-        .await;
-        let seq = next_data(&mut socket).await["seatMapChanged"]["seq"]
-            .as_i64()
-            .expect("seq");
+        let (mut socket, first) = first_seat_map(&b, event.event_id, None).await;
+        let seq = first["seq"].as_i64().expect("seq");
         let buyers = a.buyers(2).await;
         hold(&a, &buyers[0], event.event_id, &seats[..1]).await;
         hold(&a, &buyers[1], event.event_id, &seats[1..3]).await;
@@ -237,17 +228,8 @@ pub mod seat_map {
         let app = TestApp::spawn().await;
         let event = create_event_shaped(&app, "Late Joiner", 5, Shape::default()).await;
         let seats = seat_ids(&app, event.event_id).await;
-        let mut early = connect(&app, "graphql-transport-ws", json!({})).await;
-        subscribe(
-            &mut early,
-            "graphql-transport-ws",
-            SEAT_MAP_CHANGED,
-            json!({ "id": event.event_id }),
-        )
-        .await;
-        let seq = next_data(&mut early).await["seatMapChanged"]["seq"]
-            .as_i64()
-            .expect("seq");
+        let (mut early, first) = first_seat_map(&app, event.event_id, None).await;
+        let seq = first["seq"].as_i64().expect("seq");
         let buyers = app.buyers(2).await;
         hold(&app, &buyers[0], event.event_id, &seats[..2]).await;
         hold(&app, &buyers[1], event.event_id, &seats[2..3]).await;
@@ -259,15 +241,7 @@ pub mod seat_map {
         }
 
         // The early subscriber keeps the feed (and its map) alive while the late one joins.
-        let mut late = connect(&app, "graphql-transport-ws", json!({})).await;
-        subscribe(
-            &mut late,
-            "graphql-transport-ws",
-            SEAT_MAP_CHANGED,
-            json!({ "id": event.event_id }),
-        )
-        .await;
-        let snapshot = next_data(&mut late).await["seatMapChanged"].clone();
+        let (_late, snapshot) = first_seat_map(&app, event.event_id, None).await;
         assert_eq!(snapshot["kind"], "SNAPSHOT");
         assert_eq!(snapshot["seq"], last);
         let listed = snapshot["seats"].as_array().expect("seats");
@@ -368,15 +342,7 @@ pub mod seat_map {
             },
         )
         .await;
-        let mut socket = connect(&app, "graphql-transport-ws", json!({})).await;
-        subscribe(
-            &mut socket,
-            "graphql-transport-ws",
-            SEAT_MAP_CHANGED,
-            json!({ "id": event.event_id }),
-        )
-        .await;
-        let snapshot = next_data(&mut socket).await["seatMapChanged"].clone();
+        let (mut socket, snapshot) = first_seat_map(&app, event.event_id, None).await;
         let mut replayed: HashMap<String, String> = snapshot["seats"]
             .as_array()
             .expect("seats")
