@@ -12,7 +12,8 @@ pub async fn run(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
     let backend = manager.get_database_backend();
     let (uuid, ts, json, bytes) = match backend {
         DbBackend::Postgres => ("uuid", "timestamptz", "jsonb", "bytea"),
-        // SQLite has no such types; these names give TEXT affinity, which is how SeaORM reads them back.
+        // SQLite has no such types; these names give TEXT affinity (`blob` BLOB), which is how SeaORM
+        // reads them back.
         DbBackend::Sqlite => (
             "uuid_text",
             "timestamp_with_timezone_text",
